@@ -1,0 +1,74 @@
+"""The routine protocol, and "the routine running on this thread".
+
+Each thread keeps a stack of stop flags: the flag of every routine of this library whose work
+runs on the thread, plus the one a Monitor sets when it stops the routine it started there.
+`stopping()` and `sleep()` look at that stack.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
+
+from ._flag import Flag, wait_any
+from ._validate import check_seconds
+
+__all__ = ["Routine", "running_as", "sleep", "stopping"]
+
+
+@runtime_checkable
+class Routine(Protocol):
+    """Anything with `start()` (runs the work, returns when done) and `stop()` (asks it to end).
+
+    `stop()` is thread-safe, idempotent and quick, may be called before `start()` (which then
+    returns at once) and from any thread. A routine may have a `name: str` attribute.
+    """
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _ThreadRoutines(threading.local):
+    def __init__(self) -> None:
+        self.flags: list[Flag] = []
+
+
+_local = _ThreadRoutines()
+
+
+@contextmanager
+def running_as(flag: Flag) -> Iterator[None]:
+    """Mark the current thread as running a routine whose stop flag is `flag`."""
+    flags = _local.flags
+    flags.append(flag)
+    try:
+        yield
+    finally:
+        flags.pop()
+
+
+def stopping() -> bool:
+    """True once the routine running on the current thread was asked to stop.
+
+    False outside any routine.
+    """
+    return any(flag.is_set() for flag in _local.flags)
+
+
+def sleep(seconds: float) -> bool:
+    """A drop-in for `time.sleep` in routine loops: returns True early when asked to stop.
+
+    Sleeps `seconds` of real time and returns False, unless the routine running on this thread
+    is (or becomes) stopping, in which case it returns True at once. Outside a routine it is a
+    plain sleep that returns False.
+    """
+    duration = check_seconds("seconds", seconds)
+    flags = _local.flags
+    if not flags:
+        time.sleep(duration)  # allowed: outside a routine there is nothing to wake the sleep
+        return False
+    return wait_any(flags, duration)

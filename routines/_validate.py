@@ -1,0 +1,131 @@
+"""Argument checks shared by every constructor: clear errors at the call that made the mistake."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+__all__ = [
+    "check_bool",
+    "check_callable",
+    "check_choice",
+    "check_fraction",
+    "check_int",
+    "check_name",
+    "check_optional_seconds",
+    "check_routine",
+    "check_seconds",
+    "routine_name",
+]
+
+
+def check_optional_seconds(arg: str, value: object, *, allow_zero: bool = True) -> float | None:
+    """Like `check_seconds`, but None (no limit) passes through."""
+    if value is None:
+        return None
+    return check_seconds(arg, value, allow_zero=allow_zero, allow_none=True)
+
+
+def check_seconds(
+    arg: str, value: object, *, allow_zero: bool = True, allow_none: bool = False
+) -> float:
+    """Return `value` as a finite number of seconds, or raise naming `arg`."""
+    bound = "a non-negative" if allow_zero else "a positive"
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        none = " or None" if allow_none else ""
+        msg = f"{arg} must be {bound} number of seconds or a timedelta{none}, got {value!r}"
+        raise TypeError(msg)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        msg = f"{arg} must be {bound} finite number of seconds, got {value!r}"
+        raise ValueError(msg)
+    return seconds
+
+
+def check_int(arg: str, value: object, *, minimum: int) -> int:
+    """Return `value` as an int of at least `minimum`, or raise naming `arg`."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        msg = f"{arg} must be an int, got {value!r}"
+        raise TypeError(msg)
+    if value < minimum:
+        msg = f"{arg} must be >= {minimum}, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def check_fraction(arg: str, value: object) -> float:
+    """Return `value` as a float in [0, 1), or raise naming `arg`."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        msg = f"{arg} must be a number in [0, 1), got {value!r}"
+        raise TypeError(msg)
+    if not 0 <= value < 1:  # also false for NaN
+        msg = f"{arg} must be in [0, 1), got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def check_bool(arg: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        msg = f"{arg} must be a bool, got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+def check_callable(arg: str, value: object, *, allow_none: bool = False) -> Any:
+    """Return `value` if it is callable (or None when allowed), else raise naming `arg`."""
+    if (value is None and allow_none) or callable(value):
+        return value
+    none = " or None" if allow_none else ""
+    msg = f"{arg} must be callable{none}, got {value!r}"
+    raise TypeError(msg)
+
+
+def check_choice(arg: str, value: object, choices: tuple[str, ...]) -> Any:
+    if not isinstance(value, str) or value not in choices:
+        msg = f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def check_name(value: object, arg: str = "name") -> str | None:
+    """Return a routine name: None (use the default) or a non-empty string."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        msg = f"{arg} must be a str or None, got {value!r}"
+        raise TypeError(msg)
+    if not value.strip():
+        msg = f"{arg} must not be empty, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def check_routine(arg: str, value: object) -> Any:
+    """Raise unless `value` has callable `start` and `stop` (the Routine protocol)."""
+    for method in ("start", "stop"):
+        if not callable(getattr(value, method, None)):
+            msg = (
+                f"{arg} must be a routine (an object with callable start() and stop()), "
+                f"got {value!r} without a callable {method}()"
+            )
+            raise TypeError(msg)
+    return value
+
+
+def routine_name(routine: object) -> str:
+    """A routine's `name` attribute if it is a non-empty str, else its class name."""
+    name = getattr(routine, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return type(routine).__name__
+
+
+def describe_callable(fn: Callable[..., object]) -> str:
+    """The qualified name of a callable, for default routine names."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else type(fn).__name__

@@ -1,0 +1,51 @@
+"""House rules every test obeys: no routine thread left behind, no uncaught thread exception,
+and the signal handlers as they were."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from routines._threads import join_all
+
+# Threads that end on their own shortly after the test (a stop-callback helper, say) get this
+# long; anything alive after it is a leak.
+THREAD_GRACE = 5.0
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_behind() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    leftover = [thread for thread in threading.enumerate() if thread not in before]
+    alive = join_all(leftover, THREAD_GRACE)
+    assert not alive, f"the test left threads running: {[t.name for t in alive]}"
+
+
+@pytest.fixture(autouse=True)
+def no_uncaught_thread_exception() -> Iterator[None]:
+    caught: list[threading.ExceptHookArgs] = []
+    previous = threading.excepthook
+    threading.excepthook = caught.append
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+    assert not caught, f"exceptions escaped threads: {[(a.thread, a.exc_value) for a in caught]}"
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored() -> Iterator[None]:
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+    before = {signum: signal.getsignal(signum) for signum in watched}
+    wakeup_before = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup_before)
+    yield
+    after = {signum: signal.getsignal(signum) for signum in watched}
+    assert after == before, "the test changed signal handlers and did not restore them"
+    wakeup_after = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup_after)
+    assert wakeup_after == wakeup_before, "the test left a signal wakeup fd installed"
