@@ -7,23 +7,29 @@ from ._clock import Clock
 from ._combined import CombinedRoutine
 from ._context import Routine, sleep, stopping
 from ._errors import PoolClosed, PoolFull, RoutinesError
+from ._monitor import Monitor, monitor
 from ._routine import BackgroundRoutine, NoopRoutine
 from ._status import RoutineEvent, RoutineOutcome, RoutineStatus, ShutdownReport
+from ._supervise import RestartPolicy, supervised
 
 __all__ = [
     "BackgroundRoutine",
     "CallbackRoutine",
     "Clock",
     "CombinedRoutine",
+    "Monitor",
     "NoopRoutine",
     "PoolClosed",
     "PoolFull",
+    "RestartPolicy",
     "Routine",
     "RoutineEvent",
     "RoutineOutcome",
     "RoutineStatus",
     "RoutinesError",
     "ShutdownReport",
+    "monitor",
     "sleep",
     "stopping",
+    "supervised",
 ]

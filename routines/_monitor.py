@@ -1,0 +1,513 @@
+"""The Monitor: starts routines on threads, supervises them, and stops them all on a signal.
+
+Data flows one way at shutdown: signal -> monitor -> `stop()` on each routine -> outcomes ->
+report. Status flows up the same way. The Monitor knows routines only through the protocol
+(and an optional `status()`).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal as _signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import timedelta
+from types import TracebackType
+from typing import Literal, TypeAlias
+
+from typing_extensions import Self, final
+
+from ._context import Routine, running_as
+from ._flag import Flag
+from ._serial import SerialRunner
+from ._signals import SignalCatcher
+from ._status import (
+    EventKind,
+    RoutineEvent,
+    RoutineOutcome,
+    RoutineState,
+    RoutineStatus,
+    ShutdownReport,
+    describe_error,
+    signal_name,
+)
+from ._stopcalls import StopCaller
+from ._supervise import RestartPolicy, RestartWindow, Supervised
+from ._threads import join_all, thread_stack
+from ._validate import check_callable, check_routine, check_seconds, routine_name
+
+__all__ = ["Monitor", "monitor"]
+
+logger = logging.getLogger("routines")
+
+Phase: TypeAlias = Literal["new", "running", "stopping", "done"]
+
+# After the deadline, how long callbacks (on_event) still get to deliver what is queued, and how
+# long threads that already reported their end get to finish exiting.
+_CALLBACK_GRACE = 1.0
+_EXIT_GRACE = 1.0
+
+
+class _Child:
+    """The Monitor's record of one routine. Guarded by the Monitor's lock."""
+
+    def __init__(self, routine: Routine, policy: RestartPolicy) -> None:
+        self.routine = routine
+        self.name = routine_name(routine)
+        self.window = RestartWindow(policy)
+        # Set when the Monitor stops this routine: its thread is then "stopping".
+        self.stop_mark = Flag()
+        self.thread: threading.Thread | None = None
+        self.state: RoutineState = "idle"
+        self.restarts = 0
+        self.last_error: BaseException | None = None
+        self.stop_error: BaseException | None = None
+        self.outcome: RoutineOutcome | None = None
+        self.last_failure_logged: tuple[type[BaseException], str] | None = None
+
+    @property
+    def policy(self) -> RestartPolicy:
+        return self.window.policy
+
+
+@final
+class Monitor:
+    """Runs routines on daemon threads, restarts them by policy and stops them all on a signal.
+
+    `run()` blocks until SIGINT/SIGTERM (or `shutdown()`, or every routine ended), then calls
+    `stop()` on every routine at once and waits for them against one deadline, `stop_timeout`
+    from the start of shutdown. A second signal during shutdown stops the waiting at once.
+    """
+
+    def __init__(
+        self,
+        *routines: Routine,
+        stop_timeout: float | timedelta = 10.0,
+        signals: Iterable[int] = (_signal.SIGINT, _signal.SIGTERM),
+        on_signal: Mapping[int, Callable[[], object]] | None = None,
+        restart: RestartPolicy | None = None,
+        on_event: Callable[[RoutineEvent], object] | None = None,
+    ) -> None:
+        if restart is None:
+            restart = RestartPolicy()
+        elif not isinstance(restart, RestartPolicy):
+            msg = f"restart must be a RestartPolicy or None, got {restart!r}"
+            raise TypeError(msg)
+        self._children: list[_Child] = []
+        seen: set[int] = set()
+        for index, given in enumerate(routines):
+            check_routine(f"routines[{index}]", given)
+            routine, policy = (
+                (given.routine, given.policy) if isinstance(given, Supervised) else (given, restart)
+            )
+            if id(routine) in seen:
+                msg = f"routines[{index}] is passed twice to one Monitor: {routine!r}"
+                raise ValueError(msg)
+            seen.add(id(routine))
+            self._children.append(_Child(routine, policy))
+        self._stop_timeout = check_seconds("stop_timeout", stop_timeout)
+        self._shutdown_signals = _check_signals("signals", signals)
+        self._on_signal = _check_on_signal(on_signal)
+        self._on_event: Callable[[RoutineEvent], object] | None = check_callable(
+            "on_event", on_event, allow_none=True
+        )
+
+        self._cond = threading.Condition(threading.Lock())
+        self._phase: Phase = "new"
+        self._ended = 0  # children with a final outcome
+        self._reason: str | None = None
+        self._signal: int | None = None
+        self._forced = False
+        self._report: ShutdownReport | None = None
+        self._wake_pump: Callable[[], None] | None = None
+        self._events: SerialRunner | None = None
+        self._signal_callbacks: SerialRunner | None = None
+        self._stop_caller = StopCaller("routines:monitor:stop")
+
+    # -- the public face -------------------------------------------------------------------
+
+    def run(self) -> ShutdownReport:
+        """Start every routine, block until a shutdown signal or `shutdown()`, stop all, report.
+
+        Installs handlers for `signals` (and the keys of `on_signal`) in the main thread first,
+        and restores the previous ones before returning.
+        """
+        handled = (*self._shutdown_signals, *self._on_signal)
+        if not handled:
+            self.start()
+            report = self.wait()
+            assert report is not None
+            return report
+        with SignalCatcher(handled) as catcher:
+            if self._on_signal:
+                self._signal_callbacks = SerialRunner("routines:monitor:signals", "on_signal")
+            self._wake_pump = catcher.wake
+            try:
+                self.start()
+                while (report := self._finished_report()) is None:
+                    for signum in catcher.wait():
+                        self._handle_signal(signum)
+            finally:
+                self._wake_pump = None
+                if self._signal_callbacks is not None:
+                    self._signal_callbacks.close(0.0 if self._forced else _CALLBACK_GRACE)
+        return report
+
+    def start(self) -> None:
+        """Start every routine, each on its own daemon thread, and return at once."""
+        with self._cond:
+            if self._phase != "new":
+                msg = f"monitor was already started (it is {self._phase}); a Monitor runs once"
+                raise RuntimeError(msg)
+            self._phase = "running"
+            if self._on_event is not None:
+                self._events = SerialRunner("routines:monitor:events", "on_event")
+            if not self._children:
+                self._begin_shutdown("all routines ended")
+            for child in self._children:
+                child.thread = threading.Thread(
+                    target=self._supervise, args=(child,), name=f"routine:{child.name}", daemon=True
+                )
+            threading.Thread(target=self._coordinate, name="routines:monitor", daemon=True).start()
+            for child in self._children:
+                assert child.thread is not None
+                child.thread.start()
+
+    def shutdown(self, reason: str = "shutdown requested") -> None:
+        """Ask every routine to stop. Thread-safe, non-blocking, callable from anywhere.
+
+        Before `start()`, the monitor stops as soon as it starts. A second call changes nothing.
+        """
+        if not isinstance(reason, str):
+            msg = f"reason must be a str, got {reason!r}"
+            raise TypeError(msg)
+        with self._cond:
+            self._begin_shutdown(reason)
+
+    def wait(self, timeout: float | None = None) -> ShutdownReport | None:
+        """Block until the shutdown is over; the report, or None if `timeout` ran out first."""
+        seconds = None if timeout is None else check_seconds("timeout", timeout)
+        with self._cond:
+            if self._phase == "new":
+                msg = "monitor was not started: call start() or run() first"
+                raise RuntimeError(msg)
+            self._cond.wait_for(lambda: self._report is not None, seconds)
+            return self._report
+
+    def status(self) -> list[RoutineStatus]:
+        """Every routine's state and restart count now; never blocks on a running routine."""
+        with self._cond:
+            seen = [
+                (child, child.state, child.restarts, describe_error(child.last_error))
+                for child in self._children
+            ]
+        statuses = []
+        for child, state, restarts, last_error in seen:
+            own = _own_status(child.routine)
+            if own is None:
+                statuses.append(RoutineStatus(child.name, state, restarts, last_error))
+            else:
+                last_error = last_error or own.last_error
+                statuses.append(
+                    replace(
+                        own, name=child.name, state=state, restarts=restarts, last_error=last_error
+                    )
+                )
+        return statuses
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.shutdown("context exited")
+        else:
+            self.shutdown(f"context exited with {describe_error(exc)}")
+        self.wait()
+
+    def __repr__(self) -> str:
+        return f"<Monitor {self._phase} with {len(self._children)} routines>"
+
+    # -- signals (on the thread that called run()) -----------------------------------------
+
+    def _handle_signal(self, signum: int) -> None:
+        name = signal_name(signum)
+        callback = self._on_signal.get(signum)
+        if callback is not None and self._signal_callbacks is not None:
+            logger.info("received %s: calling its on_signal callback", name)
+            self._signal_callbacks.submit(callback)
+        if signum not in self._shutdown_signals:
+            return
+        with self._cond:
+            if self._phase == "running":
+                logger.info("received %s: shutting down", name)
+                self._begin_shutdown(f"received {name}", signum)
+            elif self._phase == "stopping" and not self._forced:
+                logger.warning("received %s during shutdown: no longer waiting for routines", name)
+                self._forced = True
+                self._cond.notify_all()
+
+    def _finished_report(self) -> ShutdownReport | None:
+        with self._cond:
+            return self._report
+
+    # -- supervision (one thread per routine) ----------------------------------------------
+
+    def _supervise(self, child: _Child) -> None:
+        with running_as(child.stop_mark):
+            delay: float | None = 0.0
+            while delay is not None:
+                if child.stop_mark.wait(delay):
+                    self._end_waiting(child)
+                    return
+                with self._cond:
+                    if child.stop_mark.is_set():
+                        self._end_waiting(child)
+                        return
+                    child.state = "running"
+                    self._emit(child, "started")
+                error: BaseException | None = None
+                try:
+                    child.routine.start()
+                except BaseException as exc:  # noqa: BLE001 - handed on to the report and the policy
+                    error = exc
+                delay = self._after_run(child, error)
+
+    def _end_waiting(self, child: _Child) -> None:
+        """Shutdown found the routine not running: before its first start, or in a backoff."""
+        with self._cond:
+            if child.last_error is None:
+                self._finish(child, "stopped", None, "stopped")
+            else:
+                self._finish(child, "failed", child.last_error, "failed")
+
+    def _after_run(self, child: _Child, error: BaseException | None) -> float | None:
+        """Decide what follows a run: seconds until the restart, or None when it is over."""
+        with self._cond:
+            if child.stop_mark.is_set():
+                self._finish(child, "stopped", error, "stopped")
+                return None
+            if error is not None:
+                child.last_error = error
+                self._emit(child, "failed", error)
+                self._log_failure(child, error)
+                if child.policy.restart == "never":
+                    self._finish(child, "failed", error, None)
+                    return None
+            else:
+                child.last_error = None
+                self._emit(child, "finished")
+                if child.policy.restart != "always":
+                    self._finish(child, "finished", None, None)
+                    return None
+            number = child.window.next_restart(time.monotonic())
+            if number is None:
+                self._give_up(child, error)
+                return None
+            child.restarts += 1
+            child.state = "restarting"
+            self._emit(child, "restarting", error)
+            delay = child.policy.delay(number)
+        logger.info("routine %r: restart %d in %.3gs", child.name, number, delay)
+        return delay
+
+    def _give_up(self, child: _Child, error: BaseException | None) -> None:
+        policy = child.policy
+        logger.error(
+            "routine %r: giving up after %d restarts within %gs",
+            child.name,
+            policy.max_restarts,
+            policy.within_seconds,
+        )
+        self._emit(child, "gave_up", error)
+        self._finish(child, "failed", error, None)
+        if policy.on_give_up == "shutdown":
+            last = f", last error: {describe_error(error)}" if error is not None else ""
+            self._begin_shutdown(
+                f"routine {child.name!r} gave up after {policy.max_restarts} restarts "
+                f"within {policy.within_seconds:g}s{last}"
+            )
+
+    def _log_failure(self, child: _Child, error: BaseException) -> None:
+        # A crash loop repeats the same error: its traceback is logged once, the repeats briefly.
+        signature = (type(error), str(error))
+        if signature == child.last_failure_logged:
+            logger.warning("routine %r failed again: %s", child.name, describe_error(error))
+            return
+        child.last_failure_logged = signature
+        logger.error("routine %r failed: %s", child.name, describe_error(error), exc_info=error)
+
+    def _finish(
+        self,
+        child: _Child,
+        state: Literal["stopped", "finished", "failed"],
+        error: BaseException | None,
+        event: EventKind | None,
+    ) -> None:
+        """Record a routine's final outcome (under the lock)."""
+        if child.outcome is not None or self._phase == "done":
+            return  # the report was written without it: the routine was past its deadline
+        child.outcome = RoutineOutcome(child.name, state, error)
+        child.state = state
+        self._ended += 1
+        if event is not None:
+            self._emit(child, event, error)
+        if self._ended == len(self._children):
+            self._begin_shutdown("all routines ended")
+        self._cond.notify_all()
+
+    def _emit(self, child: _Child, kind: EventKind, error: BaseException | None = None) -> None:
+        if self._events is None or self._phase == "done":
+            return
+        event = RoutineEvent(kind, child.name, time.time(), error)
+        on_event = self._on_event
+        assert on_event is not None
+        self._events.submit(lambda: on_event(event))
+
+    # -- shutdown (on the coordinator thread) ----------------------------------------------
+
+    def _begin_shutdown(self, reason: str, signum: int | None = None) -> None:
+        """Under the lock: move to "stopping" (or remember the request until start())."""
+        if self._reason is not None:
+            return
+        self._reason, self._signal = reason, signum
+        if self._phase == "running":
+            self._phase = "stopping"
+            self._cond.notify_all()
+
+    def _coordinate(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._reason is not None)
+            self._phase = "stopping"
+            started = time.monotonic()
+            deadline = started + self._stop_timeout
+            for child in self._children:
+                child.stop_mark.set()
+                if child.state == "running":
+                    child.state = "stopping"
+                    self._stop_caller.call(lambda child=child: self._call_stop(child))  # type: ignore[misc]
+            while self._ended < len(self._children) and not self._forced:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            outcomes = tuple(self._final_outcome(child) for child in self._children)
+            self._phase = "done"
+            report = ShutdownReport(
+                reason=self._reason or "",
+                signal=self._signal,
+                forced=self._forced,
+                duration=time.monotonic() - started,
+                outcomes=outcomes,
+            )
+        self._release_threads(report)
+        with self._cond:
+            self._report = report
+            self._cond.notify_all()
+        if self._wake_pump is not None:
+            self._wake_pump()
+        logger.info("%s", report)
+
+    def _call_stop(self, child: _Child) -> None:
+        try:
+            child.routine.stop()
+        except BaseException as exc:
+            logger.exception("routine %r: stop() raised", child.name)
+            with self._cond:
+                child.stop_error = exc
+
+    def _final_outcome(self, child: _Child) -> RoutineOutcome:
+        """Under the lock, at the end of the wait: the outcome the report gives the routine."""
+        outcome = child.outcome
+        if outcome is not None:
+            if outcome.error is None and child.stop_error is not None:
+                return replace(outcome, error=child.stop_error)
+            return outcome
+        assert child.thread is not None
+        stack = thread_stack(child.thread)
+        if self._forced:
+            logger.warning("routine %r abandoned, still running", child.name)
+            return RoutineOutcome(child.name, "abandoned", child.stop_error, stack)
+        logger.warning(
+            "routine %r did not stop within %gs; its stack:\n%s",
+            child.name,
+            self._stop_timeout,
+            stack,
+        )
+        self._emit(child, "stop_timed_out", child.stop_error)
+        return RoutineOutcome(child.name, "timed_out", child.stop_error, stack)
+
+    def _release_threads(self, report: ShutdownReport) -> None:
+        """Let the helper threads end, and deliver the queued callbacks, within a grace."""
+        grace = 0.0 if report.forced else _CALLBACK_GRACE
+        if self._events is not None:
+            self._events.close(grace)
+        self._stop_caller.close()
+        ended = [
+            child.thread
+            for child, outcome in zip(self._children, report.outcomes, strict=True)
+            if child.thread is not None and outcome.state not in ("timed_out", "abandoned")
+        ]
+        join_all(ended, _EXIT_GRACE)
+
+
+def monitor(*routines: Routine, **options: object) -> ShutdownReport:
+    """`Monitor(*routines, **options).run()`: run until a signal, return the report."""
+    return Monitor(*routines, **options).run()  # type: ignore[arg-type]
+
+
+def _check_signals(arg: str, signals: object) -> tuple[int, ...]:
+    if isinstance(signals, (str, bytes, int)) or not isinstance(signals, Iterable):
+        msg = f"{arg} must be an iterable of signal numbers, got {signals!r}"
+        raise TypeError(msg)
+    checked = []
+    for signum in signals:
+        checked.append(_check_signal(arg, signum))
+    return tuple(dict.fromkeys(checked))
+
+
+def _check_signal(arg: str, signum: object) -> int:
+    if not isinstance(signum, int) or isinstance(signum, bool):
+        msg = f"{arg} must hold signal numbers, got {signum!r}"
+        raise TypeError(msg)
+    if signum not in _signal.valid_signals():
+        msg = f"{arg} holds {signum!r}, which is not a signal number on this platform"
+        raise ValueError(msg)
+    uncatchable = {getattr(_signal, name, None) for name in ("SIGKILL", "SIGSTOP")}
+    if signum in uncatchable:
+        msg = f"{arg} holds {signal_name(signum)}, which cannot be caught"
+        raise ValueError(msg)
+    return int(signum)
+
+
+def _check_on_signal(on_signal: object) -> dict[int, Callable[[], object]]:
+    if on_signal is None:
+        return {}
+    if not isinstance(on_signal, Mapping):
+        msg = f"on_signal must be a mapping of signal numbers to callables, got {on_signal!r}"
+        raise TypeError(msg)
+    return {
+        _check_signal("on_signal", signum): check_callable(f"on_signal[{signum!r}]", callback)
+        for signum, callback in on_signal.items()
+    }
+
+
+def _own_status(routine: Routine) -> RoutineStatus | None:
+    """The routine's own status (periodic routines and pools have one), if it has one."""
+    status = getattr(routine, "status", None)
+    if not callable(status):
+        return None
+    try:
+        own = status()
+    except Exception:
+        logger.debug("routine %r: status() raised", routine_name(routine), exc_info=True)
+        return None
+    return own if isinstance(own, RoutineStatus) else None

@@ -1,0 +1,96 @@
+"""Catching signals for the Monitor: handlers that only record, and a pump that reads them.
+
+A Python signal handler runs in the main thread between two bytecodes, possibly while that
+thread holds a lock, so it must not take one. Here the handler does nothing at all: CPython's
+C-level handler has already written the signal number to our wakeup socket
+(`signal.set_wakeup_fd`), and the main thread, waiting in `select()` on that socket, reads it
+as soon as it arrives. Everything else happens outside the handler, on ordinary threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import signal
+import socket
+import threading
+from collections.abc import Iterable
+from types import FrameType, TracebackType
+
+from typing_extensions import Self
+
+__all__ = ["SignalCatcher"]
+
+_WAKE = 0  # not a signal number: a byte that only wakes the pump
+
+
+def _recorded_by_wakeup_fd(signum: int, frame: FrameType | None) -> None:
+    """The Python-level handler: the C-level one already wrote `signum` to the wakeup socket."""
+
+
+class SignalCatcher:
+    """Installs handlers for `signals` in the main thread and restores the old ones on exit."""
+
+    def __init__(self, signals: Iterable[int]) -> None:
+        self._signals = tuple(dict.fromkeys(signals))
+        self._previous: dict[int, signal.Handlers | object] = {}
+        self._previous_wakeup_fd = -1
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is not threading.main_thread():
+            self.close()
+            msg = (
+                "Monitor.run() installs signal handlers, which Python allows only in the main "
+                "thread; in another thread pass signals=() (and no on_signal) and call "
+                "monitor.shutdown() instead"
+            )
+            raise RuntimeError(msg)
+        try:
+            self._previous_wakeup_fd = signal.set_wakeup_fd(
+                self._writer.fileno(), warn_on_full_buffer=False
+            )
+            for signum in self._signals:
+                self._previous[signum] = signal.signal(signum, _recorded_by_wakeup_fd)
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        try:
+            for signum, previous in self._previous.items():
+                # getsignal() gives None for a handler not installed from Python: SIG_DFL then
+                signal.signal(signum, signal.SIG_DFL if previous is None else previous)  # type: ignore[arg-type]
+            self._previous.clear()
+        finally:
+            signal.set_wakeup_fd(self._previous_wakeup_fd)
+            self.close()
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+    def wake(self) -> None:
+        """Make `wait()` return; callable from any thread, never blocks."""
+        with contextlib.suppress(OSError):  # full (a wake is pending anyway) or closed
+            self._writer.send(bytes([_WAKE]))
+
+    def wait(self, timeout: float | None = None) -> list[int]:
+        """Block until a signal arrives or `wake()` is called; return the signals received."""
+        try:
+            select.select([self._reader], [], [], timeout)
+            data = self._reader.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return []
+        return [signum for signum in data if signum != _WAKE and signum in self._signals]
