@@ -8,6 +8,7 @@ from ._combined import CombinedRoutine
 from ._context import Routine, sleep, stopping
 from ._errors import PoolClosed, PoolFull, RoutinesError
 from ._monitor import Monitor, monitor
+from ._periodic import REINVOKE_IMMEDIATELY, PeriodicRoutine, with_error_message
 from ._routine import BackgroundRoutine, NoopRoutine
 from ._status import RoutineEvent, RoutineOutcome, RoutineStatus, ShutdownReport
 from ._supervise import RestartPolicy, supervised
@@ -19,8 +20,10 @@ __all__ = [
     "CombinedRoutine",
     "Monitor",
     "NoopRoutine",
+    "PeriodicRoutine",
     "PoolClosed",
     "PoolFull",
+    "REINVOKE_IMMEDIATELY",
     "RestartPolicy",
     "Routine",
     "RoutineEvent",
@@ -32,4 +35,5 @@ __all__ = [
     "sleep",
     "stopping",
     "supervised",
+    "with_error_message",
 ]
