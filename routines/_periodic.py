@@ -35,7 +35,7 @@ __all__ = ["REINVOKE_IMMEDIATELY", "PeriodicRoutine", "with_error_message"]
 
 logger = logging.getLogger("routines")
 
-Seconds: TypeAlias = "float | timedelta"
+Seconds: TypeAlias = float | timedelta  # a number of seconds, or a timedelta
 
 
 class _Reinvoke(enum.Enum):
