@@ -1,0 +1,106 @@
+"""Small routines and tools the tests share."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import routines
+
+WAIT = 5.0  # the bound on every wait for something that should happen at once
+
+
+class Gate(routines.BackgroundRoutine):
+    """Signals `started` when it runs, then waits for stop (or `release`), then returns."""
+
+    def __init__(self, name: str | None = None, *, on_run: Callable[[], object] | None = None):
+        super().__init__(name)
+        self.started = threading.Event()
+        self.returned = threading.Event()
+        self.runs = 0
+        self._on_run = on_run
+
+    def run(self) -> None:
+        self.runs += 1
+        self.started.set()
+        try:
+            if self._on_run is not None:
+                self._on_run()
+            self.wait(None)
+        finally:
+            self.returned.set()
+
+
+class Stubborn:
+    """A routine that ignores stop() until `release` is set (a hung routine)."""
+
+    def __init__(self, name: str = "stubborn") -> None:
+        self.name = name
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.stop_calls = 0
+
+    def start(self) -> None:
+        self.started.set()
+        self.release.wait(30)
+
+    def stop(self) -> None:
+        self.stop_calls += 1
+
+
+def start_in_thread(routine: routines.Routine, name: str = "test-routine") -> threading.Thread:
+    thread = threading.Thread(target=routine.start, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def join(thread: threading.Thread) -> None:
+    thread.join(WAIT)
+    assert not thread.is_alive(), f"{thread.name} did not end within {WAIT}s"
+
+
+class LogWatcher(logging.Handler):
+    """Collects the `routines` logger's records and waits (bounded) for one to arrive.
+
+    Records logged on other threads reach pytest's caplog a moment after this handler sees them,
+    so tests that wait for a log line from another thread use this.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._cond = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._cond:
+            self.records.append(record)
+            self._cond.notify_all()
+
+    def text(self) -> str:
+        with self._cond:
+            return "\n".join(record.getMessage() for record in self.records)
+
+    def wait_for(self, fragment: str, timeout: float = WAIT) -> logging.LogRecord:
+        def find() -> logging.LogRecord | None:
+            return next((r for r in self.records if fragment in r.getMessage()), None)
+
+        with self._cond:
+            assert self._cond.wait_for(lambda: find() is not None, timeout), (
+                f"no log record containing {fragment!r} within {timeout}s: {self.text()}"
+            )
+            record = find()
+            assert record is not None
+            return record
+
+    def __enter__(self) -> LogWatcher:
+        logger = logging.getLogger("routines")
+        self._level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logger = logging.getLogger("routines")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
