@@ -8,6 +8,7 @@ report. Status flows up the same way. The Monitor knows routines only through th
 from __future__ import annotations
 
 import logging
+import math
 import signal as _signal
 import threading
 import time
@@ -66,6 +67,7 @@ class _Child:
         self.stop_error: BaseException | None = None
         self.outcome: RoutineOutcome | None = None
         self.last_failure_logged: tuple[type[BaseException], str] | None = None
+        self.last_failure_time = -math.inf
 
     @property
     def policy(self) -> RestartPolicy:
@@ -117,6 +119,7 @@ class Monitor:
         self._cond = threading.Condition(threading.Lock())
         self._phase: Phase = "new"
         self._ended = 0  # children with a final outcome
+        self._stops_running = 0  # stop() calls that have not returned yet
         self._reason: str | None = None
         self._signal: int | None = None
         self._forced = False
@@ -265,10 +268,9 @@ class Monitor:
         with running_as(child.stop_mark):
             delay: float | None = 0.0
             while delay is not None:
-                if child.stop_mark.wait(delay):
-                    self._end_waiting(child)
-                    return
+                child.stop_mark.wait(delay)  # the backoff; shutdown ends it at once
                 with self._cond:
+                    # Checked under the lock: shutdown may set the mark just after the wait.
                     if child.stop_mark.is_set():
                         self._end_waiting(child)
                         return
@@ -282,12 +284,11 @@ class Monitor:
                 delay = self._after_run(child, error)
 
     def _end_waiting(self, child: _Child) -> None:
-        """Shutdown found the routine not running: before its first start, or in a backoff."""
-        with self._cond:
-            if child.last_error is None:
-                self._finish(child, "stopped", None, "stopped")
-            else:
-                self._finish(child, "failed", child.last_error, "failed")
+        """Under the lock: shutdown found the routine before its first start, or in a backoff."""
+        if child.last_error is None:
+            self._finish(child, "stopped", None, "stopped")
+        else:
+            self._finish(child, "failed", child.last_error, "failed")
 
     def _after_run(self, child: _Child, error: BaseException | None) -> float | None:
         """Decide what follows a run: seconds until the restart, or None when it is over."""
@@ -328,18 +329,23 @@ class Monitor:
             policy.within_seconds,
         )
         self._emit(child, "gave_up", error)
-        self._finish(child, "failed", error, None)
+        # Before _finish: if this was the last routine, _finish would set "all routines ended".
         if policy.on_give_up == "shutdown":
             last = f", last error: {describe_error(error)}" if error is not None else ""
             self._begin_shutdown(
                 f"routine {child.name!r} gave up after {policy.max_restarts} restarts "
                 f"within {policy.within_seconds:g}s{last}"
             )
+        self._finish(child, "failed", error, None)
 
     def _log_failure(self, child: _Child, error: BaseException) -> None:
         # A crash loop repeats the same error: its traceback is logged once, the repeats briefly.
+        # The same error after a quiet spell longer than the policy's window is a new incident.
         signature = (type(error), str(error))
-        if signature == child.last_failure_logged:
+        now = time.monotonic()
+        quiet = now - child.last_failure_time >= child.policy.within_seconds
+        child.last_failure_time = now
+        if signature == child.last_failure_logged and not quiet:
             logger.warning("routine %r failed again: %s", child.name, describe_error(error))
             return
         child.last_failure_logged = signature
@@ -393,8 +399,10 @@ class Monitor:
                 child.stop_mark.set()
                 if child.state == "running":
                     child.state = "stopping"
+                    self._stops_running += 1
                     self._stop_caller.call(lambda child=child: self._call_stop(child))  # type: ignore[misc]
-            while self._ended < len(self._children) and not self._forced:
+            # A stop() may raise after its routine returned: wait for it too, to report it.
+            while (self._ended < len(self._children) or self._stops_running) and not self._forced:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -417,12 +425,16 @@ class Monitor:
         logger.info("%s", report)
 
     def _call_stop(self, child: _Child) -> None:
+        error: BaseException | None = None
         try:
             child.routine.stop()
         except BaseException as exc:
             logger.exception("routine %r: stop() raised", child.name)
-            with self._cond:
-                child.stop_error = exc
+            error = exc
+        with self._cond:
+            child.stop_error = error
+            self._stops_running -= 1
+            self._cond.notify_all()
 
     def _final_outcome(self, child: _Child) -> RoutineOutcome:
         """Under the lock, at the end of the wait: the outcome the report gives the routine."""

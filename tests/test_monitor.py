@@ -1,0 +1,465 @@
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from dataclasses import replace
+
+import pytest
+
+import routines
+from helpers import WAIT, Gate, LogWatcher, Stubborn
+
+NO_RESTART = routines.RestartPolicy(restart="never")
+
+
+def started_monitor(*members: routines.Routine, **options: object) -> routines.Monitor:
+    options.setdefault("signals", ())
+    monitor = routines.Monitor(*members, **options)  # type: ignore[arg-type]
+    monitor.start()
+    return monitor
+
+
+def finish(monitor: routines.Monitor, reason: str = "test over") -> routines.ShutdownReport:
+    monitor.shutdown(reason)
+    report = monitor.wait(WAIT * 2)
+    assert report is not None, "the monitor did not finish its shutdown"
+    return report
+
+
+def test_each_routine_runs_on_its_own_thread_named_after_it() -> None:
+    names: dict[str, str] = {}
+    gates = [Gate("alpha"), Gate("beta")]
+    for gate in gates:
+        gate._on_run = lambda g=gate: names.__setitem__(g.name, threading.current_thread().name)  # type: ignore[misc]
+    monitor = started_monitor(*gates)
+    for gate in gates:
+        assert gate.started.wait(WAIT)
+    finish(monitor)
+    assert names == {"alpha": "routine:alpha", "beta": "routine:beta"}
+
+
+def test_shutdown_stops_every_routine_and_reports_them_in_order() -> None:
+    gates = [Gate("c"), Gate("a"), Gate("b")]
+    monitor = started_monitor(*gates)
+    report = finish(monitor, "enough")
+    assert [o.name for o in report.outcomes] == ["c", "a", "b"]
+    assert [o.state for o in report.outcomes] == ["stopped"] * 3
+    assert report.reason == "enough"
+    assert report.signal is None
+    assert report.forced is False
+    assert report.ok is True
+    assert report.exit_code == 0
+    assert report.duration >= 0
+
+
+def test_wait_returns_none_while_still_running() -> None:
+    monitor = started_monitor(Gate())
+    assert monitor.wait(0.01) is None
+    finish(monitor)
+
+
+def test_a_routine_that_ignores_stop_times_out_with_its_stack() -> None:
+    stubborn, gate = Stubborn("stubborn"), Gate("polite")
+    events: list[routines.RoutineEvent] = []
+    monitor = started_monitor(stubborn, gate, stop_timeout=0.2, on_event=events.append)
+    assert stubborn.started.wait(WAIT)
+    try:
+        report = finish(monitor)
+    finally:
+        stubborn.release.set()
+    timed_out, polite = report.outcomes
+    assert timed_out.state == "timed_out"
+    assert timed_out.stack is not None
+    assert "in start" in timed_out.stack
+    assert polite.state == "stopped"
+    assert report.ok is False
+    assert report.exit_code == 1
+    assert 0.2 <= report.duration < WAIT
+    assert [e.kind for e in events if e.routine == "stubborn"] == ["started", "stop_timed_out"]
+
+
+def test_stop_timeout_zero_stops_without_waiting() -> None:
+    stubborn = Stubborn()
+    monitor = started_monitor(stubborn, stop_timeout=0)
+    assert stubborn.started.wait(WAIT)
+    try:
+        report = finish(monitor)
+    finally:
+        stubborn.release.set()
+    assert report.outcomes[0].state == "timed_out"
+    assert stubborn.stop_calls == 1
+
+
+def test_a_stop_that_blocks_delays_no_other_routine() -> None:
+    release = threading.Event()
+
+    class BlockingStop(Gate):
+        def stop(self) -> None:
+            release.wait(WAIT)
+            super().stop()
+
+    blocking, gate = BlockingStop("blocking"), Gate("gate")
+    monitor = started_monitor(blocking, gate, stop_timeout=WAIT)
+    assert blocking.started.wait(WAIT)
+    assert gate.started.wait(WAIT)
+    monitor.shutdown()
+    try:
+        assert gate.returned.wait(WAIT)
+        assert monitor.wait(0.01) is None  # still waiting for the blocked one
+    finally:
+        release.set()
+    report = monitor.wait(WAIT)
+    assert report is not None
+    assert [o.state for o in report.outcomes] == ["stopped", "stopped"]
+
+
+def test_a_stop_that_raises_is_reported_and_the_routine_is_still_stopped() -> None:
+    class RaisingStop(Gate):
+        def stop(self) -> None:
+            super().stop()
+            raise RuntimeError("stop failed")
+
+    raising, gate = RaisingStop("raising"), Gate("gate")
+    monitor = started_monitor(raising, gate)
+    assert raising.started.wait(WAIT)
+    with LogWatcher():
+        report = finish(monitor)
+    outcome = report.outcomes[0]
+    assert outcome.state == "stopped"
+    assert isinstance(outcome.error, RuntimeError)
+    assert report.outcomes[1].state == "stopped"
+    assert report.outcomes[1].error is None
+
+
+def test_a_start_that_raises_after_stop_is_stopped_with_the_error_and_not_restarted() -> None:
+    class FailsOnStop(Gate):
+        def run(self) -> None:
+            super().run()
+            raise RuntimeError("cleanup failed")
+
+    routine = FailsOnStop("messy")
+    monitor = started_monitor(routine, restart=routines.RestartPolicy(restart="always"))
+    assert routine.started.wait(WAIT)
+    with LogWatcher():
+        report = finish(monitor)
+    outcome = report.outcomes[0]
+    assert outcome.state == "stopped"
+    assert isinstance(outcome.error, RuntimeError)
+    assert routine.runs == 1
+
+
+def test_run_returns_when_every_routine_has_ended() -> None:
+    done = routines.CallbackRoutine(lambda: None, name="quick")
+    report = routines.Monitor(done, signals=(), restart=NO_RESTART).run()
+    assert report.reason == "all routines ended"
+    assert [o.state for o in report.outcomes] == ["finished"]
+    assert report.ok
+
+
+def test_a_monitor_with_no_routines_ends_at_once() -> None:
+    report = routines.Monitor(signals=()).run()
+    assert report.reason == "all routines ended"
+    assert report.outcomes == ()
+    assert report.ok
+
+
+def test_a_failed_routine_with_no_restart_leaves_the_others_running() -> None:
+    def crash() -> None:
+        raise ValueError("bad config")
+
+    gate = Gate("gate")
+    with LogWatcher():
+        monitor = started_monitor(
+            routines.CallbackRoutine(crash, name="crash"), gate, restart=NO_RESTART
+        )
+        assert gate.started.wait(WAIT)
+        assert monitor.wait(0.01) is None
+        report = finish(monitor)
+    assert [o.state for o in report.outcomes] == ["failed", "stopped"]
+    assert isinstance(report.outcomes[0].error, ValueError)
+    assert report.exit_code == 1
+
+
+def test_shutdown_from_inside_a_routine_does_not_deadlock() -> None:
+    holder: list[routines.Monitor] = []
+    ready = threading.Event()
+
+    def ask_for_shutdown() -> None:
+        assert ready.wait(WAIT)
+        holder[0].shutdown("routine asked")
+        routines.sleep(WAIT)
+
+    monitor = routines.Monitor(
+        routines.CallbackRoutine(ask_for_shutdown, name="asker"), Gate("other"), signals=()
+    )
+    holder.append(monitor)
+    monitor.start()
+    ready.set()
+    report = monitor.wait(WAIT)
+    assert report is not None
+    assert report.reason == "routine asked"
+    assert [o.state for o in report.outcomes] == ["stopped", "stopped"]
+
+
+def test_shutdown_from_on_event_does_not_deadlock() -> None:
+    holder: list[routines.Monitor] = []
+
+    def on_event(event: routines.RoutineEvent) -> None:
+        if event.kind == "started":
+            holder[0].shutdown(f"{event.routine} started")
+
+    monitor = routines.Monitor(Gate("g"), signals=(), on_event=on_event)
+    holder.append(monitor)
+    monitor.start()
+    report = monitor.wait(WAIT)
+    assert report is not None
+    assert report.reason == "g started"
+
+
+def test_shutdown_before_start_stops_as_soon_as_it_starts() -> None:
+    gate = Gate()
+    monitor = routines.Monitor(gate, signals=())
+    monitor.shutdown("never mind")
+    monitor.start()
+    report = monitor.wait(WAIT)
+    assert report is not None
+    assert report.reason == "never mind"
+    assert report.outcomes[0].state == "stopped"
+    assert gate.runs == 0
+
+
+def test_the_first_shutdown_reason_wins() -> None:
+    monitor = started_monitor(Gate())
+    monitor.shutdown("first")
+    monitor.shutdown("second")
+    report = monitor.wait(WAIT)
+    assert report is not None
+    assert report.reason == "first"
+
+
+def test_a_monitor_runs_once() -> None:
+    monitor = started_monitor(Gate())
+    with pytest.raises(RuntimeError, match="already started"):
+        monitor.start()
+    finish(monitor)
+    with pytest.raises(RuntimeError, match="already started"):
+        monitor.run()
+
+
+def test_wait_before_start_raises() -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        routines.Monitor(Gate(), signals=()).wait(0)
+
+
+def test_context_manager_starts_on_enter_and_stops_on_exit() -> None:
+    gate = Gate()
+    with routines.Monitor(gate, signals=()) as monitor:
+        assert gate.started.wait(WAIT)
+    assert gate.returned.is_set()
+    report = monitor.wait(0)
+    assert report is not None
+    assert report.reason == "context exited"
+
+
+def test_context_manager_stops_on_an_exception_and_lets_it_through() -> None:
+    gate = Gate()
+    with pytest.raises(KeyError), routines.Monitor(gate, signals=()) as monitor:
+        assert gate.started.wait(WAIT)
+        raise KeyError("boom")
+    report = monitor.wait(0)
+    assert report is not None
+    assert "KeyError" in report.reason
+    assert gate.returned.is_set()
+
+
+def test_stopping_turns_true_in_any_routine_the_monitor_stops() -> None:
+    seen: list[bool] = []
+    entered = threading.Event()
+
+    class Plain:
+        """Not a routine of this library: it has no stop flag of its own."""
+
+        name = "plain"
+
+        def __init__(self) -> None:
+            self.stop_asked = threading.Event()
+
+        def start(self) -> None:
+            entered.set()
+            self.stop_asked.wait(WAIT)
+            seen.append(routines.stopping())
+
+        def stop(self) -> None:
+            self.stop_asked.set()
+
+    monitor = started_monitor(Plain())
+    assert entered.wait(WAIT)
+    finish(monitor)
+    assert seen == [True]
+
+
+def test_status_reports_every_routine_from_idle_to_stopped() -> None:
+    gate = Gate("gate")
+    monitor = routines.Monitor(gate, signals=())
+    assert [(s.name, s.state) for s in monitor.status()] == [("gate", "idle")]
+    monitor.start()
+    assert gate.started.wait(WAIT)
+    assert [(s.name, s.state, s.restarts) for s in monitor.status()] == [("gate", "running", 0)]
+    finish(monitor)
+    assert [s.state for s in monitor.status()] == ["stopped"]
+
+
+def test_status_includes_the_routines_own_counters() -> None:
+    class Counting(Gate):
+        def status(self) -> routines.RoutineStatus:
+            return routines.RoutineStatus(self.name, "running", runs=7, failures=2)
+
+    routine = Counting("counting")
+    monitor = started_monitor(routine)
+    assert routine.started.wait(WAIT)
+    (status,) = monitor.status()
+    assert (status.name, status.state, status.runs, status.failures) == (
+        "counting",
+        "running",
+        7,
+        2,
+    )
+    finish(monitor)
+
+
+def test_status_does_not_block_while_a_stop_blocks() -> None:
+    release = threading.Event()
+    stop_entered = threading.Event()
+
+    class BlockingStop(Gate):
+        def stop(self) -> None:
+            stop_entered.set()
+            release.wait(WAIT)
+            super().stop()
+
+    routine = BlockingStop("blocking")
+    monitor = started_monitor(routine)
+    assert routine.started.wait(WAIT)
+    monitor.shutdown()
+    try:
+        assert stop_entered.wait(WAIT)
+        assert [s.state for s in monitor.status()] == ["stopping"]
+    finally:
+        release.set()
+    assert monitor.wait(WAIT) is not None
+
+
+def test_the_same_routine_name_may_appear_twice() -> None:
+    monitor = started_monitor(Gate("twin"), Gate("twin"))
+    report = finish(monitor)
+    assert [o.name for o in report.outcomes] == ["twin", "twin"]
+
+
+def test_monitor_function_runs_a_monitor() -> None:
+    report = routines.monitor(routines.CallbackRoutine(lambda: None), signals=())
+    assert report.reason == "all routines ended"
+
+
+def test_report_str_is_a_table_of_routine_state_error() -> None:
+    report = routines.ShutdownReport(
+        reason="received SIGTERM",
+        signal=signal.SIGTERM,
+        forced=False,
+        duration=0.0123,
+        outcomes=(
+            routines.RoutineOutcome("web", "stopped"),
+            routines.RoutineOutcome("flaky-job", "failed", RuntimeError("boom")),
+        ),
+    )
+    assert str(report).splitlines() == [
+        "shutdown (received SIGTERM) in 0.012s: NOT ok",
+        "  routine    state    error",
+        "  web        stopped  -",
+        "  flaky-job  failed   RuntimeError: boom",
+    ]
+
+
+def test_report_is_ok_only_when_every_routine_stopped_or_finished() -> None:
+    base = routines.ShutdownReport(
+        "r", None, False, 0.0, (routines.RoutineOutcome("a", "finished"),)
+    )
+    assert base.ok
+    for state in ("failed", "timed_out", "abandoned"):
+        bad = replace(base, outcomes=(routines.RoutineOutcome("a", state),))  # type: ignore[arg-type]
+        assert not bad.ok
+        assert bad.exit_code == 1
+
+
+def test_rejects_something_that_is_not_a_routine() -> None:
+    with pytest.raises(TypeError, match=r"routines\[0\] must be a routine"):
+        routines.Monitor("not a routine", signals=())  # type: ignore[arg-type]
+
+
+def test_rejects_the_same_routine_twice() -> None:
+    gate = Gate()
+    with pytest.raises(ValueError, match="passed twice"):
+        routines.Monitor(gate, gate, signals=())
+
+
+def test_rejects_the_same_routine_twice_also_when_supervised() -> None:
+    gate = Gate()
+    with pytest.raises(ValueError, match="passed twice"):
+        routines.Monitor(gate, routines.supervised(gate, NO_RESTART), signals=())
+
+
+@pytest.mark.parametrize("bad", [-1, math.nan, math.inf])
+def test_rejects_a_bad_stop_timeout(bad: float) -> None:
+    with pytest.raises(ValueError, match="stop_timeout"):
+        routines.Monitor(Gate(), stop_timeout=bad)
+
+
+@pytest.mark.parametrize("bad", [True, "10", None])
+def test_rejects_a_stop_timeout_that_is_not_a_number(bad: object) -> None:
+    with pytest.raises(TypeError, match="stop_timeout"):
+        routines.Monitor(Gate(), stop_timeout=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [signal.SIGTERM, "SIGTERM", None, [True], ["x"]])
+def test_rejects_signals_of_the_wrong_type(bad: object) -> None:
+    with pytest.raises(TypeError, match="signals"):
+        routines.Monitor(Gate(), signals=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 10_000, signal.SIGKILL, signal.SIGSTOP])
+def test_rejects_signal_numbers_that_cannot_be_caught(bad: int) -> None:
+    with pytest.raises(ValueError, match="signals"):
+        routines.Monitor(Gate(), signals=[bad])
+
+
+def test_rejects_on_signal_that_is_not_a_mapping() -> None:
+    with pytest.raises(TypeError, match="on_signal"):
+        routines.Monitor(Gate(), on_signal=[signal.SIGHUP])  # type: ignore[arg-type]
+
+
+def test_rejects_an_on_signal_callback_that_is_not_callable() -> None:
+    with pytest.raises(TypeError, match="on_signal"):
+        routines.Monitor(Gate(), on_signal={signal.SIGHUP: "reload"})  # type: ignore[dict-item]
+
+
+def test_rejects_a_restart_that_is_not_a_policy() -> None:
+    with pytest.raises(TypeError, match="restart"):
+        routines.Monitor(Gate(), restart="always")  # type: ignore[arg-type]
+
+
+def test_rejects_an_on_event_that_is_not_callable() -> None:
+    with pytest.raises(TypeError, match="on_event"):
+        routines.Monitor(Gate(), on_event=42)  # type: ignore[arg-type]
+
+
+def test_rejects_a_shutdown_reason_that_is_not_a_string() -> None:
+    monitor = routines.Monitor(Gate(), signals=())
+    with pytest.raises(TypeError, match="reason"):
+        monitor.shutdown(3)  # type: ignore[arg-type]
+
+
+def test_rejects_a_bad_wait_timeout() -> None:
+    monitor = started_monitor(Gate())
+    with pytest.raises(ValueError, match="timeout"):
+        monitor.wait(-1)
+    finish(monitor)
