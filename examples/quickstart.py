@@ -31,6 +31,7 @@ def legacy_loop() -> None:
 def main() -> int:
     def demo_clock() -> None:
         """Shows everyone's status each second, then ends the demo after three seconds."""
+        print("quickstart: running for about 3 seconds (Ctrl-C stops it sooner)", flush=True)
         for second in (1, 2, 3):
             if routines.sleep(1.0):
                 return
@@ -45,7 +46,6 @@ def main() -> int:
         routines.CallbackRoutine(demo_clock, name="demo-clock"),
         stop_timeout=5.0,
     )
-    print("quickstart: running for about 3 seconds (Ctrl-C stops it sooner)", flush=True)
     report = monitor.run()
     print(report, flush=True)
     return report.exit_code

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
 import routines
 
@@ -104,3 +108,77 @@ class LogWatcher(logging.Handler):
         logger = logging.getLogger("routines")
         logger.removeHandler(self)
         logger.setLevel(self._level)
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE_WAIT = 15.0  # a fresh interpreter on a loaded 2-core machine
+
+
+class Example:
+    """An example program run as a subprocess, its output read line by line as it comes."""
+
+    def __init__(self, name: str, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", str(EXAMPLES / name), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._cond = threading.Condition()
+        self._lines: list[str] = []
+        self._errors: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self._lines)),
+            threading.Thread(target=self._read, args=(self.process.stderr, self._errors)),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: IO[str], into: list[str]) -> None:
+        for line in stream:
+            with self._cond:
+                into.append(line)
+                self._cond.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._cond:
+            return "".join(self._lines)
+
+    @property
+    def errors(self) -> str:
+        with self._cond:
+            return "".join(self._errors)
+
+    def expect(self, fragment: str, timeout: float = EXAMPLE_WAIT) -> str:
+        """Wait until a line of stdout contains `fragment`; return that line."""
+
+        def find() -> str | None:
+            return next((line for line in self._lines if fragment in line), None)
+
+        with self._cond:
+            found = self._cond.wait_for(find, timeout)
+        assert found, f"no {fragment!r} within {timeout}s; stdout:\n{self.output}\n{self.errors}"
+        return found
+
+    def send(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = EXAMPLE_WAIT) -> int:
+        """Wait for the program to exit; its exit code."""
+        code = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return code
+
+    def __enter__(self) -> Example:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.wait()
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        self.process.stdout.close()
+        self.process.stderr.close()

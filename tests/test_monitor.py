@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 import routines
+
 from helpers import WAIT, Gate, LogWatcher, Stubborn
 
 NO_RESTART = routines.RestartPolicy(restart="never")
@@ -264,9 +265,15 @@ def test_context_manager_starts_on_enter_and_stops_on_exit() -> None:
 
 def test_context_manager_stops_on_an_exception_and_lets_it_through() -> None:
     gate = Gate()
-    with pytest.raises(KeyError), routines.Monitor(gate, signals=()) as monitor:
-        assert gate.started.wait(WAIT)
-        raise KeyError("boom")
+    monitor = routines.Monitor(gate, signals=())
+
+    def crash_inside() -> None:
+        with monitor:
+            assert gate.started.wait(WAIT)
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        crash_inside()
     report = monitor.wait(0)
     assert report is not None
     assert "KeyError" in report.reason
