@@ -7,6 +7,7 @@ Run: python examples/quickstart.py
 
 from __future__ import annotations
 
+import os
 import sys
 
 import routines
@@ -28,6 +29,11 @@ def legacy_loop() -> None:
         print("legacy loop: tick", flush=True)
 
 
+def report_load() -> None:
+    """A periodic handler: runs every second; an error in it would be logged, not fatal."""
+    print(f"load: {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def main() -> int:
     def demo_clock() -> None:
         """Shows everyone's status each second, then ends the demo after three seconds."""
@@ -37,12 +43,21 @@ def main() -> int:
                 return
             print(f"--- status after {second}s ---", flush=True)
             for status in monitor.status():
-                print(f"  {status.name:<12} {status.state:<10} restarts={status.restarts}")
+                print(
+                    f"  {status.name:<12} {status.state:<10} "
+                    f"restarts={status.restarts} runs={status.runs}",
+                    flush=True,
+                )
         monitor.shutdown("demo over after 3 seconds")
 
     monitor = routines.Monitor(
         Heartbeat(name="heartbeat"),
         routines.CallbackRoutine(legacy_loop, name="legacy-loop"),
+        routines.PeriodicRoutine(
+            routines.with_error_message("could not read the load", report_load),
+            name="load",
+            interval=1.0,
+        ),
         routines.CallbackRoutine(demo_clock, name="demo-clock"),
         stop_timeout=5.0,
     )
