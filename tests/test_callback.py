@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import routines
+
 from helpers import WAIT, LogWatcher, join, start_in_thread
 
 

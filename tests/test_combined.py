@@ -5,6 +5,7 @@ import threading
 import pytest
 
 import routines
+
 from helpers import WAIT, Gate, join, start_in_thread
 
 

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 import routines
+
 from helpers import WAIT, join, start_in_thread
 
 
