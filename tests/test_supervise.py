@@ -1072,3 +1072,32 @@ def test_shutdown_during_a_crash_loop_never_deadlocks() -> None:
         report = monitor.wait(WAIT)
         assert report is not None, "the monitor deadlocked"
         assert report.outcomes[0].state in ("failed", "stopped")
+
+
+class Fatal(BaseException):
+    """Not an `Exception`: it ends a periodic routine instead of being reported and skipped."""
+
+
+def test_a_periodic_routine_is_restartable(harness: Harness) -> None:
+    runs: list[int] = []
+    shutdowns: list[int] = []
+    ran_again = threading.Event()
+
+    def handler() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise Fatal("handler gave up")
+        ran_again.set()
+
+    periodic = routines.PeriodicRoutine(
+        handler, interval=60, name="periodic", on_shutdown=lambda: shutdowns.append(1)
+    )
+    events = Events()
+    monitor = harness.monitor(periodic, restart=FAST, on_event=events)
+    assert ran_again.wait(WAIT)
+    assert events.wait_for("started", "periodic", count=2)
+    assert events.kinds() == ["started", "failed", "restarting", "started"]
+    assert isinstance(events.items[1].error, Fatal)
+    report = finish(monitor)
+    assert [(o.state, o.error) for o in report.outcomes] == [("stopped", None)]
+    assert len(shutdowns) == 2  # once per start()
