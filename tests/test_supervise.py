@@ -1101,3 +1101,27 @@ def test_a_periodic_routine_is_restartable(harness: Harness) -> None:
     report = finish(monitor)
     assert [(o.state, o.error) for o in report.outcomes] == [("stopped", None)]
     assert len(shutdowns) == 2  # once per start()
+
+
+def test_a_worker_pool_restarted_after_a_failed_start_keeps_its_queue(harness: Harness) -> None:
+    pool_class = getattr(routines, "WorkerPool", None)
+    if pool_class is None:
+        pytest.skip("WorkerPool has not landed yet")
+    poisoned: list[str] = []
+
+    def handler(item: str) -> str:
+        if item == "poison" and not poisoned:
+            poisoned.append(item)
+            raise Fatal("poison pill")
+        return item.upper()
+
+    pool = pool_class(handler, workers=1, name="pool")
+    pool.submit("poison")
+    queued = [pool.submit(item) for item in ("a", "b")]
+    events = Events()
+    monitor = harness.monitor(pool, restart=FAST, on_event=events)
+    assert [future.result(WAIT) for future in queued] == ["A", "B"]
+    assert events.kinds()[:3] == ["started", "failed", "restarting"]
+    assert status_of(monitor, "pool").restarts == 1
+    report = finish(monitor)
+    assert [(o.state, o.error) for o in report.outcomes] == [("stopped", None)]
