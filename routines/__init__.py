@@ -9,6 +9,7 @@ from ._context import Routine, sleep, stopping
 from ._errors import PoolClosed, PoolFull, RoutinesError
 from ._monitor import Monitor, monitor
 from ._periodic import REINVOKE_IMMEDIATELY, PeriodicRoutine, with_error_message
+from ._pool import WorkerPool
 from ._routine import BackgroundRoutine, NoopRoutine
 from ._status import RoutineEvent, RoutineOutcome, RoutineStatus, ShutdownReport
 from ._supervise import RestartPolicy, supervised
@@ -31,6 +32,7 @@ __all__ = [
     "RoutineStatus",
     "RoutinesError",
     "ShutdownReport",
+    "WorkerPool",
     "monitor",
     "sleep",
     "stopping",

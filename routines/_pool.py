@@ -1,0 +1,421 @@
+"""`WorkerPool`: N workers on a bounded queue, the Go "background job" pattern, nothing lost.
+
+Every accepted item either starts (its future gets the result or the exception) or is handed
+back by `unprocessed()` with its future cancelled. An item starts when a worker takes it off the
+queue: that happens under the pool's lock, in the same step that checks whether the pool may
+still start items, so "started" and "handed back" never overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import reprlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+from typing_extensions import final
+
+from ._context import running_as
+from ._errors import PoolClosed, PoolFull
+from ._flag import Flag
+from ._status import RoutineState, RoutineStatus, describe_error
+from ._threads import join_all
+from ._validate import (
+    check_bool,
+    check_callable,
+    check_int,
+    check_name,
+    check_optional_seconds,
+    check_seconds,
+    describe_callable,
+)
+
+__all__ = ["PoolStatus", "WorkerPool"]
+
+logger = logging.getLogger("routines")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# A worker has left its loop once it counted itself out; this only bounds the final join.
+_JOIN_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class PoolStatus(RoutineStatus):
+    """A pool's `RoutineStatus`, plus `queued`: accepted items that have not started yet."""
+
+    queued: int = 0
+
+
+class _Run:
+    """The state of one `start()`: its worker count and how it ends."""
+
+    __slots__ = ("alive", "ending", "failure")
+
+    def __init__(self) -> None:
+        self.alive = 0
+        self.failure: BaseException | None = None
+        # Set when the run ends by a failure: the other workers stop taking items.
+        self.ending = Flag()
+
+
+@final
+class WorkerPool(Generic[T, R]):
+    """`workers` threads run `handler(item)` for each submitted item, from a queue of `buffer`.
+
+    It is a routine: `start()` runs the pool on the calling thread (the workers on threads named
+    `routine:<name>:worker-<n>`) and returns once every worker thread is gone; `stop()` closes
+    the pool for good and only asks. With `drain_on_stop`, the workers go on starting queued items
+    for up to `drain_timeout` seconds after `stop()` (None: until the queue is empty); whatever
+    is left is handed back by `unprocessed()` with its future cancelled.
+
+    A handler's `Exception` goes to the item's future, and to `on_error(item, exc)` (or the log)
+    first. A `BaseException` that is not an `Exception` ends the pool: the other workers finish
+    their current item, `start()` re-raises it, and the queue is kept for a restart.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[T], R],
+        *,
+        workers: int = 5,
+        buffer: int = 100,
+        name: str | None = None,
+        on_error: Callable[[T, Exception], object] | None = None,
+        drain_on_stop: bool = True,
+        drain_timeout: float | timedelta | None = 5.0,
+    ) -> None:
+        self._handler: Callable[[T], R] = check_callable("handler", handler)
+        self._workers = check_int("workers", workers, minimum=1)
+        self._buffer = check_int("buffer", buffer, minimum=1)
+        self.name: str = check_name(name) or describe_callable(handler)
+        self._on_error: Callable[[T, Exception], object] | None = check_callable(
+            "on_error", on_error, allow_none=True
+        )
+        drain = check_bool("drain_on_stop", drain_on_stop)
+        seconds = check_optional_seconds("drain_timeout", drain_timeout)
+        # drain_timeout=0 is documented as the same as no drain.
+        self._drain = drain and seconds != 0
+        self._drain_timeout = seconds
+
+        self._lock = threading.Lock()
+        self._has_items = threading.Condition(self._lock)  # workers wait here
+        self._has_space = threading.Condition(self._lock)  # blocked submitters wait here
+        self._changed = threading.Condition(self._lock)  # start() waits here
+        # Two parallel deques, so queueing an item allocates nothing but its future.
+        self._items: deque[T] = deque()
+        self._futures: deque[Future[R]] = deque()
+        self._idle_workers = 0
+        self._blocked_submitters = 0
+
+        self._closed = False  # stop() was called: no more items accepted, ever
+        self._taken_back = False  # the queue was handed back: no more items start, ever
+        self._drain_deadline: float | None = None  # monotonic; set by stop() when draining
+        self._run: _Run | None = None
+        self._failed = False
+        self._stop_flag = Flag()  # what handlers see as routines.stopping()
+        # Serialises take-backs, so a caller of unprocessed() sees every future cancelled.
+        self._take_back_lock = threading.RLock()
+        self._handed_back: list[T] = []
+
+        # One slot per worker index, each written only by its worker, so no lock is needed.
+        self._runs = [0] * self._workers
+        self._failures = [0] * self._workers
+        self._last_error: str | None = None
+        self._last_run_duration: float | None = None
+
+    # -- intake ---------------------------------------------------------------------------------
+
+    def submit(self, item: T, *, block: bool = True, timeout: float | None = None) -> Future[R]:
+        """Queue `item`; the returned future gets the handler's result or exception.
+
+        While the queue is full it waits (up to `timeout` seconds, if given); with `block=False`
+        or when the timeout runs out it raises `PoolFull`. After `stop()` it raises `PoolClosed`.
+        """
+        if block is not True and block is not False:
+            check_bool("block", block)
+        if timeout is not None:
+            timeout = check_seconds("timeout", timeout, allow_none=True)
+            if not block:
+                msg = f"timeout must be None when block is False, got {timeout!r}"
+                raise ValueError(msg)
+        if self._closed:
+            raise self._closed_error()
+        future: Future[R] = Future()
+        with self._lock:
+            if self._closed:  # checked again: a stop() may have taken the queue back meanwhile
+                raise self._closed_error()
+            if len(self._items) >= self._buffer:
+                self._wait_for_space(block, timeout)
+            self._items.append(item)
+            self._futures.append(future)
+            if self._idle_workers:
+                self._has_items.notify()
+        return future
+
+    def _wait_for_space(self, block: bool, timeout: float | None) -> None:
+        """With the lock held and the queue full: return once there is room, or raise."""
+        if self._closed:
+            raise self._closed_error()
+        if not block:
+            msg = f"pool {self.name!r} is full: {self._buffer} items are queued"
+            raise PoolFull(msg)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._blocked_submitters += 1
+        try:
+            while len(self._items) >= self._buffer:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    msg = f"pool {self.name!r} is still full after waiting {timeout}s"
+                    raise PoolFull(msg)
+                self._has_space.wait(remaining)
+                if self._closed:
+                    raise self._closed_error()
+        finally:
+            self._blocked_submitters -= 1
+
+    def _closed_error(self) -> PoolClosed:
+        return PoolClosed(f"pool {self.name!r} was stopped; it accepts no more items")
+
+    # -- the routine ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the workers until the pool is stopped and drained, or a handler ends it.
+
+        Returns at once if `stop()` was already called. Raises the `BaseException` that ended
+        the pool, if one did; the queue is then kept, and the pool can be started again.
+        """
+        run = _Run()
+        with self._lock:
+            if self._run is not None:
+                msg = f"pool {self.name!r} is already running; start() it from one thread at a time"
+                raise RuntimeError(msg)
+            if self._closed:
+                return
+            self._run = run
+            self._failed = False
+        threads: list[threading.Thread] = []
+        try:
+            for index in range(self._workers):
+                thread = threading.Thread(
+                    target=self._work,
+                    args=(run, index),
+                    name=f"routine:{self.name}:worker-{index + 1}",
+                    daemon=True,
+                )
+                with self._lock:
+                    run.alive += 1
+                try:
+                    thread.start()
+                except BaseException:
+                    with self._lock:
+                        run.alive -= 1
+                    raise
+                threads.append(thread)
+            self._wait_for_workers(run)
+        except BaseException as exc:  # handed on: re-raised once the workers ended
+            self._end_run(run, exc)
+            self._wait_for_workers(run)
+            raise
+        finally:
+            alive = join_all(threads, _JOIN_GRACE)
+            if alive:
+                logger.error(
+                    "pool %r: worker threads still alive after the pool ended: %s",
+                    self.name,
+                    [thread.name for thread in alive],
+                )
+            with self._lock:
+                self._run = None
+                self._failed = run.failure is not None
+            if self._closed:
+                self._take_back()  # after a failure while closed: nothing else will start them
+        if run.failure is not None:
+            raise run.failure
+
+    def stop(self) -> None:
+        """Close the pool for good: no more items are accepted. Quick, and never waits.
+
+        With `drain_on_stop`, a running pool goes on starting queued items for up to
+        `drain_timeout` seconds; otherwise (and when the pool is not running) the queue is
+        handed back at once, to `unprocessed()`.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            draining = self._run is not None and self._drain
+            if draining and self._drain_timeout is not None:
+                self._drain_deadline = time.monotonic() + self._drain_timeout
+            self._has_items.notify_all()
+            self._has_space.notify_all()
+            self._changed.notify_all()
+        self._stop_flag.set()
+        if not draining:
+            self._take_back()
+
+    def unprocessed(self) -> list[T]:
+        """The accepted items that never started, in submission order; their futures are cancelled.
+
+        After `stop()` it first takes back every queued item that has not started (ending any
+        drain still going), so none of them can start later; it is safe to call at any moment,
+        also while the pool is still finishing its running items. Each call returns everything
+        handed back so far. Before `stop()` it returns an empty list: the queue still belongs to
+        the pool.
+        """
+        if not self._closed:
+            return []
+        self._take_back()
+        with self._lock:
+            return list(self._handed_back)
+
+    def status(self) -> PoolStatus:
+        """Runs, failures and queued items now; thread-safe and never blocks."""
+        return PoolStatus(
+            name=self.name,
+            state=self._state(),
+            last_error=self._last_error,
+            runs=sum(self._runs),
+            failures=sum(self._failures),
+            last_run_duration=self._last_run_duration,
+            queued=len(self._items),
+        )
+
+    def _state(self) -> RoutineState:
+        run = self._run
+        if run is not None:
+            return "stopping" if self._closed or run.ending.is_set() else "running"
+        if self._closed:
+            return "stopped"
+        return "failed" if self._failed else "idle"
+
+    def __repr__(self) -> str:
+        return f"<WorkerPool {self.name!r}>"
+
+    # -- the pool's own thread ------------------------------------------------------------------
+
+    def _wait_for_workers(self, run: _Run) -> None:
+        """Wait for every worker to leave, taking the queue back when the drain time is up."""
+        while True:
+            with self._lock:
+                while run.alive:
+                    deadline = self._drain_deadline
+                    if deadline is None or self._taken_back:
+                        self._changed.wait()
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._changed.wait(remaining)
+                else:
+                    return
+            self._take_back()  # outside the lock: cancelling runs the futures' callbacks
+
+    def _end_run(self, run: _Run, failure: BaseException) -> None:
+        with self._lock:
+            if run.failure is None:
+                run.failure = failure
+            self._has_items.notify_all()
+        run.ending.set()
+
+    def _take_back(self) -> None:
+        """Hand back every queued item (the pool is closed): none of them will ever start."""
+        with self._take_back_lock:
+            with self._lock:
+                self._taken_back = True
+                items = list(self._items)
+                futures = list(self._futures)
+                self._items.clear()
+                self._futures.clear()
+                self._handed_back.extend(items)
+                self._has_items.notify_all()
+                self._changed.notify_all()
+            for future in futures:
+                future.cancel()
+                # Only this moves it to CANCELLED_AND_NOTIFIED, which is what wakes
+                # concurrent.futures.wait() and as_completed(); it returns False.
+                future.set_running_or_notify_cancel()
+
+    # -- the workers ----------------------------------------------------------------------------
+
+    def _work(self, run: _Run, index: int) -> None:
+        # The hot path: one lock round-trip per item, and nothing allocated but the future's
+        # own state. Items are taken one at a time, not in batches, so a slow item never holds
+        # up items behind it while another worker is idle, and so an item taken is an item
+        # started: the drain deadline and unprocessed() apply to everything still queued.
+        lock = self._lock
+        items = self._items
+        futures = self._futures
+        handler = self._handler
+        runs = self._runs
+        monotonic = time.monotonic
+        try:
+            with running_as(self._stop_flag), running_as(run.ending):
+                while True:
+                    with lock:
+                        while not items or self._taken_back or run.failure is not None:
+                            if self._taken_back or run.failure is not None or self._closed:
+                                return  # taken back, failed, or stopped and drained
+                            self._idle_workers += 1
+                            self._has_items.wait()
+                            self._idle_workers -= 1
+                        deadline = self._drain_deadline
+                        if deadline is not None and monotonic() >= deadline:
+                            self._changed.notify_all()  # the pool thread takes the rest back
+                            return
+                        if self._blocked_submitters:
+                            self._has_space.notify()
+                        item = items.popleft()
+                        future = futures.popleft()
+                    if not future.set_running_or_notify_cancel():
+                        continue  # its submitter cancelled it
+                    began = monotonic()
+                    try:
+                        result = handler(item)
+                    except Exception as exc:  # noqa: BLE001 - the loop goes on; the future gets it
+                        self._count_failure(index, began, exc)
+                        self._report(item, exc)
+                        future.set_exception(exc)
+                    except BaseException as exc:  # noqa: BLE001 - handed on: start() re-raises it
+                        self._count_failure(index, began, exc)
+                        self._end_run(run, exc)
+                        future.set_exception(exc)
+                        return
+                    else:
+                        # Counted before the future resolves: its waiter may read status().
+                        self._last_run_duration = monotonic() - began
+                        runs[index] += 1
+                        future.set_result(result)
+        finally:
+            with lock:
+                run.alive -= 1
+                if not run.alive:
+                    self._changed.notify_all()
+
+    def _count_failure(self, index: int, began: float, exc: BaseException) -> None:
+        self._last_run_duration = time.monotonic() - began
+        self._last_error = describe_error(exc)
+        self._failures[index] += 1
+        self._runs[index] += 1
+
+    def _report(self, item: T, exc: Exception) -> None:
+        if self._on_error is None:
+            logger.error(
+                "pool %r: the handler raised on item %s: %s",
+                self.name,
+                reprlib.repr(item),
+                exc,
+                exc_info=exc,
+            )
+            return
+        try:
+            self._on_error(item, exc)
+        except Exception:
+            logger.exception("pool %r: on_error raised while handling %r", self.name, exc)
