@@ -281,7 +281,9 @@ class Monitor:
                     child.routine.start()
                 except BaseException as exc:  # noqa: BLE001 - handed on to the report and the policy
                     error = exc
-                delay = self._after_run(child, error)
+                # Read at once: a stop asked after start() ended must not turn a crash into a
+                # clean stop just because the lock was taken a moment later.
+                delay = self._after_run(child, error, stop_asked=child.stop_mark.is_set())
 
     def _end_waiting(self, child: _Child) -> None:
         """Under the lock: shutdown found the routine before its first start, or in a backoff."""
@@ -290,10 +292,12 @@ class Monitor:
         else:
             self._finish(child, "failed", child.last_error, "failed")
 
-    def _after_run(self, child: _Child, error: BaseException | None) -> float | None:
+    def _after_run(
+        self, child: _Child, error: BaseException | None, *, stop_asked: bool
+    ) -> float | None:
         """Decide what follows a run: seconds until the restart, or None when it is over."""
         with self._cond:
-            if child.stop_mark.is_set():
+            if stop_asked:
                 self._finish(child, "stopped", error, "stopped")
                 return None
             if error is not None:
