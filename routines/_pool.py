@@ -117,6 +117,8 @@ class WorkerPool(Generic[T, R]):
 
         self._closed = False  # stop() was called: no more items accepted, ever
         self._taken_back = False  # the queue was handed back: no more items start, ever
+        # Taken back, or the run failed: one flag, so the workers' hot path reads one attribute.
+        self._halted = False
         self._drain_deadline: float | None = None  # monotonic; set by stop() when draining
         self._run: _Run | None = None
         self._failed = False
@@ -201,6 +203,7 @@ class WorkerPool(Generic[T, R]):
                 return
             self._run = run
             self._failed = False
+            self._halted = False
         threads: list[threading.Thread] = []
         try:
             for index in range(self._workers):
@@ -322,6 +325,7 @@ class WorkerPool(Generic[T, R]):
         with self._lock:
             if run.failure is None:
                 run.failure = failure
+            self._halted = True
             self._has_items.notify_all()
         run.ending.set()
 
@@ -330,6 +334,7 @@ class WorkerPool(Generic[T, R]):
         with self._take_back_lock:
             with self._lock:
                 self._taken_back = True
+                self._halted = True
                 items = list(self._items)
                 futures = list(self._futures)
                 self._items.clear()
@@ -360,8 +365,8 @@ class WorkerPool(Generic[T, R]):
             with running_as(self._stop_flag), running_as(run.ending):
                 while True:
                     with lock:
-                        while not items or self._taken_back or run.failure is not None:
-                            if self._taken_back or run.failure is not None or self._closed:
+                        while not items or self._halted:
+                            if self._halted or self._closed:
                                 return  # taken back, failed, or stopped and drained
                             self._idle_workers += 1
                             self._has_items.wait()
