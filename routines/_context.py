@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
 from ._flag import Flag, wait_any
@@ -40,15 +38,23 @@ class _ThreadRoutines(threading.local):
 _local = _ThreadRoutines()
 
 
-@contextmanager
-def running_as(flag: Flag) -> Iterator[None]:
-    """Mark the current thread as running a routine whose stop flag is `flag`."""
-    flags = _local.flags
-    flags.append(flag)
-    try:
-        yield
-    finally:
-        flags.pop()
+class running_as:
+    """Mark the current thread as running a routine whose stop flag is `flag`.
+
+    A plain class, not a generator: every routine thread holds one for its whole life, and a
+    generator-based context manager costs several times the memory.
+    """
+
+    __slots__ = ("_flag",)
+
+    def __init__(self, flag: Flag) -> None:
+        self._flag = flag
+
+    def __enter__(self) -> None:
+        _local.flags.append(self._flag)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _local.flags.pop()
 
 
 def stopping() -> bool:

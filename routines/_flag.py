@@ -12,29 +12,36 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["Flag", "wait_any"]
 
+_listeners_lock = threading.Lock()
+
 
 class Flag(threading.Event):
     """An `Event` whose `set()` also calls every subscribed listener (outside its lock)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._listeners_lock = threading.Lock()
-        self._listeners: list[Callable[[], object]] = []
+        # Most flags never get a listener, and every routine has a flag or two: the list is made
+        # on the first subscribe(), and one lock for all flags guards the lists.
+        self._listeners: list[Callable[[], object]] | None = None
 
     def set(self) -> None:
         super().set()
-        with self._listeners_lock:
-            listeners = tuple(self._listeners)
+        with _listeners_lock:
+            listeners = tuple(self._listeners) if self._listeners else ()
         for listener in listeners:
             listener()
 
     def subscribe(self, listener: Callable[[], object]) -> None:
         """Call `listener` on every later `set()`. Check `is_set()` after subscribing."""
-        with self._listeners_lock:
+        with _listeners_lock:
+            if self._listeners is None:
+                self._listeners = []
             self._listeners.append(listener)
 
     def unsubscribe(self, listener: Callable[[], object]) -> None:
-        with self._listeners_lock:
+        with _listeners_lock:
+            if self._listeners is None:
+                raise ValueError(listener)
             self._listeners.remove(listener)
 
 

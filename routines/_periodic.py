@@ -376,7 +376,7 @@ class _PeriodicRun:
     def __init__(self, routine: PeriodicRoutine) -> None:
         self.routine = routine
         self.stop_flag = routine._lifecycle.flag
-        self.cond = threading.Condition(threading.Lock())
+        self.cond: threading.Condition  # made by run() when there is more than one loop
         self.loops_running = 0
         self.first_error: BaseException | None = None
         self.threads: list[threading.Thread] = []
@@ -384,6 +384,11 @@ class _PeriodicRun:
 
     def run(self) -> None:
         routine = self.routine
+        if routine._concurrency_function is None and routine._concurrency == 1:
+            # The usual case: one loop, on this thread, with no other loop to wait for or stop.
+            self._loop(self.stop_flag, routine._initial_delay)
+            return
+        self.cond = threading.Condition(threading.Lock())
         try:
             if routine._concurrency_function is None:
                 # Every loop waits on the routine's own stop flag; the first one runs here.
