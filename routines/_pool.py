@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Generic, TypeVar
 
@@ -36,7 +35,7 @@ from ._validate import (
     describe_callable,
 )
 
-__all__ = ["PoolStatus", "WorkerPool"]
+__all__ = ["WorkerPool"]
 
 logger = logging.getLogger("routines")
 
@@ -45,13 +44,6 @@ R = TypeVar("R")
 
 # A worker has left its loop once it counted itself out; this only bounds the final join.
 _JOIN_GRACE = 5.0
-
-
-@dataclass(frozen=True)
-class PoolStatus(RoutineStatus):
-    """A pool's `RoutineStatus`, plus `queued`: accepted items that have not started yet."""
-
-    queued: int = 0
 
 
 class _Run:
@@ -279,9 +271,9 @@ class WorkerPool(Generic[T, R]):
         with self._lock:
             return list(self._handed_back)
 
-    def status(self) -> PoolStatus:
+    def status(self) -> RoutineStatus:
         """Runs, failures and queued items now; thread-safe and never blocks."""
-        return PoolStatus(
+        return RoutineStatus(
             name=self.name,
             state=self._state(),
             last_error=self._last_error,

@@ -36,7 +36,10 @@ def describe_error(error: BaseException | None) -> str | None:
 
 @dataclass(frozen=True)
 class RoutineStatus:
-    """One routine's state at a moment; the counters are set by periodic routines and pools."""
+    """One routine's state at a moment; the counters are set by periodic routines and pools.
+
+    `queued` is a pool's count of accepted items that have not started yet.
+    """
 
     name: str
     state: RoutineState
@@ -47,6 +50,7 @@ class RoutineStatus:
     missed_runs: int = 0
     overdue_runs: int = 0
     last_run_duration: float | None = None
+    queued: int = 0
 
 
 @dataclass(frozen=True)

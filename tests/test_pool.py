@@ -652,7 +652,7 @@ def test_start_while_running_raises(blocking: Blocking) -> None:
 
 def test_status_follows_the_pool_from_idle_to_stopped(blocking: Blocking) -> None:
     pool = WorkerPool(blocking, workers=1, name="jobs", drain_timeout=None)
-    assert pool.status() == routines._pool.PoolStatus(name="jobs", state="idle")
+    assert pool.status() == routines.RoutineStatus(name="jobs", state="idle")
     running = Running(pool)
     pool.submit(0)
     blocking.wait_started(0)
