@@ -35,12 +35,15 @@ def report_load() -> None:
 
 
 def main() -> int:
+    squares = routines.WorkerPool(lambda n: n * n, workers=2, buffer=10, name="squares")
+
     def demo_clock() -> None:
         """Shows everyone's status each second, then ends the demo after three seconds."""
         print("quickstart: running for about 3 seconds (Ctrl-C stops it sooner)", flush=True)
         for second in (1, 2, 3):
             if routines.sleep(1.0):
                 return
+            print(f"squares: {second}^2 = {squares.submit(second).result(timeout=5)}", flush=True)
             print(f"--- status after {second}s ---", flush=True)
             for status in monitor.status():
                 print(
@@ -58,6 +61,7 @@ def main() -> int:
             name="load",
             interval=1.0,
         ),
+        squares,
         routines.CallbackRoutine(demo_clock, name="demo-clock"),
         stop_timeout=5.0,
     )
