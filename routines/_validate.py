@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
+    "MAX_SECONDS",
     "check_bool",
     "check_callable",
     "check_choice",
@@ -19,6 +21,12 @@ __all__ = [
     "check_seconds",
     "routine_name",
 ]
+
+
+# The longest duration accepted. A thread can't wait longer than threading.TIMEOUT_MAX (Python
+# raises OverflowError, on whatever thread waits); half of it leaves room for the jitter that may
+# lengthen a wait up to twice its interval or backoff.
+MAX_SECONDS: Final = threading.TIMEOUT_MAX / 2
 
 
 def check_optional_seconds(arg: str, value: object, *, allow_zero: bool = True) -> float | None:
@@ -36,13 +44,19 @@ def check_seconds(
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
     else:
         none = " or None" if allow_none else ""
         msg = f"{arg} must be {bound} number of seconds or a timedelta{none}, got {value!r}"
         raise TypeError(msg)
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         msg = f"{arg} must be {bound} finite number of seconds, got {value!r}"
+        raise ValueError(msg)
+    if seconds > MAX_SECONDS:
+        msg = f"{arg} must be at most {MAX_SECONDS:.0f} seconds (about 146 years), got {value!r}"
         raise ValueError(msg)
     return seconds
 

@@ -52,10 +52,14 @@ class FakeClock:
         if not isinstance(start, (int, float)) or isinstance(start, bool):
             msg = f"start must be a number of seconds, got {start!r}"
             raise TypeError(msg)
-        if not math.isfinite(start):
+        try:
+            now = float(start)
+        except OverflowError:  # an int too large for a float
+            now = math.inf
+        if not math.isfinite(now):
             msg = f"start must be a finite number of seconds, got {start!r}"
             raise ValueError(msg)
-        self._now = float(start)
+        self._now = now
         self._cond = threading.Condition(threading.Lock())
         self._waiters: list[_Waiter] = []
 
