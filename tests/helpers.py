@@ -6,7 +6,8 @@ import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -62,6 +63,20 @@ def start_in_thread(routine: routines.Routine, name: str = "test-routine") -> th
 def join(thread: threading.Thread) -> None:
     thread.join(WAIT)
     assert not thread.is_alive(), f"{thread.name} did not end within {WAIT}s"
+
+
+@contextmanager
+def in_background(fn: Callable[[], object], name: str = "test-driver") -> Iterator[None]:
+    """Run `fn` on a helper thread for the duration of the block, then join it (bounded).
+
+    For driving a test (sending signals, say) while the main thread blocks in `Monitor.run()`.
+    """
+    thread = threading.Thread(target=fn, name=name)
+    thread.start()
+    try:
+        yield
+    finally:
+        join(thread)
 
 
 class LogWatcher(logging.Handler):
@@ -182,3 +197,29 @@ class Example:
         assert self.process.stderr is not None
         self.process.stdout.close()
         self.process.stderr.close()
+
+
+class EventLog:
+    """An `on_event` callback that keeps every event and waits (bounded) for one to arrive."""
+
+    def __init__(self, then: Callable[[routines.RoutineEvent], object] | None = None) -> None:
+        self.events: list[routines.RoutineEvent] = []
+        self._cond = threading.Condition()
+        self._then = then
+
+    def __call__(self, event: routines.RoutineEvent) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+        if self._then is not None:
+            self._then(event)
+
+    def count(self, routine: str, kind: str) -> int:
+        with self._cond:
+            return sum(1 for e in self.events if (e.routine, e.kind) == (routine, kind))
+
+    def wait_for(self, routine: str, kind: str, count: int = 1, timeout: float = WAIT) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: self.count(routine, kind) >= count, timeout), (
+                f"no {count} {kind!r} events of {routine!r} within {timeout}s: {self.events}"
+            )
