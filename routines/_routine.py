@@ -16,10 +16,10 @@ class BackgroundRoutine(abc.ABC):
     """A routine around one stop flag: subclasses write `run()` and check `wait()`/`stopping`.
 
     ```python
-    class Hello(BackgroundRoutine):
+    class Heartbeat(BackgroundRoutine):
         def run(self) -> None:
             while not self.wait(1.0):  # True as soon as stop() was called
-                print("Hello there!")
+                beat()
     ```
 
     A subclass that overrides `__init__` calls `super().__init__()`.
