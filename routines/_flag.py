@@ -26,8 +26,10 @@ class Flag(threading.Event):
 
     def set(self) -> None:
         super().set()
+        if self._listeners is None:  # never subscribed: no need to take the shared lock
+            return
         with _listeners_lock:
-            listeners = tuple(self._listeners) if self._listeners else ()
+            listeners = tuple(self._listeners)
         for listener in listeners:
             listener()
 
