@@ -11,6 +11,28 @@ import pytest
 
 from routines._threads import join_all
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="also run the long reliability variants (tests marked soak); see tests/README.md",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "soak: a long reliability variant, run with --soak")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="a long variant: run with --soak")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
+
+
 # Threads that end on their own shortly after the test (a stop-callback helper, say) get this
 # long; anything alive after it is a leak.
 THREAD_GRACE = 5.0
