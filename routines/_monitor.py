@@ -55,12 +55,24 @@ _EXIT_GRACE = 1.0
 class _Child:
     """The Monitor's record of one routine. Guarded by the Monitor's lock."""
 
+    __slots__ = (
+        "last_error",
+        "last_failure_logged",
+        "last_failure_time",
+        "name",
+        "outcome",
+        "restarts",
+        "routine",
+        "state",
+        "stop_error",
+        "thread",
+        "window",
+    )
+
     def __init__(self, routine: Routine, policy: RestartPolicy) -> None:
         self.routine = routine
         self.name = routine_name(routine)
         self.window = RestartWindow(policy)
-        # Set when the Monitor stops this routine: its thread is then "stopping".
-        self.stop_mark = Flag()
         self.thread: threading.Thread | None = None
         self.state: RoutineState = "idle"
         self.restarts = 0
@@ -118,6 +130,9 @@ class Monitor:
         )
 
         self._cond = threading.Condition(threading.Lock())
+        # Set when shutdown begins: every routine's thread is then "stopping" (routines.stopping())
+        # and no routine starts or restarts any more.
+        self._stopping = Flag()
         self._phase: Phase = "new"
         self._ended = 0  # children with a final outcome
         self._stops_running = 0  # stop() calls that have not returned yet
@@ -170,18 +185,24 @@ class Monitor:
                 self._events = SerialRunner("routines:monitor:events", "on_event")
             if not self._children:
                 self._begin_shutdown("all routines ended")
+            if self._reason is not None:
+                # shutdown() came first: no routine may start, whichever thread gets the lock
+                # first, the coordinator or the routine's.
+                self._stopping.set()
             for child in self._children:
-                if self._reason is not None:
-                    # shutdown() came first: no routine may start, whichever thread gets the lock
-                    # first, the coordinator or the routine's.
-                    child.stop_mark.set()
                 child.thread = threading.Thread(
                     target=self._supervise, args=(child,), name=f"routine:{child.name}", daemon=True
                 )
-            threading.Thread(target=self._coordinate, name="routines:monitor", daemon=True).start()
-            for child in self._children:
-                assert child.thread is not None
+        # Started outside the lock: each new thread takes it at once, and would queue on it.
+        threading.Thread(target=self._coordinate, name="routines:monitor", daemon=True).start()
+        for child in self._children:
+            assert child.thread is not None
+            try:
                 child.thread.start()
+            except RuntimeError as exc:  # the process can't have more threads
+                logger.exception("routine %r: could not start its thread", child.name)
+                with self._cond:
+                    self._finish(child, "failed", exc, "failed")
 
     def shutdown(self, reason: str = "shutdown requested") -> None:
         """Ask every routine to stop. Thread-safe, non-blocking, callable from anywhere.
@@ -270,13 +291,13 @@ class Monitor:
     # -- supervision (one thread per routine) ----------------------------------------------
 
     def _supervise(self, child: _Child) -> None:
-        with running_as(child.stop_mark):
+        with running_as(self._stopping):
             delay: float | None = 0.0
             while delay is not None:
-                child.stop_mark.wait(delay)  # the backoff; shutdown ends it at once
+                self._stopping.wait(delay)  # the backoff; shutdown ends it at once
                 with self._cond:
                     # Checked under the lock: shutdown may set the mark just after the wait.
-                    if child.stop_mark.is_set():
+                    if self._stopping.is_set():
                         self._end_waiting(child)
                         return
                     child.state = "running"
@@ -288,7 +309,7 @@ class Monitor:
                     error = exc
                 # Read at once: a stop asked after start() ended must not turn a crash into a
                 # clean stop just because the lock was taken a moment later.
-                delay = self._after_run(child, error, stop_asked=child.stop_mark.is_set())
+                delay = self._after_run(child, error, stop_asked=self._stopping.is_set())
 
     def _end_waiting(self, child: _Child) -> None:
         """Under the lock: shutdown found the routine before its first start, or in a backoff."""
@@ -406,9 +427,9 @@ class Monitor:
             self._phase = "stopping"
             started = time.monotonic()
             deadline = started + self._stop_timeout
+            self._stopping.set()
             to_stop = []
             for child in self._children:
-                child.stop_mark.set()
                 if child.state == "running":
                     child.state = "stopping"
                     to_stop.append(child)

@@ -371,6 +371,13 @@ class Holder:
         self.triggered = time.monotonic()
         self.monitor.shutdown(reason)
 
+    def start(self, *members: routines.Routine, **options: object) -> None:
+        """Build the Monitor and hold it before starting it: a routine may ask for it at once."""
+        options.setdefault("signals", ())
+        options.setdefault("stop_timeout", STOP_TIMEOUT)
+        self.monitor = routines.Monitor(*members, **options)  # type: ignore[arg-type]
+        self.monitor.start()
+
 
 def assert_shut_down_from_inside(
     holder: Holder, healthy: Gate, reason: str
@@ -390,7 +397,7 @@ def test_shutdown_from_inside_a_routine_is_bounded_and_stops_everyone() -> None:
         holder.shutdown("asked by a routine")
         routines.sleep(60)
 
-    holder.monitor = started(routines.CallbackRoutine(ask, name="asker"), healthy)
+    holder.start(routines.CallbackRoutine(ask, name="asker"), healthy)
     assert_shut_down_from_inside(holder, healthy, "asked by a routine")
 
 
@@ -401,7 +408,7 @@ def test_shutdown_from_inside_a_periodic_handler_is_bounded_and_stops_everyone()
         healthy_until_now(healthy)
         holder.shutdown("asked by a handler")
 
-    holder.monitor = started(routines.PeriodicRoutine(handler, name="asker"), healthy)
+    holder.start(routines.PeriodicRoutine(handler, name="asker"), healthy)
     assert_shut_down_from_inside(holder, healthy, "asked by a handler")
 
 
@@ -413,7 +420,7 @@ def test_shutdown_from_inside_on_error_is_bounded_and_stops_everyone() -> None:
         holder.shutdown(f"on_error saw {exc}")
 
     asker = routines.PeriodicRoutine(raiser(Boom("bad")), name="asker", on_error=on_error)
-    holder.monitor = started(asker, healthy)
+    holder.start(asker, healthy)
     assert_shut_down_from_inside(holder, healthy, "on_error saw bad")
 
 
@@ -426,7 +433,7 @@ def test_shutdown_from_inside_on_shutdown_of_a_routine_that_ended_is_bounded() -
         holder.shutdown("asked by on_shutdown")
 
     asker = routines.PeriodicRoutine(ran.set, name="asker", interval=60, on_shutdown=on_shutdown)
-    holder.monitor = started(asker, healthy)
+    holder.start(asker, healthy)
     assert ran.wait(WAIT)
     asker.stop()  # someone else ends it; its on_shutdown takes the whole monitor down
     report = assert_shut_down_from_inside(holder, healthy, "asked by on_shutdown")
@@ -442,7 +449,7 @@ def test_shutdown_from_inside_on_shutdown_during_a_shutdown_is_bounded() -> None
         called.set()
 
     asker = routines.PeriodicRoutine(ran.set, name="asker", interval=60, on_shutdown=on_shutdown)
-    holder.monitor = started(asker, healthy)
+    holder.start(asker, healthy)
     assert ran.wait(WAIT)
     healthy_until_now(healthy)
     report = shut_down(holder.monitor, "first")
@@ -460,7 +467,7 @@ def test_shutdown_from_inside_on_event_is_bounded_and_stops_everyone() -> None:
             holder.shutdown("asked by on_event")
 
     asker = routines.CallbackRoutine(healthy.started.wait, name="asker")  # returns by itself
-    holder.monitor = started(asker, healthy, on_event=on_event)
+    holder.start(asker, healthy, on_event=on_event)
     report = assert_shut_down_from_inside(holder, healthy, "asked by on_event")
     assert report.outcomes[0].state == "finished"
 

@@ -875,15 +875,14 @@ def test_an_on_event_that_raises_is_logged_and_delivery_goes_on(
 
 
 def test_shutdown_from_on_event_works(harness: Harness) -> None:
-    monitors: list[Monitor] = []
-
+    # The harness holds the monitor before starting it: on_event may need it at once.
     def stop_on_start(event: RoutineEvent) -> None:
         if event.kind == "started":
-            monitors[0].shutdown("asked by on_event")
+            harness.monitors[0].shutdown("asked by on_event")
 
     events = Events(then=stop_on_start)
-    monitors.append(harness.monitor(Counting("counting"), on_event=events))
-    report = monitors[0].wait(WAIT)
+    monitor = harness.monitor(Counting("counting"), on_event=events)
+    report = monitor.wait(WAIT)
     assert report is not None
     assert report.reason == "asked by on_event"
     assert events.kinds() == ["started", "stopped"]
@@ -891,16 +890,15 @@ def test_shutdown_from_on_event_works(harness: Harness) -> None:
 
 def test_status_from_on_event_works(harness: Harness) -> None:
     seen: list[list[str]] = []
-    monitors: list[Monitor] = []
 
     def look(event: RoutineEvent) -> None:
         if event.kind == "restarting":
-            seen.append([s.state for s in monitors[0].status()])
+            seen.append([s.state for s in harness.monitors[0].status()])
 
     events = Events(then=look)
-    monitors.append(harness.monitor(Flaky("flaky"), restart=SLOW, on_event=events))
+    monitor = harness.monitor(Flaky("flaky"), restart=SLOW, on_event=events)
     assert events.wait_for("restarting", "flaky")
-    finish(monitors[0])
+    finish(monitor)
     assert seen == [["restarting"]]
 
 
