@@ -105,6 +105,10 @@ class WorkerPool(Generic[T, R]):
         self._items: deque[T] = deque()
         self._futures: deque[Future[R]] = deque()
         self._idle_workers = 0
+        # Idle workers already notified but not yet awake: submit() doesn't notify them again.
+        # It may fall short after a notify_all() (a woken worker consumes a count that was not
+        # its own), which only costs a spare notify, never a missed one.
+        self._waking_workers = 0
         self._blocked_submitters = 0
 
         self._closed = False  # stop() was called: no more items accepted, ever
@@ -150,7 +154,8 @@ class WorkerPool(Generic[T, R]):
                 self._wait_for_space(block, timeout)
             self._items.append(item)
             self._futures.append(future)
-            if self._idle_workers:
+            if self._idle_workers > self._waking_workers:
+                self._waking_workers += 1
                 self._has_items.notify()
         return future
 
@@ -363,6 +368,8 @@ class WorkerPool(Generic[T, R]):
                             self._idle_workers += 1
                             self._has_items.wait()
                             self._idle_workers -= 1
+                            if self._waking_workers:
+                                self._waking_workers -= 1
                         deadline = self._drain_deadline
                         if deadline is not None and monotonic() >= deadline:
                             self._changed.notify_all()  # the pool thread takes the rest back
