@@ -85,12 +85,13 @@ def bounded_report(monitor: routines.Monitor, since: float) -> routines.Shutdown
 
 
 def shut_down_next_to_healthy(
-    faulty: Gate | Stubborn, **options: object
+    faulty: routines.Routine, ready: threading.Event | None = None, **options: object
 ) -> tuple[routines.ShutdownReport, Gate]:
-    """Run `faulty` next to a healthy Gate, shut both down; the report and the healthy one."""
+    """Run `faulty` next to a healthy Gate until `ready` (default: `faulty.started`), shut both
+    down; the report and the healthy Gate."""
     healthy = Gate("healthy")
     monitor = started(faulty, healthy, **options)
-    assert faulty.started.wait(WAIT)
+    assert (ready or faulty.started).wait(WAIT)  # type: ignore[attr-defined]
     healthy_until_now(healthy)
     with LogWatcher():
         return shut_down(monitor), healthy
@@ -240,12 +241,7 @@ def test_a_periodic_handler_that_hangs_times_out_with_the_handler_on_its_stack(
         release.wait(60)
 
     faulty = routines.PeriodicRoutine(hanging_handler, name="faulty", interval=0.01)
-    healthy = Gate("healthy")
-    monitor = started(faulty, healthy)
-    assert entered.wait(WAIT)
-    healthy_until_now(healthy)
-    with LogWatcher():
-        report = shut_down(monitor)
+    report, healthy = shut_down_next_to_healthy(faulty, entered)
     release.set()
     outcome = report.outcomes[0]
     assert outcome.state == "timed_out"
@@ -490,3 +486,73 @@ def test_shutdown_from_inside_on_signal_is_bounded_and_stops_everyone() -> None:
     assert report.reason == "asked by on_signal"
     assert report.signal is None
     assert_untouched(report, healthy)
+
+
+# -- worker pools ------------------------------------------------------------------------------
+
+
+def test_a_pool_handler_that_hangs_times_out_with_the_handler_on_its_stack(
+    release: threading.Event,
+) -> None:
+    entered = threading.Event()
+
+    def hanging_job(job: int) -> None:
+        entered.set()
+        release.wait(60)
+
+    pool: routines.WorkerPool[int, None] = routines.WorkerPool(hanging_job, workers=1, name="pool")
+    pool.submit(1)  # waits in the queue until the pool starts
+    report, healthy = shut_down_next_to_healthy(pool, entered)
+    release.set()
+    outcome = report.outcomes[0]
+    assert outcome.state == "timed_out"
+    assert_untouched(report, healthy)
+
+
+def test_a_pool_on_error_that_raises_is_logged_and_the_worker_goes_on() -> None:
+    handler = CountingRaiser(Boom("job failed"))
+    pool: routines.WorkerPool[int, None] = routines.WorkerPool(
+        handler, workers=1, name="pool", on_error=raiser(Boom("on_error failed"))
+    )
+    healthy = Gate("healthy")
+    with LogWatcher() as logs:
+        monitor = started(pool, healthy)
+        first, second = pool.submit(1), pool.submit(2)
+        assert isinstance(first.exception(WAIT), Boom)
+        assert isinstance(second.exception(WAIT), Boom)  # the same worker survived
+        logs.wait_for("on_error raised")
+        healthy_until_now(healthy)
+        report = shut_down(monitor)
+    assert (report.outcomes[0].state, report.outcomes[0].error) == ("stopped", None)
+    assert pool.status().failures == 2
+    assert_untouched(report, healthy)
+
+
+def test_shutdown_from_inside_a_pool_handler_is_bounded_and_stops_everyone() -> None:
+    holder, healthy = Holder(), Gate("healthy")
+
+    def job(item: int) -> int:
+        healthy_until_now(healthy)
+        holder.shutdown("asked by a job")
+        return item
+
+    pool: routines.WorkerPool[int, int] = routines.WorkerPool(job, workers=2, name="asker")
+    holder.monitor = started(pool, healthy)
+    done = pool.submit(7)
+    assert_shut_down_from_inside(holder, healthy, "asked by a job")
+    assert done.result(0) == 7
+
+
+def test_shutdown_from_inside_a_pool_on_error_is_bounded_and_stops_everyone() -> None:
+    holder, healthy = Holder(), Gate("healthy")
+
+    def on_error(item: int, exc: Exception) -> None:
+        healthy_until_now(healthy)
+        holder.shutdown(f"job {item} failed: {exc}")
+
+    pool: routines.WorkerPool[int, None] = routines.WorkerPool(
+        CountingRaiser(Boom("bad")), workers=2, name="asker", on_error=on_error
+    )
+    holder.monitor = started(pool, healthy)
+    pool.submit(3)
+    assert_shut_down_from_inside(holder, healthy, "job 3 failed: bad")
