@@ -51,6 +51,10 @@ def main() -> int:
         f"`kill -USR1 {os.getpid()}` queues a job, Ctrl-C or SIGTERM drains and exits",
         flush=True,
     )
+    # run() puts back the handlers it found when it returns: with these ignored, a late
+    # Ctrl-C or SIGTERM while the program exits is ignored instead of raising or killing it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     report = routines.Monitor(
         pool,
         stop_timeout=10.0,

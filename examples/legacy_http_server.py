@@ -9,6 +9,7 @@ Run: python examples/legacy_http_server.py [PORT]   (default: a free port)
 
 from __future__ import annotations
 
+import signal
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -43,6 +44,10 @@ def main() -> int:
     server = ThreadingHTTPServer(("127.0.0.1", port), HelloHandler)
     server.daemon_threads = True
     print(f"serving on http://127.0.0.1:{server.server_address[1]}/", flush=True)
+    # run() puts back the handlers it found when it returns: with these ignored, a late
+    # Ctrl-C or SIGTERM while the program exits is ignored instead of raising or killing it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         report = routines.monitor(
             routines.CallbackRoutine(server.serve_forever, server.shutdown, name="http"),

@@ -10,6 +10,7 @@ Run: python examples/periodic.py
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import routines
@@ -29,6 +30,10 @@ def main() -> int:
         on_shutdown=lambda: print("hello: no more hellos", flush=True),
     )
     print("periodic: saying hello every 2 seconds; Ctrl-C (or SIGTERM) stops it", flush=True)
+    # run() puts back the handlers it found when it returns: with these ignored, a late
+    # Ctrl-C or SIGTERM while the program exits is ignored instead of raising or killing it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     report = routines.monitor(hello, stop_timeout=5.0)
     print(report, flush=True)
     return report.exit_code

@@ -8,6 +8,7 @@ Run: python examples/quickstart.py
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import routines
@@ -65,6 +66,10 @@ def main() -> int:
         routines.CallbackRoutine(demo_clock, name="demo-clock"),
         stop_timeout=5.0,
     )
+    # run() puts back the handlers it found when it returns: with these ignored, a late
+    # Ctrl-C or SIGTERM while the program exits is ignored instead of raising or killing it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     report = monitor.run()
     print(report, flush=True)
     return report.exit_code

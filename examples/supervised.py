@@ -11,6 +11,7 @@ Run: python examples/supervised.py [--continue]
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 
@@ -74,6 +75,10 @@ def main(argv: list[str]) -> int:
         stop_timeout=5.0,
     )
     say(f"supervised: starting (on give-up: {give_up}; Ctrl-C stops it)")
+    # run() puts back the handlers it found when it returns: with these ignored, a late
+    # Ctrl-C or SIGTERM while the program exits is ignored instead of raising or killing it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     report = monitor.run()
     say(report)
     if not report.ok:
