@@ -12,39 +12,77 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["Flag", "wait_any"]
 
-_listeners_lock = threading.Lock()
+# One lock for every flag's state changes and listener lists: set(), clear() and subscribe()
+# are rare, and a lock per flag would cost every idle routine memory for nothing.
+_shared_lock = threading.Lock()
 
 
 class Flag(threading.Event):
-    """An `Event` whose `set()` also calls every subscribed listener (outside its lock)."""
+    """An `Event` whose `set()` also calls every subscribed listener (outside any lock).
 
-    def __init__(self) -> None:
-        super().__init__()
-        # Most flags never get a listener, and every routine has a flag or two: the list is made
-        # on the first subscribe(), and one lock for all flags guards the lists.
+    It is built on one plain lock, the gate, held while the flag is unset, instead of the
+    `Condition` a `threading.Event` makes: every routine has a flag, and a thousand idle routines
+    should cost little more than their threads. A waiter passes the gate (acquires and releases
+    it at once) when the flag is set. Every method of `Event` is overridden.
+    """
+
+    def __init__(self) -> None:  # not Event.__init__: it would build the Condition this avoids
+        self._gate = threading.Lock()
+        self._gate.acquire()
+        self._set = False
+        # Most flags never get a listener: the list is made on the first subscribe().
         self._listeners: list[Callable[[], object]] | None = None
 
+    def is_set(self) -> bool:
+        return self._set
+
     def set(self) -> None:
-        super().set()
-        if self._listeners is None:  # never subscribed: no need to take the shared lock
-            return
-        with _listeners_lock:
-            listeners = tuple(self._listeners)
+        with _shared_lock:
+            if self._set:
+                return
+            self._set = True
+            self._gate.release()
+            listeners = tuple(self._listeners) if self._listeners else ()
         for listener in listeners:
             listener()
 
+    def clear(self) -> None:
+        with _shared_lock:
+            if not self._set:
+                return
+            self._set = False
+            # A waiter passing the gate holds it only for a moment: this waits for that.
+            self._gate.acquire()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        if timeout is None:
+            passed = self._gate.acquire()
+        elif timeout > 0:
+            passed = self._gate.acquire(True, timeout)
+        else:
+            passed = self._gate.acquire(False)
+        if passed:  # the gate opens only when the flag is set, even if cleared since
+            self._gate.release()
+            return True
+        return self._set
+
     def subscribe(self, listener: Callable[[], object]) -> None:
         """Call `listener` on every later `set()`. Check `is_set()` after subscribing."""
-        with _listeners_lock:
+        with _shared_lock:
             if self._listeners is None:
                 self._listeners = []
             self._listeners.append(listener)
 
     def unsubscribe(self, listener: Callable[[], object]) -> None:
-        with _listeners_lock:
+        with _shared_lock:
             if self._listeners is None:
                 raise ValueError(listener)
             self._listeners.remove(listener)
+
+    def __repr__(self) -> str:
+        return f"<Flag {'set' if self._set else 'unset'}>"
 
 
 def wait_any(flags: Sequence[Flag], timeout: float | None) -> bool:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ._context import running_as
 from ._flag import Flag
@@ -35,18 +33,38 @@ class Lifecycle:
     def stop(self) -> None:
         self.flag.set()
 
-    @contextmanager
-    def run(self, name: str) -> Iterator[bool]:
-        """Hold one run of the routine; yields False when a stop was already asked."""
-        with self._lock:
-            if self._running:
-                msg = f"routine {name!r} is already running; start() it from one thread at a time"
+    def run(self, name: str) -> _Run:
+        """Hold one run of the routine: `with lifecycle.run(name) as go:`, `go` False when a
+        stop was already asked."""
+        return _Run(self, name)
+
+
+class _Run:
+    """One run of a routine; a plain class, as every idle routine thread holds one."""
+
+    __slots__ = ("_lifecycle", "_marked", "_name")
+
+    def __init__(self, lifecycle: Lifecycle, name: str) -> None:
+        self._lifecycle = lifecycle
+        self._name = name
+        self._marked = running_as(lifecycle.flag)
+
+    def __enter__(self) -> bool:
+        lifecycle = self._lifecycle
+        with lifecycle._lock:
+            if lifecycle._running:
+                msg = (
+                    f"routine {self._name!r} is already running; "
+                    "start() it from one thread at a time"
+                )
                 raise RuntimeError(msg)
-            self._running = True
-        try:
-            with running_as(self.flag):
-                yield not self.flag.is_set()
-        finally:
-            with self._lock:
-                self._running = False
-                self.flag.clear()
+            lifecycle._running = True
+        self._marked.__enter__()
+        return not lifecycle.flag.is_set()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._marked.__exit__()
+        lifecycle = self._lifecycle
+        with lifecycle._lock:
+            lifecycle._running = False
+            lifecycle.flag.clear()

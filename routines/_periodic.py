@@ -129,6 +129,35 @@ class PeriodicRoutine:
     it does not stop in time).
     """
 
+    # Slots: a thousand idle routines should cost little more than their threads.
+    __slots__ = (
+        "_clock",
+        "_concurrency",
+        "_concurrency_function",
+        "_failures",
+        "_fixed_rate",
+        "_handler",
+        "_initial_delay",
+        "_interval",
+        "_interval_function",
+        "_jitter",
+        "_last_error",
+        "_last_run_duration",
+        "_last_valid_interval",
+        "_lifecycle",
+        "_max_reinvocations",
+        "_missed_runs",
+        "_on_error",
+        "_on_shutdown",
+        "_overdue_runs",
+        "_run_timeout",
+        "_runs",
+        "_state",
+        "_stats_lock",
+        "description",
+        "name",
+    )
+
     def __init__(
         self,
         handler: Callable[[], object],
@@ -372,6 +401,16 @@ class _FixedRate:
 
 class _PeriodicRun:
     """The loops of one `start()` of a PeriodicRoutine."""
+
+    __slots__ = (
+        "cond",
+        "first_error",
+        "loops_running",
+        "routine",
+        "stop_flag",
+        "thread_count",
+        "threads",
+    )
 
     def __init__(self, routine: PeriodicRoutine) -> None:
         self.routine = routine

@@ -75,7 +75,7 @@ class RestartPolicy:
         return base * (1.0 + self.jitter * (2.0 * uniform() - 1.0))
 
 
-@dataclass
+@dataclass(slots=True)
 class RestartWindow:
     """The restart times of one routine inside its policy's `within` window."""
 
