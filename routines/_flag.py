@@ -7,6 +7,7 @@ wake on "deadline or stop" without polling.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,15 @@ __all__ = ["Flag", "wait_any"]
 # One lock for every flag's state changes and listener lists: set(), clear() and subscribe()
 # are rare, and a lock per flag would cost every idle routine memory for nothing.
 _shared_lock = threading.Lock()
+
+
+def _new_shared_lock_after_fork() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_shared_lock_after_fork)
 
 
 class Flag(threading.Event):
@@ -50,21 +60,25 @@ class Flag(threading.Event):
         with _shared_lock:
             if not self._set:
                 return
+            # A new gate, closed: waiters still passing the old, open one get through, as they
+            # would from a real Event set and cleared at once.
+            gate = threading.Lock()
+            gate.acquire()
+            self._gate = gate
             self._set = False
-            # A waiter passing the gate holds it only for a moment: this waits for that.
-            self._gate.acquire()
 
     def wait(self, timeout: float | None = None) -> bool:
+        gate = self._gate  # read before the flag: a clear() after this can't close it
         if self._set:
             return True
         if timeout is None:
-            passed = self._gate.acquire()
+            passed = gate.acquire()
         elif timeout > 0:
-            passed = self._gate.acquire(True, timeout)
+            passed = gate.acquire(True, timeout)
         else:
-            passed = self._gate.acquire(False)
-        if passed:  # the gate opens only when the flag is set, even if cleared since
-            self._gate.release()
+            passed = gate.acquire(False)
+        if passed:  # a gate opens only when the flag is set, even if cleared since
+            gate.release()
             return True
         return self._set
 
