@@ -163,11 +163,20 @@ class Monitor:
             if self._on_signal:
                 self._signal_callbacks = SerialRunner("routines:monitor:signals", "on_signal")
             self._wake_pump = catcher.wake
+            started = False
             try:
                 self.start()
+                started = True
                 while (report := self._finished_report()) is None:
                     for signum in catcher.wait():
                         self._handle_signal(signum)
+            except BaseException as exc:
+                # Whatever broke the pump, the routines must not go on unsupervised: stop them
+                # (bounded) before the exception goes on.
+                if started:
+                    self.shutdown(f"run() was interrupted by {describe_error(exc)}")
+                    self.wait(self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE)
+                raise
             finally:
                 self._wake_pump = None
                 if self._signal_callbacks is not None:

@@ -10,7 +10,6 @@ as soon as it arrives. Everything else happens outside the handler, on ordinary 
 from __future__ import annotations
 
 import contextlib
-import select
 import signal
 import socket
 import threading
@@ -36,7 +35,6 @@ class SignalCatcher:
         self._previous: dict[int, signal.Handlers | object] = {}
         self._previous_wakeup_fd = -1
         self._reader, self._writer = socket.socketpair()
-        self._reader.setblocking(False)
         self._writer.setblocking(False)
 
     def __enter__(self) -> Self:
@@ -88,9 +86,11 @@ class SignalCatcher:
 
     def wait(self, timeout: float | None = None) -> list[int]:
         """Block until a signal arrives or `wake()` is called; return the signals received."""
+        # A blocking recv() rather than select(), which fails for descriptors past 1024. A signal
+        # interrupts it, runs the (empty) handler, and its byte is there to read.
+        self._reader.settimeout(timeout)
         try:
-            select.select([self._reader], [], [], timeout)
             data = self._reader.recv(4096)
-        except (BlockingIOError, InterruptedError):
+        except (TimeoutError, InterruptedError):
             return []
         return [signum for signum in data if signum != _WAKE and signum in self._signals]

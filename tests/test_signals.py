@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import threading
@@ -253,3 +254,44 @@ def test_run_off_the_main_thread_works_without_signals() -> None:
     monitor.shutdown("from main")
     join(thread)
     assert reports[0].reason == "from main"
+
+
+def test_run_works_when_the_process_has_descriptors_past_1024(
+    background: Callable[[Callable[[], object]], None],
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard descriptor limit is {hard}: can't open past 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held: list[socket.socket] = []
+    try:
+        while not held or held[-1].fileno() < 1030:
+            held.extend(socket.socketpair())
+        gate = Gate()
+        background(kill_when(gate.started, signal.SIGTERM))
+        report = routines.Monitor(gate).run()
+    finally:
+        for sock in held:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert report.signal == signal.SIGTERM
+    assert report.ok
+
+
+def test_run_stops_the_routines_before_an_exception_from_its_pump_goes_on(
+    monkeypatch: pytest.MonkeyPatch, background: Callable[[Callable[[], object]], None]
+) -> None:
+    gate = Gate()
+    monitor = routines.Monitor(gate, on_signal={signal.SIGUSR1: lambda: None})
+
+    def broken(signum: int) -> None:
+        raise RuntimeError("pump broke")
+
+    monkeypatch.setattr(monitor, "_handle_signal", broken)
+    background(kill_when(gate.started, signal.SIGUSR1))
+    with pytest.raises(RuntimeError, match="pump broke"):
+        monitor.run()
+    assert gate.returned.is_set()
+    report = monitor.wait(0)
+    assert report is not None
+    assert "pump broke" in report.reason
