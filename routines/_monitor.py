@@ -65,6 +65,7 @@ class _Child:
         "routine",
         "state",
         "stop_error",
+        "stop_pending",
         "thread",
         "window",
     )
@@ -78,6 +79,7 @@ class _Child:
         self.restarts = 0
         self.last_error: BaseException | None = None
         self.stop_error: BaseException | None = None
+        self.stop_pending = False  # its stop() was called and has not returned yet
         self.outcome: RoutineOutcome | None = None
         self.last_failure_logged: tuple[type[BaseException], str] | None = None
         self.last_failure_time = -math.inf
@@ -441,12 +443,17 @@ class Monitor:
             for child in self._children:
                 if child.state == "running":
                     child.state = "stopping"
+                    child.stop_pending = True
                     to_stop.append(child)
             self._stops_running += len(to_stop)
         # Outside the lock, which every stop() takes when it returns: a helper done with one
         # stop() is then free for the next at once, and a few helpers do the thousand stops.
         for child in to_stop:
-            self._stop_caller.call(functools.partial(self._call_stop, child))
+            try:
+                self._stop_caller.call(functools.partial(self._call_stop, child))
+            except Exception as exc:  # no thread to call it on: the report must still come
+                logger.exception("routine %r: could not call its stop()", child.name)
+                self._stop_returned(child, exc)
         with self._cond:
             # A stop() may raise after its routine returned: wait for it too, to report it.
             while (self._ended < len(self._children) or self._stops_running) and not self._forced:
@@ -478,14 +485,23 @@ class Monitor:
         except BaseException as exc:
             logger.exception("routine %r: stop() raised", child.name)
             error = exc
+        self._stop_returned(child, error)
+
+    def _stop_returned(self, child: _Child, error: BaseException | None) -> None:
         with self._cond:
             child.stop_error = error
+            child.stop_pending = False
             self._stops_running -= 1
             if not self._stops_running:
                 self._cond.notify_all()
 
     def _final_outcome(self, child: _Child) -> RoutineOutcome:
         """Under the lock, at the end of the wait: the outcome the report gives the routine."""
+        if child.stop_pending:
+            logger.warning("routine %r: its stop() has not returned", child.name)
+            child.stop_error = TimeoutError(
+                f"stop() did not return within stop_timeout ({self._stop_timeout:g}s)"
+            )
         outcome = child.outcome
         if outcome is not None:
             if outcome.error is None and child.stop_error is not None:
@@ -507,9 +523,10 @@ class Monitor:
 
     def _release_threads(self, report: ShutdownReport) -> None:
         """Let the helper threads end, and deliver the queued callbacks, within a grace."""
-        grace = 0.0 if report.forced else _CALLBACK_GRACE
         if self._events is not None:
-            self._events.close(grace)
+            # Also when forced: every event is delivered before the report (a hung callback
+            # gets this grace, then what is left is dropped and logged).
+            self._events.close(_CALLBACK_GRACE)
         self._stop_caller.close()
         ended = [
             child.thread

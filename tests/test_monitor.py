@@ -470,3 +470,48 @@ def test_rejects_a_bad_wait_timeout() -> None:
     with pytest.raises(ValueError, match="timeout"):
         monitor.wait(-1)
     finish(monitor)
+
+
+def test_a_stop_that_never_returns_is_reported_even_when_its_routine_stopped() -> None:
+    release = threading.Event()
+
+    class HangingStop(Gate):
+        def stop(self) -> None:
+            super().stop()  # the routine returns...
+            release.wait(WAIT)  # ...but stop() itself does not
+
+    routine = HangingStop("hanging-stop")
+    monitor = started_monitor(routine, stop_timeout=0.1)
+    assert routine.started.wait(WAIT)
+    try:
+        with LogWatcher() as logs:
+            report = finish(monitor)
+            logs.wait_for("its stop() has not returned")
+    finally:
+        release.set()
+    outcome = report.outcomes[0]
+    assert outcome.state == "stopped"
+    assert isinstance(outcome.error, TimeoutError)
+    assert "stop() did not return" in str(outcome.error)
+
+
+def test_the_report_comes_even_when_no_thread_can_be_had_to_call_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = Gate("gate")
+    monitor = routines.Monitor(gate, signals=(), stop_timeout=0.1)
+
+    def no_threads_left(fn: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(monitor._stop_caller, "call", no_threads_left)
+    monitor.start()
+    assert gate.started.wait(WAIT)
+    try:
+        with LogWatcher():
+            report = finish(monitor)
+    finally:
+        gate.stop()
+    outcome = report.outcomes[0]
+    assert outcome.state == "timed_out"
+    assert isinstance(outcome.error, RuntimeError)
