@@ -15,7 +15,7 @@ from typing import Final, Literal, TypeAlias
 from typing_extensions import final
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._context import running_as
+from ._context import running_as, stopping
 from ._flag import Flag
 from ._lifecycle import Lifecycle
 from ._status import RoutineStatus, describe_error
@@ -300,7 +300,8 @@ class PeriodicRoutine:
 
     def _report(self, exc: Exception, source: str) -> None:
         """Hand an error to on_error / handle_error / the log, unless stop was already asked."""
-        if self._lifecycle.stopping:
+        # stopping(): a Monitor marks the thread stopping a moment before its stop() arrives.
+        if self._lifecycle.stopping or stopping():
             logger.debug(
                 "routine %r: %s raised after stop was asked: %s",
                 self.name,
@@ -513,6 +514,8 @@ class _PeriodicRun:
         if initial_delay > 0 and clock.wait(flag, initial_delay):
             return
         schedule = _FixedRate(started + initial_delay) if routine._fixed_rate else None
+        if flag.is_set():  # stopped before this loop's first run: no run starts after a stop
+            return
         while True:
             for _ in range(routine._max_reinvocations):
                 if not routine._run_handler() or flag.is_set():

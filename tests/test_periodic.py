@@ -12,7 +12,7 @@ import pytest
 
 import routines
 from routines import REINVOKE_IMMEDIATELY, PeriodicRoutine, with_error_message
-from routines._periodic import CONCURRENCY_REFRESH
+from routines._periodic import CONCURRENCY_REFRESH, _PeriodicRun
 from routines.testing import FakeClock
 
 LOG = "routines"
@@ -1109,3 +1109,14 @@ def test_bad_arguments_are_rejected_naming_the_argument_and_value(
     handler = arguments.pop("handler")
     with pytest.raises(error, match=message):
         PeriodicRoutine(handler, **arguments)  # type: ignore[arg-type]
+
+
+def test_a_loop_that_begins_after_stop_was_asked_runs_nothing() -> None:
+    # An extra loop's thread may get going only after a stop (concurrency=N, stop at once):
+    # it must not start a run then.
+    runs: list[int] = []
+    routine = PeriodicRoutine(lambda: runs.append(1), interval=60, name="late")
+    routine.stop()
+    run = _PeriodicRun(routine)
+    run._loop(routine._lifecycle.flag, 0.0)
+    assert runs == []
