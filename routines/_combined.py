@@ -91,8 +91,16 @@ class _CombinedRun:
             for index, name in enumerate(self.combined._child_names)
         ]
         try:
-            for thread in threads:
-                thread.start()
+            for index, thread in enumerate(threads):
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # out of threads: the group fails as one
+                    with self.cond:
+                        for never_started in range(index, len(threads)):
+                            self.done[never_started] = True
+                        if self.first_error is None:
+                            self.first_error = exc
+                    break
             with self.cond:
                 while not all(self.done):
                     if stop_flag.is_set() or self.first_error is not None:

@@ -216,3 +216,21 @@ def test_rejects_the_same_routine_twice() -> None:
 def test_rejects_an_unknown_stop_order() -> None:
     with pytest.raises(ValueError, match="stop_order"):
         routines.CombinedRoutine(Gate(), stop_order="random")  # type: ignore[arg-type]
+
+
+def test_a_child_thread_that_cannot_start_fails_the_group_and_stops_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "routine:b":
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    a, b = Gate("a"), Gate("b")
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        routines.CombinedRoutine(a, b).start()
+    assert a.returned.is_set()
+    assert b.runs == 0
