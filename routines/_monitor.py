@@ -497,7 +497,7 @@ class Monitor:
 
     def _final_outcome(self, child: _Child) -> RoutineOutcome:
         """Under the lock, at the end of the wait: the outcome the report gives the routine."""
-        if child.stop_pending:
+        if child.stop_pending and not self._forced:
             logger.warning("routine %r: its stop() has not returned", child.name)
             child.stop_error = TimeoutError(
                 f"stop() did not return within stop_timeout ({self._stop_timeout:g}s)"

@@ -19,25 +19,32 @@ import threading
 import routines
 
 
+def say(text: object) -> None:
+    """One write per line: print() writes the text and the newline apart, and a routine's line
+    could land between them and the report's."""
+    sys.stdout.write(f"{text}\n")
+    sys.stdout.flush()
+
+
 class Worker(routines.BackgroundRoutine):
     def __init__(self, name: str, cleanup: float = 0.0) -> None:
         super().__init__(name)
         self.cleanup = cleanup
 
     def run(self) -> None:
-        print(f"{self.name} running", flush=True)
+        say(f"{self.name} running")
         self.wait(None)
         if self.cleanup:
             threading.Event().wait(self.cleanup)  # clean-up that does not look at stop
 
 
 def slow_start() -> None:
-    print("starter starting", flush=True)
+    say("starter starting")
     threading.Event().wait(1.0)  # set-up that does not look at stop (connecting, say)
     if routines.stopping():
-        print("starter stopped before it ran", flush=True)
+        say("starter stopped before it ran")
         return
-    print("starter running", flush=True)
+    say("starter running")
     routines.sleep(60)
 
 
@@ -63,7 +70,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     report = monitor.run()
-    print(report, flush=True)
+    say(report)
     return report.exit_code
 
 
