@@ -15,6 +15,15 @@ def serve() -> None:
     pass
 
 
+class NoContent(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 def test_default_name_is_the_start_callables_qualified_name() -> None:
     assert routines.CallbackRoutine(serve).name == "serve"
 
@@ -60,15 +69,7 @@ def test_stop_calls_the_stop_callback_once_on_a_helper_thread() -> None:
 
 
 def test_stop_from_the_serving_thread_does_not_deadlock_a_real_server() -> None:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoContent)
     routine = routines.CallbackRoutine(server.serve_forever, server.shutdown, name="http")
     server.service_actions = routine.stop  # type: ignore[method-assign]  # runs on the serving thread
     try:
@@ -79,15 +80,7 @@ def test_stop_from_the_serving_thread_does_not_deadlock_a_real_server() -> None:
 
 
 def test_a_real_server_serves_until_stopped() -> None:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoContent)
     routine = routines.CallbackRoutine(server.serve_forever, server.shutdown, name="http")
     try:
         thread = start_in_thread(routine)
