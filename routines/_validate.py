@@ -100,7 +100,10 @@ def check_callable(arg: str, value: object, *, allow_none: bool = False) -> Any:
 
 
 def check_choice(arg: str, value: object, choices: tuple[str, ...]) -> Any:
-    if not isinstance(value, str) or value not in choices:
+    if not isinstance(value, str):
+        msg = f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        raise TypeError(msg)
+    if value not in choices:
         msg = f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}"
         raise ValueError(msg)
     return value

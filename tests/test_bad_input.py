@@ -156,7 +156,7 @@ TARGETS = [
     Target(
         "CombinedRoutine",
         lambda **kw: routines.CombinedRoutine(routines.NoopRoutine(), **kw),
-        {"name": NAME, "stop_order": [Bad("random", ValueError), Bad(1, ValueError)]},
+        {"name": NAME, "stop_order": [Bad("random", ValueError), Bad(1, TypeError)]},
     ),
     Target(
         "PeriodicRoutine",
@@ -219,13 +219,13 @@ TARGETS = [
         "RestartPolicy",
         lambda **kw: routines.RestartPolicy(**kw),
         {
-            "restart": [Bad("sometimes", ValueError), Bad(None, ValueError), Bad(1, ValueError)],
+            "restart": [Bad("sometimes", ValueError), Bad(None, TypeError), Bad(1, TypeError)],
             "backoff": REQUIRED_DURATION,
             "max_backoff": REQUIRED_DURATION,
             "jitter": FRACTION,
             "max_restarts": count(0),
             "within": POSITIVE_DURATION,
-            "on_give_up": [Bad("explode", ValueError), Bad(True, ValueError)],
+            "on_give_up": [Bad("explode", ValueError), Bad(True, TypeError)],
         },
     ),
     Target(
