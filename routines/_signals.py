@@ -23,25 +23,6 @@ __all__ = ["SignalCatcher"]
 _WAKE = 0  # not a signal number: a byte that only wakes the pump
 
 
-# CPython's error for a signal that tripped a Python-level handler which, by the time the
-# main thread ran the checks, had been replaced by SIG_IGN or SIG_DFL.
-_RACE = "ignored due to race condition"
-
-
-def _set_handler(signum: int, handler: object) -> None:
-    """`signal.signal()`, dropping signals that raced with a restore, as the handler would."""
-    while True:
-        try:
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-        except OSError as exc:
-            # A signal of a storm arrived while our handler was still installed, and the
-            # restored handler ignores it (or leaves it to the default): nothing is lost.
-            if _RACE not in str(exc):
-                raise
-        else:
-            return
-
-
 def _recorded_by_wakeup_fd(signum: int, frame: FrameType | None) -> None:
     """The Python-level handler: the C-level one already wrote `signum` to the wakeup socket."""
 
@@ -86,18 +67,9 @@ class SignalCatcher:
 
     def _restore(self) -> None:
         try:
-            restored = [
+            for signum, previous in self._previous.items():
                 # getsignal() gives None for a handler not installed from Python: SIG_DFL then
-                (signum, signal.SIG_DFL if previous is None else previous)
-                for signum, previous in self._previous.items()
-            ]
-            for signum, previous in restored:
-                _set_handler(signum, previous)
-            if restored:
-                # Setting a handler first runs the signal checks: once more, so that a signal
-                # that tripped just before the last swap is dealt with here, not at some later
-                # bytecode of the program.
-                _set_handler(*restored[-1])
+                signal.signal(signum, signal.SIG_DFL if previous is None else previous)  # type: ignore[arg-type]
             self._previous.clear()
         finally:
             signal.set_wakeup_fd(self._previous_wakeup_fd)

@@ -295,34 +295,3 @@ def test_run_stops_the_routines_before_an_exception_from_its_pump_goes_on(
     report = monitor.wait(0)
     assert report is not None
     assert "pump broke" in report.reason
-
-
-def test_a_signal_that_raced_with_the_restore_is_dropped_not_raised(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # CPython raises this from signal.signal() for a signal that tripped our handler just
-    # before the restored one (SIG_IGN) took its place: the restore retries, the signal is gone.
-    from routines import _signals
-
-    calls: list[object] = []
-
-    def racy_signal(signum: int, handler: object) -> object:
-        calls.append(handler)
-        if len(calls) == 1:
-            raise OSError("Signal 2 ignored due to race condition")
-        return signal.SIG_DFL
-
-    monkeypatch.setattr(_signals.signal, "signal", racy_signal)
-    _signals._set_handler(signal.SIGINT, signal.SIG_IGN)
-    assert calls == [signal.SIG_IGN, signal.SIG_IGN]
-
-
-def test_other_errors_from_a_restore_are_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    from routines import _signals
-
-    def broken_signal(signum: int, handler: object) -> object:
-        raise OSError("something else")
-
-    monkeypatch.setattr(_signals.signal, "signal", broken_signal)
-    with pytest.raises(OSError, match="something else"):
-        _signals._set_handler(signal.SIGINT, signal.SIG_IGN)
