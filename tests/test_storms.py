@@ -43,9 +43,18 @@ def storm_until_exit(program: Example, limit: float = WAIT) -> int:
     raise AssertionError("unreachable")
 
 
+# CPython's own report (PyErr_WriteUnraisable, not an exception the program sees) of a signal
+# that reached run()'s handler in the microseconds in which signal.signal() put SIG_IGN back:
+# the signal is ignored, as asked. No library code can catch or prevent it (see tests/README.md).
+CPYTHON_RACE_REPORT = re.compile(
+    r"Traceback \(most recent call last\):\n(?:  .*\n)*?"
+    r"OSError: Signal \d+ ignored due to race condition\n"
+)
+
+
 def assert_shut_down_once(program: Example, code: int) -> str:
     """One report, the exit code it gives, no traceback; the report's first line."""
-    output, errors = program.output, program.errors
+    output, errors = program.output, CPYTHON_RACE_REPORT.sub("", program.errors)
     headlines = [line for line in output.splitlines() if line.startswith("shutdown (")]
     assert len(headlines) == 1, output
     assert "Traceback" not in errors, errors
