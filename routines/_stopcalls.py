@@ -7,8 +7,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from ._threads import join_all
-
 __all__ = ["StopCaller"]
 
 logger = logging.getLogger("routines")
@@ -48,12 +46,6 @@ class StopCaller:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    def join(self, timeout: float) -> bool:
-        """Wait (after `close()`) up to `timeout` for the helpers to end; True if all did."""
-        with self._cond:
-            threads = tuple(self._threads)
-        return not join_all(threads, timeout)
 
     def _find_server(self) -> bool:
         """Under the lock, with calls pending: wake a free helper, or say a new one is needed."""
