@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from ._context import running_as
+from ._context import running_as, stopping
 from ._flag import Flag
 
 __all__ = ["Lifecycle"]
@@ -13,25 +13,31 @@ __all__ = ["Lifecycle"]
 class Lifecycle:
     """A routine's stop flag, with the protocol's rules about when a stop applies.
 
-    A stop asked while a run is going applies to that run; one asked while none is going
-    applies to the next `start()`, which then returns at once. Either way the request is used up
-    when that `start()` returns, so the routine can be started again (by a restart policy, or a
-    new Monitor).
+    A stop asked while a run is going applies to that run, and is used up when it returns. One
+    asked before the first `start()` applies to that start, which then returns at once. One
+    that arrives after a run has ended applies to no later run: it was meant for the run that
+    is over (a supervisor marks the thread stopping before its `stop()` arrives, and a loop that
+    watches `routines.stopping()` may return first), and a restart or a new Monitor must start
+    the routine afresh. A supervisor that asks a stop before a later `start()` has begun marks
+    that thread stopping, and `start()` then returns at once too.
     """
 
-    __slots__ = ("_lock", "_running", "flag")
+    __slots__ = ("_has_run", "_lock", "_running", "flag")
 
     def __init__(self) -> None:
         self.flag = Flag()
         self._lock = threading.Lock()
         self._running = False
+        self._has_run = False
 
     @property
     def stopping(self) -> bool:
         return self.flag.is_set()
 
     def stop(self) -> None:
-        self.flag.set()
+        with self._lock:  # held while setting: a run that is ending must not miss it, or keep it
+            if self._running or not self._has_run:
+                self.flag.set()
 
     def run(self, name: str) -> _Run:
         """Hold one run of the routine: `with lifecycle.run(name) as go:`, `go` False when a
@@ -59,8 +65,12 @@ class _Run:
                 )
                 raise RuntimeError(msg)
             lifecycle._running = True
+            lifecycle._has_run = True
+        # A supervisor (a Monitor, a CombinedRoutine) that marked this thread stopping asked for
+        # a stop that may have reached stop() before this run began: it is for this run.
+        asked_before = stopping()
         self._marked.__enter__()
-        return not lifecycle.flag.is_set()
+        return not (asked_before or lifecycle.flag.is_set())
 
     def __exit__(self, *exc_info: object) -> None:
         self._marked.__exit__()

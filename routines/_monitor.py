@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import queue
 import signal as _signal
 import threading
 import time
@@ -81,7 +82,7 @@ class _Child:
         self.stop_error: BaseException | None = None
         self.stop_pending = False  # its stop() was called and has not returned yet
         self.outcome: RoutineOutcome | None = None
-        self.last_failure_logged: tuple[type[BaseException], str] | None = None
+        self.last_failure_logged: tuple[type[BaseException], str | None] | None = None
         self.last_failure_time = -math.inf
 
     @property
@@ -143,6 +144,11 @@ class Monitor:
         self._forced = False
         self._report: ShutdownReport | None = None
         self._wake_pump: Callable[[], None] | None = None
+        # shutdown() hands its reason to the coordinator through this queue and takes no lock:
+        # it may run in a signal handler that interrupted this very thread while it held the
+        # Monitor's lock (in wait() or status()). SimpleQueue.put() is reentrant for that.
+        # None only wakes the coordinator.
+        self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._events: SerialRunner | None = None
         self._signal_callbacks: SerialRunner | None = None
         self._stop_caller = StopCaller("routines:monitor:stop")
@@ -174,10 +180,10 @@ class Monitor:
                         self._handle_signal(signum)
             except BaseException as exc:
                 # Whatever broke the pump, the routines must not go on unsupervised: stop them
-                # (bounded) before the exception goes on.
+                # (bounded, and still reading signals) before the exception goes on.
                 if started:
                     self.shutdown(f"run() was interrupted by {describe_error(exc)}")
-                    self.wait(self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE)
+                    self._pump_until_reported(catcher)
                 raise
             finally:
                 self._wake_pump = None
@@ -191,6 +197,7 @@ class Monitor:
             if self._phase != "new":
                 msg = f"monitor was already started (it is {self._phase}); a Monitor runs once"
                 raise RuntimeError(msg)
+            self._take_requests()
             self._phase = "running"
             if self._on_event is not None:
                 self._events = SerialRunner("routines:monitor:events", "on_event")
@@ -223,8 +230,7 @@ class Monitor:
         if not isinstance(reason, str):
             msg = f"reason must be a str, got {reason!r}"
             raise TypeError(msg)
-        with self._cond:
-            self._begin_shutdown(reason)
+        self._requests.put(reason)
 
     def wait(self, timeout: float | None = None) -> ShutdownReport | None:
         """Block until the shutdown is over; the report, or None if `timeout` ran out first."""
@@ -294,6 +300,25 @@ class Monitor:
                 logger.warning("received %s during shutdown: no longer waiting for routines", name)
                 self._forced = True
                 self._cond.notify_all()
+
+    def _pump_until_reported(self, catcher: SignalCatcher) -> None:
+        """After the pump broke: read signals (a second one forces the end) until the report."""
+        deadline = time.monotonic() + self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE
+        while self._finished_report() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                for signum in catcher.wait(remaining):
+                    self._handle_signal(signum)
+            except Exception:
+                logger.exception("the signal pump broke again; waiting for the report without it")
+                with self._cond:
+                    self._cond.wait_for(
+                        lambda: self._report is not None,
+                        min(max(0.0, deadline - time.monotonic()), threading.TIMEOUT_MAX),
+                    )
+                return
 
     def _finished_report(self) -> ShutdownReport | None:
         with self._cond:
@@ -382,7 +407,7 @@ class Monitor:
     def _log_failure(self, child: _Child, error: BaseException) -> None:
         # A crash loop repeats the same error: its traceback is logged once, the repeats briefly.
         # The same error after a quiet spell longer than the policy's window is a new incident.
-        signature = (type(error), str(error))
+        signature = (type(error), describe_error(error))
         now = time.monotonic()
         quiet = now - child.last_failure_time >= child.policy.within_seconds
         child.last_failure_time = now
@@ -431,20 +456,39 @@ class Monitor:
         if self._phase == "running":
             self._phase = "stopping"
             self._cond.notify_all()
+            self._requests.put(None)  # wakes the coordinator
+
+    def _take_requests(self) -> None:
+        """Under the lock: act on the shutdown() requests queued so far."""
+        while True:
+            try:
+                reason = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if reason is not None:
+                self._begin_shutdown(reason)
 
     def _coordinate(self) -> None:
+        while True:
+            with self._cond:
+                if self._reason is not None:
+                    break
+            reason = self._requests.get()
+            if reason is not None:
+                with self._cond:
+                    self._begin_shutdown(reason)
         with self._cond:
-            self._cond.wait_for(lambda: self._reason is not None)
             self._phase = "stopping"
             started = time.monotonic()
             deadline = started + self._stop_timeout
             self._stopping.set()
-            to_stop = []
-            for child in self._children:
+            # Every routine gets its stop(), also one that ended for good: a pool that failed
+            # hands back its queue then. (A stop after a run has ended applies to no later run.)
+            to_stop = self._children
+            for child in to_stop:
                 if child.state == "running":
                     child.state = "stopping"
-                    child.stop_pending = True
-                    to_stop.append(child)
+                child.stop_pending = True
             self._stops_running += len(to_stop)
         # Outside the lock, which every stop() takes when it returns: a helper done with one
         # stop() is then free for the next at once, and a few helpers do the thousand stops.

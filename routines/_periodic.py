@@ -18,7 +18,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._context import running_as, stopping
 from ._flag import Flag
 from ._lifecycle import Lifecycle
-from ._status import RoutineStatus, describe_error
+from ._status import RoutineStatus, describe_error, error_text
 from ._threads import join_all
 from ._validate import (
     check_bool,
@@ -50,6 +50,8 @@ REINVOKE_IMMEDIATELY: Final = _Reinvoke.REINVOKE_IMMEDIATELY
 
 # How often a callable concurrency is read again, on the routine's clock.
 CONCURRENCY_REFRESH: Final = 30.0
+# The shortest interval a fixed rate counts due times with; any shorter one counts as this.
+_SHORTEST_RATE: Final = 1e-9
 # The interval used when an interval function has never returned a valid one.
 _FALLBACK_INTERVAL: Final = 1.0
 # Loop threads have ended their loop once they said so; this only bounds the final join.
@@ -77,7 +79,7 @@ def with_error_message(message: str, fn: Callable[[], object]) -> Callable[[], o
         try:
             return fn()
         except Exception as exc:
-            logger.exception("%s: %s", message, exc)  # noqa: TRY401 - the format asks for it
+            logger.exception("%s: %s", message, error_text(exc))  # noqa: TRY401 - as documented
             return None
 
     return handler
@@ -313,13 +315,17 @@ class PeriodicRoutine:
             self._failures += 1
             self._last_error = describe_error(exc)
         if self._on_error is None:
-            logger.error("routine %r: %s raised %s", self.name, source, exc, exc_info=exc)
+            logger.error(
+                "routine %r: %s raised %s", self.name, source, error_text(exc), exc_info=exc
+            )
             return
         try:
             self._on_error(exc)
         except Exception:
             logger.exception(
-                "routine %r: the error callback raised while handling %s", self.name, exc
+                "routine %r: the error callback raised while handling %s",
+                self.name,
+                error_text(exc),
             )
 
     # -- timing ---------------------------------------------------------------------------
@@ -384,6 +390,9 @@ class _FixedRate:
 
     def next_due(self, now: float, interval: float) -> tuple[float, int]:
         """The first due time >= `now` after the last one, and how many were skipped."""
+        # A positive interval can be too small to count due times with (5e-324 s): the
+        # arithmetic would overflow, and the due times would not advance the clock.
+        interval = max(interval, _SHORTEST_RATE)
         if interval != self._interval:
             if self._interval is not None:
                 self._anchor += self._index * self._interval

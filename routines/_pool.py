@@ -23,7 +23,7 @@ from typing_extensions import final
 from ._context import running_as
 from ._errors import PoolClosed, PoolFull
 from ._flag import Flag
-from ._status import RoutineState, RoutineStatus, describe_error
+from ._status import RoutineState, RoutineStatus, describe_error, error_text
 from ._threads import join_all
 from ._validate import (
     check_bool,
@@ -101,9 +101,9 @@ class WorkerPool(Generic[T, R]):
         self._has_items = threading.Condition(self._lock)  # workers wait here
         self._has_space = threading.Condition(self._lock)  # blocked submitters wait here
         self._changed = threading.Condition(self._lock)  # start() waits here
-        # Two parallel deques, so queueing an item allocates nothing but its future.
-        self._items: deque[T] = deque()
-        self._futures: deque[Future[R]] = deque()
+        # Each accepted item with its future, appended in one step: nothing (a KeyboardInterrupt,
+        # say) can come between the two and pair an item with another item's future.
+        self._queue: deque[tuple[T, Future[R]]] = deque()
         self._idle_workers = 0
         # Idle workers already notified but not yet awake: submit() doesn't notify them again.
         # It may fall short after a notify_all() (a woken worker consumes a count that was not
@@ -150,10 +150,9 @@ class WorkerPool(Generic[T, R]):
         with self._lock:
             if self._closed:  # checked again: a stop() may have taken the queue back meanwhile
                 raise self._closed_error()
-            if len(self._items) >= self._buffer:
+            if len(self._queue) >= self._buffer:
                 self._wait_for_space(block, timeout)
-            self._items.append(item)
-            self._futures.append(future)
+            self._queue.append((item, future))
             if self._idle_workers > self._waking_workers:
                 self._waking_workers += 1
                 self._has_items.notify()
@@ -169,7 +168,7 @@ class WorkerPool(Generic[T, R]):
         deadline = None if timeout is None else time.monotonic() + timeout
         self._blocked_submitters += 1
         try:
-            while len(self._items) >= self._buffer:
+            while len(self._queue) >= self._buffer:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     msg = f"pool {self.name!r} is still full after waiting {timeout}s"
@@ -285,7 +284,7 @@ class WorkerPool(Generic[T, R]):
             runs=sum(self._runs),
             failures=sum(self._failures),
             last_run_duration=self._last_run_duration,
-            queued=len(self._items),
+            queued=len(self._queue),
         )
 
     def _state(self) -> RoutineState:
@@ -332,14 +331,12 @@ class WorkerPool(Generic[T, R]):
             with self._lock:
                 self._taken_back = True
                 self._halted = True
-                items = list(self._items)
-                futures = list(self._futures)
-                self._items.clear()
-                self._futures.clear()
-                self._handed_back.extend(items)
+                jobs = list(self._queue)
+                self._queue.clear()
+                self._handed_back.extend(item for item, _ in jobs)
                 self._has_items.notify_all()
                 self._changed.notify_all()
-            for future in futures:
+            for _, future in jobs:
                 future.cancel()
                 # Only this moves it to CANCELLED_AND_NOTIFIED, which is what wakes
                 # concurrent.futures.wait() and as_completed(); it returns False.
@@ -353,8 +350,7 @@ class WorkerPool(Generic[T, R]):
         # up items behind it while another worker is idle, and so an item taken is an item
         # started: the drain deadline and unprocessed() apply to everything still queued.
         lock = self._lock
-        items = self._items
-        futures = self._futures
+        queue = self._queue
         handler = self._handler
         runs = self._runs
         monotonic = time.monotonic
@@ -362,7 +358,7 @@ class WorkerPool(Generic[T, R]):
             with running_as(self._stop_flag), running_as(run.ending):
                 while True:
                     with lock:
-                        while not items or self._halted:
+                        while not queue or self._halted:
                             if self._halted or self._closed:
                                 return  # taken back, failed, or stopped and drained
                             self._idle_workers += 1
@@ -376,8 +372,7 @@ class WorkerPool(Generic[T, R]):
                             return
                         if self._blocked_submitters:
                             self._has_space.notify()
-                        item = items.popleft()
-                        future = futures.popleft()
+                        item, future = queue.popleft()
                     if not future.set_running_or_notify_cancel():
                         continue  # its submitter cancelled it
                     began = monotonic()
@@ -385,8 +380,13 @@ class WorkerPool(Generic[T, R]):
                         result = handler(item)
                     except Exception as exc:  # noqa: BLE001 - the loop goes on; the future gets it
                         self._count_failure(index, began, exc)
-                        self._report(item, exc)
-                        future.set_exception(exc)
+                        try:
+                            self._report(item, exc)
+                        except BaseException as fatal:  # noqa: BLE001 - on_error ends the pool
+                            self._end_run(run, fatal)
+                            return
+                        finally:
+                            future.set_exception(exc)
                     except BaseException as exc:  # noqa: BLE001 - handed on: start() re-raises it
                         self._count_failure(index, began, exc)
                         self._end_run(run, exc)
@@ -415,11 +415,13 @@ class WorkerPool(Generic[T, R]):
                 "pool %r: the handler raised on item %s: %s",
                 self.name,
                 reprlib.repr(item),
-                exc,
+                error_text(exc),
                 exc_info=exc,
             )
             return
         try:
             self._on_error(item, exc)
         except Exception:
-            logger.exception("pool %r: on_error raised while handling %r", self.name, exc)
+            logger.exception(
+                "pool %r: on_error raised while handling %s", self.name, describe_error(exc)
+            )

@@ -17,8 +17,8 @@ class SerialRunner:
     """A single helper thread that runs the callbacks given to it, in order.
 
     The Monitor delivers `on_event` and `on_signal` callbacks this way, so a slow or raising
-    callback never holds up a routine, the signal pump or shutdown itself. An `Exception` from a
-    callback is logged with `what` in the message.
+    callback never holds up a routine, the signal pump or shutdown itself. Whatever a callback
+    raises, even a `BaseException`, is logged with `what` in the message, and the next one runs.
     """
 
     def __init__(self, thread_name: str, what: str) -> None:
@@ -75,5 +75,7 @@ class SerialRunner:
                 self._busy = True
             try:
                 callback()
-            except Exception:
+            except BaseException:  # logged: later callbacks must still run
+                # Even SystemExit or KeyboardInterrupt: this thread has nobody to hand them to,
+                # and dying would drop every later event or callback.
                 logger.exception("%s raised", self._what)

@@ -3,7 +3,7 @@
 A Python signal handler runs in the main thread between two bytecodes, possibly while that
 thread holds a lock, so it must not take one. Here the handler does nothing at all: CPython's
 C-level handler has already written the signal number to our wakeup socket
-(`signal.set_wakeup_fd`), and the main thread, waiting in `select()` on that socket, reads it
+(`signal.set_wakeup_fd`), and the main thread, blocked in `recv()` on that socket, reads it
 as soon as it arrives. Everything else happens outside the handler, on ordinary threads.
 """
 
@@ -21,6 +21,11 @@ from typing_extensions import Self
 __all__ = ["SignalCatcher"]
 
 _WAKE = 0  # not a signal number: a byte that only wakes the pump
+# Each retry of a restore follows a handler that raised, which takes a new signal: a storm of
+# signals could make a few, never this many.
+_RESTORE_ATTEMPTS = 1000
+# A socket timeout must fit in a C timeval; longer waits end early, which callers allow for.
+_LONGEST_WAIT = 86400.0
 
 
 def _recorded_by_wakeup_fd(signum: int, frame: FrameType | None) -> None:
@@ -34,6 +39,7 @@ class SignalCatcher:
         self._signals = tuple(dict.fromkeys(signals))
         self._previous: dict[int, signal.Handlers | object] = {}
         self._previous_wakeup_fd = -1
+        self._wakeup_fd_set = False
         self._reader, self._writer = socket.socketpair()
         self._writer.setblocking(False)
 
@@ -50,6 +56,7 @@ class SignalCatcher:
             self._previous_wakeup_fd = signal.set_wakeup_fd(
                 self._writer.fileno(), warn_on_full_buffer=False
             )
+            self._wakeup_fd_set = True
             for signum in self._signals:
                 self._previous[signum] = signal.signal(signum, _recorded_by_wakeup_fd)
         except BaseException:
@@ -66,14 +73,34 @@ class SignalCatcher:
         self._restore()
 
     def _restore(self) -> None:
-        try:
-            for signum, previous in self._previous.items():
-                # getsignal() gives None for a handler not installed from Python: SIG_DFL then
-                signal.signal(signum, signal.SIG_DFL if previous is None else previous)  # type: ignore[arg-type]
-            self._previous.clear()
-        finally:
+        """Put back every handler and the wakeup fd, then re-raise what a handler raised meanwhile.
+
+        Once a Python handler is back it may run at any bytecode (a SIGINT landing now raises
+        KeyboardInterrupt from Python's default handler), and `signal.signal()` runs pending
+        handlers before it swaps. Stopping half-way would leave the process deaf to SIGTERM, so
+        each step is retried until everything is back; only then does the exception go on.
+        """
+        interrupted: BaseException | None = None
+        for _ in range(_RESTORE_ATTEMPTS):
+            try:
+                self._restore_what_is_left()
+            except BaseException as exc:  # noqa: BLE001 - raised below, once everything is back
+                interrupted = interrupted or exc
+            else:
+                break
+        self.close()
+        if interrupted is not None:
+            raise interrupted
+
+    def _restore_what_is_left(self) -> None:
+        while self._previous:
+            signum, previous = next(iter(self._previous.items()))
+            # getsignal() gives None for a handler not installed from Python: SIG_DFL then
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)  # type: ignore[arg-type]
+            del self._previous[signum]
+        if self._wakeup_fd_set:
             signal.set_wakeup_fd(self._previous_wakeup_fd)
-            self.close()
+            self._wakeup_fd_set = False
 
     def close(self) -> None:
         self._reader.close()
@@ -85,10 +112,11 @@ class SignalCatcher:
             self._writer.send(bytes([_WAKE]))
 
     def wait(self, timeout: float | None = None) -> list[int]:
-        """Block until a signal arrives or `wake()` is called; return the signals received."""
+        """Block until a signal arrives, `wake()` is called or `timeout` runs out (a timeout of
+        more than a day may end after a day); return the signals received."""
         # A blocking recv() rather than select(), which fails for descriptors past 1024. A signal
         # interrupts it, runs the (empty) handler, and its byte is there to read.
-        self._reader.settimeout(timeout)
+        self._reader.settimeout(None if timeout is None else min(timeout, _LONGEST_WAIT))
         try:
             data = self._reader.recv(4096)
         except (TimeoutError, InterruptedError):

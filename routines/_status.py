@@ -15,6 +15,7 @@ __all__ = [
     "RoutineStatus",
     "ShutdownReport",
     "describe_error",
+    "error_text",
 ]
 
 RoutineState: TypeAlias = Literal[
@@ -27,11 +28,26 @@ EventKind: TypeAlias = Literal[
 
 
 def describe_error(error: BaseException | None) -> str | None:
-    """`"ValueError: bad thing"`, or None for no error."""
+    """`"ValueError: bad thing"`, or None for no error. Never raises (see `error_text`)."""
     if error is None:
         return None
-    text = str(error)
+    text = error_text(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def error_text(error: BaseException) -> str:
+    """`str(error)`, which never raises here.
+
+    An exception's `__str__` is foreign code, and may raise (an API error whose `__str__` reads
+    a missing key): then its `repr()` stands in, and when that raises too, a marker alone.
+    """
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001 - a description must never raise
+        try:
+            return f"<str() failed> {error!r}"
+        except Exception:  # noqa: BLE001 - a description must never raise
+            return "<str() failed>"
 
 
 @dataclass(frozen=True)

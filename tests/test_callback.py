@@ -120,9 +120,10 @@ def test_an_exception_from_the_stop_callback_is_logged() -> None:
 def test_can_be_started_again_after_a_stop() -> None:
     runs: list[int] = []
     routine = routines.CallbackRoutine(lambda: runs.append(1))
-    routine.start()
     routine.stop()
-    routine.start()  # the pending stop applies to this start, which returns at once
+    routine.start()  # a stop before the first start applies to it: it returns at once
+    routine.start()
+    routine.stop()  # the run it was meant for is over: it applies to no later run
     routine.start()
     assert runs == [1, 1]
 
