@@ -193,8 +193,8 @@ class Backend(Protocol):
         ...
 
     def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
-        """Set `heartbeat_at` to now on every claimed job its token still holds, in one
-        statement."""
+        """Set `heartbeat_at` to now on every job that its claim's token still holds, in one
+        write (PostgreSQL: one statement; SQLite: one transaction, a statement per 400)."""
         ...
 
     def finish(self, claim: Claim, outcome: Outcome) -> bool:

@@ -54,6 +54,8 @@ def test_calls_after_close_raise_a_clear_error(
 def test_close_twice_is_fine(store: durable.Store) -> None:
     store.close()
     store.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        store.queue("emails")
 
 
 def test_a_reopened_store_sees_the_jobs(target: Target) -> None:
