@@ -1,0 +1,24 @@
+"""Routines that outlive a process and span a fleet, on a database the app already has.
+
+`open_store()` opens a store on SQLite (one host) or PostgreSQL (a fleet); `store.queue(name)`
+gives a durable queue. Importing this package imports no database driver: psycopg is imported
+when a `postgresql://` store is opened.
+"""
+
+from __future__ import annotations
+
+from ._errors import Fail, Retry, StoreError, StoreUnavailable
+from ._queue import Job, JobState, Queue
+from ._store import Store, open_store
+
+__all__ = [
+    "Fail",
+    "Job",
+    "JobState",
+    "Queue",
+    "Retry",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "open_store",
+]

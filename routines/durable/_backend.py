@@ -1,0 +1,220 @@
+"""The one interface between the durable tier and a database, and the data that crosses it.
+
+The store, its queues and the queue worker speak only to `Backend`; each backend module
+(`_sqlite.py`, `_postgres.py`) holds all of its SQL. A backend's arguments are already checked
+(the public classes check them); its driver's errors go up unchanged and `Store` turns them into
+`StoreError`/`StoreUnavailable` as `classify` says.
+
+Every time a backend stores or compares comes from the database's clock. Every write about a
+claimed job is conditional on the claim's token: a write whose token is gone (the job was reset
+by the stalled sweep, handed to another worker, or deleted) changes nothing and returns False.
+The token stays on the row a worker's own outcome write ends, so the same write retried after a
+connection broke mid-commit finds its own earlier success and returns True.
+
+A job whose cancel was asked while it was processing ends `canceled` whichever outcome its
+worker writes: the decision is taken in the same statement, so a cancel that arrives after the
+worker's last heartbeat is not lost. The result or error the worker wrote is kept on the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
+
+from typing_extensions import final
+
+from ._errors import StoreError
+
+if TYPE_CHECKING:
+    from ._queue import Job, JobState
+
+__all__ = [
+    "Backend",
+    "Claim",
+    "ErrorKind",
+    "Heartbeat",
+    "NewJob",
+    "Outcome",
+    "OutcomeKind",
+    "newer_schema_error",
+]
+
+# "unavailable": the database did not answer, or a lock was not granted, in time (retry later);
+# "error": any other failure of the database; None: not the driver's error at all.
+ErrorKind: TypeAlias = Literal["unavailable", "error"]
+OutcomeKind: TypeAlias = Literal["completed", "errored", "failed", "canceled", "handed_back"]
+
+
+@final
+@dataclass(frozen=True)
+class NewJob:
+    """A job to store: its payload already JSON text, due at `run_at` or `delay` seconds after
+    the database's now."""
+
+    payload: str
+    priority: int
+    max_attempts: int
+    key: str | None
+    run_at: datetime | None
+    delay: float
+
+
+@final
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker claimed, as it was right after the claim, and the token of this attempt."""
+
+    job: Job
+    token: str
+
+    @property
+    def id(self) -> int:
+        return self.job.id
+
+
+@final
+@dataclass(frozen=True)
+class Heartbeat:
+    """What one heartbeat found: the claims that are gone (their token no longer holds the job)
+    and the claimed jobs whose cancel was asked. Both hold job ids."""
+
+    gone: frozenset[int]
+    cancel_requested: frozenset[int]
+
+    @classmethod
+    def of(cls, claims: Sequence[Claim], alive: Iterable[tuple[int, object]]) -> Heartbeat:
+        """From the (job id, cancel_requested) of each claimed job whose token held."""
+        alive = list(alive)
+        return cls(
+            gone=frozenset(claim.id for claim in claims) - {job_id for job_id, _ in alive},
+            cancel_requested=frozenset(job_id for job_id, asked in alive if asked),
+        )
+
+
+@final
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, for `Backend.finish`: build one with the class methods."""
+
+    kind: OutcomeKind
+    result: str | None = None  # completed: the handler's return value, as JSON text
+    error: str | None = None  # errored, failed: the job's new `last_error`
+    delay: float = 0.0  # errored: seconds from now until the job is due again
+
+    @classmethod
+    def completed(cls, result: str) -> Outcome:
+        """`completed`, with `result` (JSON text)."""
+        return cls("completed", result=result)
+
+    @classmethod
+    def errored(cls, error: str, delay: float) -> Outcome:
+        """`errored`, due `delay` seconds from now, with `last_error`; `failed` instead once
+        the job has had `max_attempts` attempts."""
+        return cls("errored", error=error, delay=delay)
+
+    @classmethod
+    def failed(cls, error: str) -> Outcome:
+        """`failed`, with `last_error`: not retried."""
+        return cls("failed", error=error)
+
+    @classmethod
+    def canceled(cls) -> Outcome:
+        return cls("canceled")
+
+    @classmethod
+    def handed_back(cls) -> Outcome:
+        """Back to `queued` with the attempt given back (`attempts` - 1): a stop, not a
+        failure."""
+        return cls("handed_back")
+
+
+class Backend(Protocol):
+    """What the durable tier asks of a database. Seconds are floats; times aware UTC datetimes."""
+
+    def open(self) -> None:
+        """Connect, and create or upgrade the schema (raise `StoreError` if it is newer)."""
+        ...
+
+    def close(self) -> None:
+        """Close every connection; calls after this fail. Never raises."""
+        ...
+
+    def classify(self, error: Exception) -> ErrorKind | None:
+        """What a driver error raised by one of these methods means (see `ErrorKind`)."""
+        ...
+
+    def now(self) -> datetime:
+        """The database's clock."""
+        ...
+
+    # -- queues ---------------------------------------------------------------------------------
+
+    def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+        """Store `jobs` in one transaction and return their ids, in order. A job with the key of
+        a live (queued, errored, processing) job of the queue stores nothing and gets its id."""
+        ...
+
+    def get(self, queue: str, job_id: int) -> Job | None:
+        """The job, or None if `queue` holds no job `job_id`."""
+        ...
+
+    def cancel(self, queue: str, job_id: int) -> bool:
+        """Queued or errored: `canceled` now. Processing: set `cancel_requested`. Else False."""
+        ...
+
+    def retry(self, queue: str, job_id: int) -> bool:
+        """A failed or canceled job back to queued, due now, attempts and resets from 0; False
+        if it is in another state or another job with its key is live."""
+        ...
+
+    def counts(self, queue: str) -> dict[JobState, int]:
+        """The number of jobs in each state, every state included."""
+        ...
+
+    def count_ready(self, queue: str) -> int:
+        """The queued and errored jobs that are due now."""
+        ...
+
+    def purge(self, queue: str, *, older_than: float, states: Sequence[JobState]) -> int:
+        """Delete the jobs in `states` finished more than `older_than` seconds ago."""
+        ...
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def claim(
+        self, queue: str, worker_id: str, limit: int, stalled_after: float, max_resets: int
+    ) -> list[Claim]:
+        """Claim up to `limit` due queued/errored jobs in one short write: highest priority,
+        then earliest `run_after`, then lowest id, returned in that order. Each becomes
+        `processing` with `started_at` and `heartbeat_at` now, `worker` = `worker_id`, one more
+        attempt, a fresh random token, and the claimer's `stalled_after` and `max_resets`."""
+        ...
+
+    def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
+        """Set `heartbeat_at` to now on every job that its claim's token still holds, in one
+        write (PostgreSQL: one statement; SQLite: one transaction, a statement per 400)."""
+        ...
+
+    def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        """Write how the claimed attempt ended, if the claim's token still holds the job. True
+        if this claim's outcome is on the row: written now, or by an earlier try of the same
+        write (the token stays on the row); False, changing nothing, if the token is gone."""
+        ...
+
+    def sweep_stalled(self, queue: str) -> int:
+        """Processing jobs of `queue` whose heartbeat is older than the `stalled_after` stored on
+        their row: back to `queued` (`resets` + 1, token cleared, the attempt spent),
+        `canceled` if a cancel was asked, or `failed` ("the worker died N times") at the
+        `max_resets` + 1-th death. Returns how many jobs it changed."""
+        ...
+
+
+def newer_schema_error(store: str, found: int, known: int) -> StoreError:
+    """The error for a store whose schema a newer version of routines wrote."""
+    msg = (
+        f"{store} has schema version {found}, written by a newer version of routines; this one "
+        f"knows versions up to {known}: upgrade routines in this program"
+    )
+    return StoreError(msg)

@@ -1,0 +1,53 @@
+"""The exceptions of the durable tier: what a store raises, and what a job's handler may raise."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from .._errors import RoutinesError
+from .._validate import check_optional_seconds
+
+__all__ = ["Fail", "Retry", "StoreError", "StoreUnavailable"]
+
+
+class StoreError(RoutinesError):
+    """The store failed: its database refused a call, or holds what this version can't read."""
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached, or a lock not taken, within the store's `timeout`.
+
+    The call may or may not have taken effect (a write whose connection broke may have
+    committed); a later call works once the database answers again.
+    """
+
+
+class Retry(Exception):
+    """Raised by a job's handler: try the job again `after` seconds from now.
+
+    `after=None` waits the worker's backoff. The retry spends an attempt: once the job has used
+    `max_attempts`, it is `failed` instead.
+    """
+
+    def __init__(self, after: float | timedelta | None = None) -> None:
+        super().__init__(after)
+        self.after: float | None = check_optional_seconds("after", after)
+
+    def __str__(self) -> str:
+        if self.after is None:
+            return "retry after the backoff"
+        return f"retry after {self.after:g}s"
+
+
+class Fail(Exception):
+    """Raised by a job's handler: the job is `failed` at once, with `message`, and not retried."""
+
+    def __init__(self, message: str) -> None:
+        if not isinstance(message, str):
+            msg = f"message must be a str, got {message!r}"
+            raise TypeError(msg)
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,0 +1,566 @@
+"""The PostgreSQL backend: psycopg 3 and a psycopg_pool connection pool, for a fleet of hosts.
+
+All of its SQL is here, and this module is the only one that imports psycopg: `open_store`
+imports it when a `postgresql://` store is opened. The tables live in their own schema. Single
+statements run in autocommit, so `now()` is each statement's time; the claim is one statement
+(`FOR UPDATE SKIP LOCKED`), and no transaction stays open while a handler runs.
+
+Waits are bounded by the store's `timeout`: the pool's wait for a connection, `lock_timeout`,
+the connect timeout, and TCP keepalives and `tcp_user_timeout` for a network that went silent.
+A connection found broken is dropped with the pool's idle ones, so that once the server is
+back the next call gets a fresh connection instead of tripping over each dead one in turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+from typing_extensions import final
+
+from .._status import describe_error
+from ._backend import (
+    Claim,
+    ErrorKind,
+    Heartbeat,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    newer_schema_error,
+)
+from ._errors import StoreError
+from ._queue import JOB_STATES, Job, JobState, job_from_row
+
+__all__ = ["MIGRATIONS", "PostgresBackend"]
+
+logger = logging.getLogger("routines.durable")
+
+MINIMUM_SERVER_VERSION: Final = 130000  # gen_random_uuid() is built in from PostgreSQL 13
+_POOL_MIN_SIZE: Final = 1
+_POOL_MAX_SIZE: Final = 10
+_POOL_WORKERS: Final = 2
+_CLOSE_TIMEOUT: Final = 5.0
+_KEY_RACE_ROUNDS: Final = 10  # insert-or-find rounds for a key whose live job keeps changing
+
+# The schema, one step per version: step n turns version n into n + 1. Later steps add tables;
+# a step already released never changes. "{s}" is the quoted schema name.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """
+        CREATE TABLE {s}.jobs (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            queue text NOT NULL,
+            payload json NOT NULL,
+            state text NOT NULL DEFAULT 'queued' CHECK (state IN
+                ('queued', 'processing', 'completed', 'errored', 'failed', 'canceled')),
+            priority integer NOT NULL,
+            attempts integer NOT NULL DEFAULT 0,
+            max_attempts integer NOT NULL,
+            resets integer NOT NULL DEFAULT 0,
+            key text,
+            enqueued_at timestamptz NOT NULL DEFAULT now(),
+            run_after timestamptz NOT NULL,
+            started_at timestamptz,
+            finished_at timestamptz,
+            heartbeat_at timestamptz,
+            worker text,
+            claim_token text,
+            stalled_after interval,
+            max_resets integer,
+            cancel_requested boolean NOT NULL DEFAULT false,
+            last_error text,
+            result json
+        )
+        """,
+        """
+        CREATE INDEX jobs_ready ON {s}.jobs (queue, priority DESC, run_after, id)
+            WHERE state IN ('queued', 'errored')
+        """,
+        """
+        CREATE UNIQUE INDEX jobs_live_key ON {s}.jobs (queue, key)
+            WHERE key IS NOT NULL AND state IN ('queued', 'errored', 'processing')
+        """,
+        """
+        CREATE INDEX jobs_processing ON {s}.jobs (queue, heartbeat_at)
+            WHERE state = 'processing'
+        """,
+        "CREATE INDEX jobs_by_state ON {s}.jobs (queue, state, finished_at)",
+    ),
+)
+
+_JOB_COLUMNS: Final = (
+    "id, queue, payload::text, state, priority, attempts, max_attempts, resets, key,"
+    " enqueued_at, run_after, started_at, finished_at, heartbeat_at, worker, cancel_requested,"
+    " last_error, result::text"
+)
+_LIVE: Final = "('queued', 'errored', 'processing')"
+
+# What each outcome sets on a claimed job (the old row's values on the right).
+_OUTCOMES: Final[dict[OutcomeKind, str]] = {
+    "completed": """
+        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'completed' END,
+        finished_at = now(), result = %(result)s::json
+    """,
+    "errored": """
+        state = CASE WHEN cancel_requested THEN 'canceled'
+                     WHEN attempts >= max_attempts THEN 'failed' ELSE 'errored' END,
+        finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN now() END,
+        run_after = now() + %(delay)s::float8 * interval '1 second', last_error = %(error)s
+    """,
+    "failed": """
+        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'failed' END,
+        finished_at = now(), last_error = %(error)s
+    """,
+    "canceled": "state = 'canceled', finished_at = now()",
+    "handed_back": """
+        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
+        attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
+        finished_at = CASE WHEN cancel_requested THEN now() END
+    """,
+}
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+@final
+class PostgresBackend:
+    """A `Backend` on the PostgreSQL database at `url`, its tables in the schema `schema`."""
+
+    def __init__(self, url: str, *, shown: str, timeout: float, schema: str) -> None:
+        try:
+            settings = conninfo_to_dict(url)
+        except psycopg.Error as error:
+            problem = (describe_error(error) or "").replace(url, shown)  # libpq quotes the URL
+            msg = f"url must be a valid libpq URL, got {shown!r}: {problem}"
+            raise ValueError(msg) from None
+        self._url = url
+        self._shown = shown
+        self._timeout = timeout
+        self._schema = schema
+        self._s = f'"{schema}"'  # a checked identifier: lowercase letters, digits and _
+        # Enqueue notifies this channel, with the queue's name as payload (63 bytes at most).
+        self.channel = f"{schema}_jobs"
+        self._settings = _connection_settings(settings, timeout)
+        self._pool: ConnectionPool[Connection] | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({self._shown!r}, schema={self._schema!r})"
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        # One connection of its own first: a refusal (a wrong password, say) is raised as the
+        # server said it, where the pool would only time out.
+        with psycopg.connect(self._url, **self._settings) as connection:
+            self._configure(connection)
+            if connection.info.server_version < MINIMUM_SERVER_VERSION:
+                msg = (
+                    f"the store {self._shown} needs PostgreSQL 13 or newer, the server is "
+                    f"{connection.info.server_version}"
+                )
+                raise StoreError(msg)
+            self._migrate(connection)
+        self._pool = ConnectionPool(
+            self._url,
+            kwargs=self._settings,
+            min_size=_POOL_MIN_SIZE,
+            max_size=_POOL_MAX_SIZE,
+            timeout=self._timeout,
+            # A connection killed while idle in the pool is replaced, not handed out.
+            check=ConnectionPool.check_connection,
+            configure=self._configure,
+            # Give up reconnecting early, so the next call after an outage starts afresh
+            # instead of waiting out the pool's backoff.
+            reconnect_timeout=self._timeout / 2,
+            num_workers=_POOL_WORKERS,
+            name=f"routines.durable:{self._schema}",
+            open=False,
+        )
+        self._pool.open(wait=True, timeout=self._timeout)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(timeout=_CLOSE_TIMEOUT)
+
+    def classify(self, error: Exception) -> ErrorKind | None:
+        # OperationalError covers a lost or refused connection, PoolTimeout, AdminShutdown,
+        # lock_timeout (LockNotAvailable) and serialization failures: try again later.
+        if isinstance(error, psycopg.OperationalError):
+            return "unavailable"
+        if isinstance(error, psycopg.Error):
+            return "error"
+        return None
+
+    def _configure(self, connection: Connection) -> None:
+        # A call waits for a row or advisory lock no longer than for a connection.
+        lock_timeout = f"{max(1, round(self._timeout * 1000))}ms"
+        connection.execute("SELECT set_config('lock_timeout', %s, false)", [lock_timeout])
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        pool = self._pool
+        if pool is None:
+            msg = f"the store {self._shown} is closed"
+            raise StoreError(msg)
+        try:
+            with pool.connection() as connection:
+                yield connection
+        except psycopg.OperationalError as error:
+            if _connection_lost(error):
+                _drop_idle_connections(pool)
+            raise
+
+    def _one(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        """The first row of one autocommit statement, or None."""
+        with self._connection() as connection:
+            return connection.execute(self._sql(query), params).fetchone()
+
+    def _rowcount(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        with self._connection() as connection:
+            return connection.execute(self._sql(query), params).rowcount
+
+    def _sql(self, query: str) -> str:
+        return query.replace("{s}", self._s)
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def _schema_version(self, connection: Connection) -> int:
+        found = connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", [f"{self._s}.schema_version"]
+        ).fetchone()
+        if not found or not found[0]:
+            return 0
+        row = connection.execute(self._sql("SELECT version FROM {s}.schema_version")).fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self, connection: Connection) -> None:
+        """Create or upgrade the schema in one transaction holding an advisory lock on it, so
+        processes that open the store at once wait for the first (concurrent CREATE ... IF NOT
+        EXISTS statements fail on the catalog's unique indexes)."""
+        known = len(MIGRATIONS)
+        version = self._schema_version(connection)
+        if version > known:
+            raise newer_schema_error(f"the store {self._shown}", version, known)
+        if version == known:
+            return
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(self._schema)])
+            connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
+            connection.execute(
+                self._sql(
+                    "CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL)"
+                )
+            )
+            version = self._schema_version(connection)
+            if version > known:
+                raise newer_schema_error(f"the store {self._shown}", version, known)
+            if version == known:
+                return  # another process did it while this one waited for the lock
+            if not connection.execute(self._sql("SELECT 1 FROM {s}.schema_version")).fetchone():
+                connection.execute(self._sql("INSERT INTO {s}.schema_version VALUES (0)"))
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    connection.execute(self._sql(statement))
+            connection.execute(self._sql("UPDATE {s}.schema_version SET version = %s"), [known])
+        logger.info(
+            "store %s: schema %r now at version %d (was %d)",
+            self._shown,
+            self._schema,
+            known,
+            version,
+        )
+
+    # -- the clock ------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return _utc(self._one("SELECT now()")[0])
+
+    # -- queues ---------------------------------------------------------------------------------
+
+    def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+        insert = self._sql(
+            f"""
+            INSERT INTO {{s}}.jobs (queue, payload, priority, max_attempts, key, run_after)
+            VALUES (%(queue)s, %(payload)s::json, %(priority)s, %(max_attempts)s, %(key)s,
+                    coalesce(%(run_at)s::timestamptz,
+                             now() + %(delay)s::float8 * interval '1 second'))
+            ON CONFLICT (queue, key) WHERE key IS NOT NULL AND state IN {_LIVE} DO NOTHING
+            RETURNING id
+            """
+        )
+        if not jobs:
+            return []
+        params = [_insert_params(queue, job) for job in jobs]
+        with self._connection() as connection, connection.transaction():
+            cursor = connection.cursor()
+            cursor.executemany(insert, params, returning=True)
+            ids: list[int | None] = []
+            while True:
+                row = cursor.fetchone()
+                ids.append(None if row is None else int(row[0]))
+                if not cursor.nextset():
+                    break
+            inserted = any(job_id is not None for job_id in ids)
+            for index, job_id in enumerate(ids):
+                if job_id is None:  # a live job holds the key: find it
+                    ids[index], new = self._insert_or_find(connection, insert, params[index])
+                    inserted = inserted or new
+            if inserted:  # in the same transaction: sent on commit, and only then
+                connection.execute("SELECT pg_notify(%s, %s)", [self.channel, queue])
+        return [job_id for job_id in ids if job_id is not None]
+
+    def _insert_or_find(
+        self, connection: Connection, insert: str, params: dict[str, Any]
+    ) -> tuple[int, bool]:
+        """The id of the live job holding the key, or of a new job if that one just ended."""
+        find = self._sql(
+            f"SELECT id FROM {{s}}.jobs WHERE queue = %(queue)s AND key = %(key)s"
+            f" AND state IN {_LIVE}"
+        )
+        for _ in range(_KEY_RACE_ROUNDS):
+            row = connection.execute(find, params).fetchone()
+            if row is not None:
+                return int(row[0]), False
+            row = connection.execute(insert, params).fetchone()
+            if row is not None:
+                return int(row[0]), True
+        msg = f"the live job of key {params['key']!r} kept changing while it was enqueued"
+        raise StoreError(msg)
+
+    def get(self, queue: str, job_id: int) -> Job | None:
+        row = self._one(
+            f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = %s AND queue = %s", [job_id, queue]
+        )
+        return None if row is None else _job(row)
+
+    def cancel(self, queue: str, job_id: int) -> bool:
+        return (
+            self._rowcount(
+                f"""
+            UPDATE {{s}}.jobs SET
+                state = CASE WHEN state = 'processing' THEN state ELSE 'canceled' END,
+                finished_at = CASE WHEN state = 'processing' THEN finished_at ELSE now() END,
+                cancel_requested = true
+            WHERE id = %s AND queue = %s AND state IN {_LIVE}
+            """,
+                [job_id, queue],
+            )
+            == 1
+        )
+
+    def retry(self, queue: str, job_id: int) -> bool:
+        try:
+            return (
+                self._rowcount(
+                    f"""
+                UPDATE {{s}}.jobs AS job SET
+                    state = 'queued', attempts = 0, resets = 0, cancel_requested = false,
+                    run_after = now(), started_at = NULL, finished_at = NULL,
+                    heartbeat_at = NULL, worker = NULL, claim_token = NULL,
+                    stalled_after = NULL, max_resets = NULL, result = NULL
+                WHERE id = %(id)s AND queue = %(queue)s AND state IN ('failed', 'canceled')
+                    AND (key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM {{s}}.jobs AS live WHERE live.queue = %(queue)s
+                            AND live.key = job.key AND live.state IN {_LIVE}))
+                """,
+                    {"id": job_id, "queue": queue},
+                )
+                == 1
+            )
+        except pg_errors.UniqueViolation:
+            return False  # a job with its key was enqueued at the same moment
+
+    def counts(self, queue: str) -> dict[JobState, int]:
+        with self._connection() as connection:
+            rows = connection.execute(
+                self._sql("SELECT state, count(*) FROM {s}.jobs WHERE queue = %s GROUP BY state"),
+                [queue],
+            ).fetchall()
+        found = {state: int(count) for state, count in rows}
+        return {state: found.get(state, 0) for state in JOB_STATES}
+
+    def count_ready(self, queue: str) -> int:
+        row = self._one(
+            "SELECT count(*) FROM {s}.jobs WHERE queue = %s"
+            " AND state IN ('queued', 'errored') AND run_after <= now()",
+            [queue],
+        )
+        return int(row[0])
+
+    def purge(self, queue: str, *, older_than: float, states: Sequence[JobState]) -> int:
+        return self._rowcount(
+            "DELETE FROM {s}.jobs WHERE queue = %s AND state = ANY(%s)"
+            " AND finished_at <= now() - %s::float8 * interval '1 second'",
+            [queue, list(states), older_than],
+        )
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def claim(
+        self, queue: str, worker_id: str, limit: int, stalled_after: float, max_resets: int
+    ) -> list[Claim]:
+        with self._connection() as connection:
+            rows = connection.execute(
+                self._sql(
+                    f"""
+                    WITH picked AS (
+                        SELECT id FROM {{s}}.jobs
+                        WHERE queue = %(queue)s AND state IN ('queued', 'errored')
+                            AND run_after <= now()
+                        ORDER BY priority DESC, run_after, id
+                        LIMIT %(limit)s
+                        FOR UPDATE SKIP LOCKED
+                    )
+                    UPDATE {{s}}.jobs AS job SET
+                        state = 'processing', started_at = now(), heartbeat_at = now(),
+                        worker = %(worker)s, attempts = job.attempts + 1,
+                        claim_token = gen_random_uuid()::text,
+                        stalled_after = %(stalled_after)s::float8 * interval '1 second',
+                        max_resets = %(max_resets)s
+                    FROM picked WHERE job.id = picked.id
+                    RETURNING {_qualified("job", _JOB_COLUMNS)}, job.claim_token
+                    """
+                ),
+                {
+                    "queue": queue,
+                    "limit": limit,
+                    "worker": worker_id,
+                    "stalled_after": stalled_after,
+                    "max_resets": max_resets,
+                },
+            ).fetchall()
+        claims = [Claim(job=_job(row), token=row[-1]) for row in rows]
+        claims.sort(key=lambda claim: (-claim.job.priority, claim.job.run_after, claim.id))
+        return claims
+
+    def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
+        if not claims:
+            return Heartbeat(gone=frozenset(), cancel_requested=frozenset())
+        with self._connection() as connection:
+            alive = connection.execute(
+                self._sql(
+                    """
+                    UPDATE {s}.jobs AS job SET heartbeat_at = now()
+                    FROM unnest(%s::bigint[], %s::text[]) AS claim(id, token)
+                    WHERE job.id = claim.id AND job.claim_token = claim.token
+                        AND job.state = 'processing'
+                    RETURNING job.id, job.cancel_requested
+                    """
+                ),
+                [[claim.id for claim in claims], [claim.token for claim in claims]],
+            ).fetchall()
+        return Heartbeat.of(claims, alive)
+
+    def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        row = self._one(
+            f"""
+            WITH written AS (
+                UPDATE {{s}}.jobs SET {_OUTCOMES[outcome.kind]}
+                WHERE id = %(id)s AND claim_token = %(token)s AND state = 'processing'
+                RETURNING 1
+            )
+            SELECT EXISTS (SELECT 1 FROM written) OR EXISTS (
+                SELECT 1 FROM {{s}}.jobs WHERE id = %(id)s AND claim_token = %(token)s
+                    AND state <> 'processing')
+            """,
+            {
+                "id": claim.id,
+                "token": claim.token,
+                "result": outcome.result,
+                "error": outcome.error,
+                "delay": outcome.delay,
+            },
+        )
+        return bool(row[0])
+
+    def sweep_stalled(self, queue: str) -> int:
+        return self._rowcount(
+            """
+            UPDATE {s}.jobs SET
+                state = CASE WHEN cancel_requested THEN 'canceled'
+                             WHEN resets >= max_resets THEN 'failed' ELSE 'queued' END,
+                finished_at = CASE WHEN cancel_requested OR resets >= max_resets THEN now() END,
+                last_error = CASE WHEN NOT cancel_requested AND resets >= max_resets
+                    THEN 'the worker died ' || (resets + 1)
+                        || CASE WHEN resets = 0 THEN ' time' ELSE ' times' END
+                        || ' while running it'
+                    ELSE last_error END,
+                resets = resets + 1,
+                claim_token = NULL
+            WHERE queue = %s AND state = 'processing' AND heartbeat_at < now() - stalled_after
+            """,
+            [queue],
+        )
+
+
+def _connection_settings(settings: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Connection parameters that bound every wait by about `timeout`; the URL's own win."""
+    seconds = max(1, math.ceil(timeout))
+    defaults: dict[str, Any] = {
+        "connect_timeout": max(2, seconds),  # libpq's least
+        "application_name": "routines",
+        # A peer that went silent is found by keepalives (idle) or tcp_user_timeout (sending).
+        "keepalives": 1,
+        "keepalives_idle": seconds,
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+    }
+    if psycopg.pq.version() >= 120000:
+        defaults["tcp_user_timeout"] = max(1, round(timeout * 1000))
+    chosen = {name: value for name, value in defaults.items() if name not in settings}
+    chosen["autocommit"] = True
+    return chosen
+
+
+def _connection_lost(error: psycopg.OperationalError) -> bool:
+    """Whether `error` means the connection (and maybe its idle siblings) is gone: no server
+    error code (a socket closed, a pool timeout), a connection error, or a shutdown."""
+    code = error.sqlstate
+    return code is None or code.startswith(("08", "57P"))
+
+
+def _drop_idle_connections(pool: ConnectionPool[Connection]) -> None:
+    # The pool checks a connection before handing it out, but waits between failed checks:
+    # after a restart, a call could spend its whole timeout on the dead ones.
+    logger.info("pool %s lost a connection: replacing its idle connections", pool.name)
+    pool.drain()
+
+
+def _lock_key(schema: str) -> int:
+    """The advisory lock that serialises schema changes: a stable 64-bit number per schema."""
+    digest = hashlib.blake2b(f"routines.durable schema {schema}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _insert_params(queue: str, job: NewJob) -> dict[str, Any]:
+    return {
+        "queue": queue,
+        "payload": job.payload,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "key": job.key,
+        "run_at": job.run_at,
+        "delay": job.delay,
+    }
+
+
+def _qualified(table: str, columns: str) -> str:
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc)
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return job_from_row(row, _utc)

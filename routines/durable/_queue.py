@@ -1,0 +1,329 @@
+"""Durable queues: `Queue`, the handle to enqueue and inspect jobs, and `Job`, a job as stored.
+
+A queue needs no declaring: it is the set of jobs stored under its name. Every argument is
+checked before anything is written (spec/DURABLE.md, section 7).
+"""
+
+from __future__ import annotations
+
+import json
+import reprlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeAlias, get_args
+
+from typing_extensions import final
+
+from .._status import describe_error
+from .._validate import check_int, check_optional_seconds, check_seconds
+from ._backend import NewJob
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = [
+    "FINAL_STATES",
+    "JOB_STATES",
+    "MAX_TEXT",
+    "Job",
+    "JobState",
+    "Queue",
+    "check_text",
+    "job_from_row",
+]
+
+JobState: TypeAlias = Literal["queued", "processing", "completed", "errored", "failed", "canceled"]
+JOB_STATES: Final[tuple[JobState, ...]] = get_args(JobState)
+FINAL_STATES: Final[tuple[JobState, ...]] = ("completed", "failed", "canceled")
+
+MAX_TEXT: Final = 200  # the longest queue name or key, in characters
+_INT32_MAX: Final = 2**31 - 1  # priorities and attempts are 32-bit integers in PostgreSQL
+_ID_MAX: Final = 2**63 - 1  # job ids are 64-bit integers in both databases
+
+
+@final
+@dataclass(frozen=True)
+class Job:
+    """A job as the store holds it. Times are aware UTC datetimes from the database's clock.
+
+    `attempts` counts the times a handler started the job, `resets` the times its worker died
+    under it. `last_error` is the error of the latest attempt that ended in one; `result` the
+    JSON value a handler returned (None until then). `payload` and `result` come back as JSON
+    gives them: tuples as lists, dict keys as strings.
+    """
+
+    id: int
+    queue: str
+    payload: Any
+    state: JobState
+    priority: int
+    attempts: int
+    max_attempts: int
+    resets: int
+    key: str | None
+    enqueued_at: datetime
+    run_after: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    worker: str | None
+    cancel_requested: bool
+    last_error: str | None
+    result: Any
+
+
+def job_from_row(row: Sequence[Any], moment: Callable[[Any], datetime]) -> Job:
+    """A `Job` from a database row holding its fields in order, the payload and result as JSON
+    text, and times as the database gives them (`moment` turns one into an aware datetime)."""
+    return Job(
+        id=row[0],
+        queue=row[1],
+        payload=json.loads(row[2]),
+        state=row[3],
+        priority=row[4],
+        attempts=row[5],
+        max_attempts=row[6],
+        resets=row[7],
+        key=row[8],
+        enqueued_at=moment(row[9]),
+        run_after=moment(row[10]),
+        started_at=None if row[11] is None else moment(row[11]),
+        finished_at=None if row[12] is None else moment(row[12]),
+        heartbeat_at=None if row[13] is None else moment(row[13]),
+        worker=row[14],
+        cancel_requested=bool(row[15]),
+        last_error=row[16],
+        result=None if row[17] is None else json.loads(row[17]),
+    )
+
+
+@final
+class Queue:
+    """A cheap handle on the jobs of one queue of a store; get one with `store.queue(name)`.
+
+    Every method may raise `StoreUnavailable` (the database did not answer within the store's
+    `timeout`) or `StoreError`.
+    """
+
+    __slots__ = ("name", "store")
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r}, store={self.store!r})"
+
+    def enqueue(
+        self,
+        payload: object,
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int = 0,
+        max_attempts: int = 5,
+        key: str | None = None,
+    ) -> int:
+        """Store a job for `payload` (any JSON value) and return its id.
+
+        It is due at once, `delay` seconds from the database's now, or at `run_at` (an aware
+        datetime); higher `priority` runs first. While a job with the same `key` is queued,
+        errored or processing in this queue, nothing is written and that job's id is returned:
+        a key de-duplicates, it does not update a job that is already running.
+
+        An enqueue that raised `StoreUnavailable` may have been written before the connection
+        broke; retrying it with a `key` is safe, without one it may store the job twice.
+        """
+        options = _options(delay, run_at, priority, max_attempts, key)
+        job = options.job(_encode_payload(payload))
+        with self.store._using("enqueue") as backend:
+            return backend.enqueue(self.name, [job])[0]
+
+    def enqueue_many(
+        self,
+        payloads: Iterable[object],
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int = 0,
+        max_attempts: int = 5,
+        key: str | None = None,
+    ) -> list[int]:
+        """`enqueue` each payload with the same options, in one transaction: all or none.
+
+        Returns the ids in the order of `payloads`. With a `key`, the first payload makes the
+        job and the others return its id.
+        """
+        if isinstance(payloads, (str, bytes, dict)) or not isinstance(payloads, Iterable):
+            msg = f"payloads must be an iterable of payloads (a list, say), got {payloads!r}"
+            raise TypeError(msg)
+        options = _options(delay, run_at, priority, max_attempts, key)
+        jobs = [options.job(_encode_payload(payload)) for payload in payloads]
+        with self.store._using("enqueue_many") as backend:
+            return backend.enqueue(self.name, jobs) if jobs else []
+
+    def get(self, job_id: int) -> Job | None:
+        """The job `job_id` of this queue, or None if there is none (or it was purged)."""
+        job_id = _check_job_id(job_id)
+        with self.store._using("get") as backend:
+            return backend.get(self.name, job_id)
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a job; False if it is already final (or not in this queue).
+
+        A queued or errored job is `canceled` at once. For a processing job this asks its
+        handler to stop (its `routines.stopping()` turns True at the next heartbeat); the job
+        ends `canceled` when the handler ends, whatever it returns.
+        """
+        job_id = _check_job_id(job_id)
+        with self.store._using("cancel") as backend:
+            return backend.cancel(self.name, job_id)
+
+    def retry(self, job_id: int) -> bool:
+        """Put a failed or canceled job back to `queued`, due now, with its attempts from 0.
+
+        False if the job is not failed or canceled, or if another job with its key is live.
+        """
+        job_id = _check_job_id(job_id)
+        with self.store._using("retry") as backend:
+            return backend.retry(self.name, job_id)
+
+    def counts(self) -> dict[JobState, int]:
+        """How many jobs of this queue are in each state, every state included."""
+        with self.store._using("counts") as backend:
+            return backend.counts(self.name)
+
+    def purge(
+        self,
+        *,
+        older_than: float | timedelta,
+        states: Iterable[JobState] = FINAL_STATES,
+    ) -> int:
+        """Delete the jobs in `states` (final states only) finished more than `older_than`
+        seconds ago by the database's clock; return how many were deleted."""
+        seconds = check_seconds("older_than", older_than)
+        chosen = _check_purge_states(states)
+        with self.store._using("purge") as backend:
+            return backend.purge(self.name, older_than=seconds, states=chosen)
+
+
+def check_text(arg: str, value: object) -> str:
+    """A queue name or a key: a non-empty str of at most `MAX_TEXT` characters."""
+    if not isinstance(value, str):
+        msg = f"{arg} must be a str, got {value!r}"
+        raise TypeError(msg)
+    if not value:
+        msg = f"{arg} must not be empty, got {value!r}"
+        raise ValueError(msg)
+    if len(value) > MAX_TEXT:
+        shown = reprlib.repr(value)
+        msg = f"{arg} must be at most {MAX_TEXT} characters, got {len(value)}: {shown}"
+        raise ValueError(msg)
+    # Neither database stores a NUL character or a lone surrogate in a text column.
+    if "\x00" in value or not _encodable(value):
+        msg = f"{arg} must be text without NUL characters or lone surrogates, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _Options(NamedTuple):
+    """The checked options of an enqueue, shared by every payload of an `enqueue_many`."""
+
+    delay: float
+    run_at: datetime | None
+    priority: int
+    max_attempts: int
+    key: str | None
+
+    def job(self, payload: str) -> NewJob:
+        return NewJob(
+            payload=payload,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            key=self.key,
+            run_at=self.run_at,
+            delay=self.delay,
+        )
+
+
+def _options(
+    delay: object, run_at: object, priority: object, max_attempts: object, key: object
+) -> _Options:
+    seconds = check_optional_seconds("delay", delay)
+    if run_at is not None:
+        if not isinstance(run_at, datetime):
+            msg = f"run_at must be an aware datetime or None, got {run_at!r}"
+            raise TypeError(msg)
+        if run_at.utcoffset() is None:
+            msg = f"run_at must be an aware datetime (with a tzinfo such as UTC), got {run_at!r}"
+            raise ValueError(msg)
+        if seconds is not None:
+            msg = f"pass delay or run_at, not both: got delay={delay!r} and run_at={run_at!r}"
+            raise ValueError(msg)
+    priority = _check_int32("priority", priority, minimum=-_INT32_MAX - 1)
+    max_attempts = _check_int32("max_attempts", max_attempts, minimum=1)
+    return _Options(
+        delay=seconds or 0.0,
+        run_at=run_at,
+        priority=priority,
+        max_attempts=max_attempts,
+        key=None if key is None else check_text("key", key),
+    )
+
+
+def _check_int32(arg: str, value: object, *, minimum: int) -> int:
+    number = check_int(arg, value, minimum=minimum)
+    if number > _INT32_MAX:
+        msg = f"{arg} must be <= {_INT32_MAX}, got {value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def _check_job_id(value: object) -> int:
+    job_id = check_int("job_id", value, minimum=1)
+    if job_id > _ID_MAX:
+        msg = f"job_id must be <= {_ID_MAX}, got {value!r}"
+        raise ValueError(msg)
+    return job_id
+
+
+def _encode_payload(payload: object) -> str:
+    try:
+        return json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as error:
+        msg = (
+            "payload must be a JSON value (dicts with str keys, lists, str, int, finite float, "
+            f"bool, None), got {reprlib.repr(payload)}: {describe_error(error)}"
+        )
+        raise TypeError(msg) from None
+
+
+def _check_purge_states(states: object) -> tuple[JobState, ...]:
+    if isinstance(states, (str, bytes)) or not isinstance(states, Iterable):
+        msg = f"states must be a tuple of final job states, got {states!r}"
+        raise TypeError(msg)
+    chosen: tuple[JobState, ...] = tuple(states)
+    if not chosen:
+        msg = f"states must name at least one final state, got {states!r}"
+        raise ValueError(msg)
+    for state in chosen:
+        if not isinstance(state, str):
+            msg = f"states must hold job states (str), got {state!r} in {states!r}"
+            raise TypeError(msg)
+        if state not in FINAL_STATES:
+            known = "a state that is not final" if state in JOB_STATES else "not a job state"
+            msg = (
+                "purge deletes only final jobs: states may hold 'completed', 'failed' and "
+                f"'canceled', got {state!r} ({known}) in {states!r}"
+            )
+            raise ValueError(msg)
+    return chosen

@@ -1,0 +1,580 @@
+"""The SQLite backend: stdlib `sqlite3`, one database file shared by the processes of one host.
+
+All of its SQL is here. The file is in WAL mode; every write is one `BEGIN IMMEDIATE`
+transaction, so a write never upgrades a read lock (which fails at once, busy timeout or not);
+each thread has its own connection (`close()` reaches them all through a registry). "database
+is locked" never reaches the caller while the lock frees within the store's `timeout`: the busy
+handler waits for it, and the few cases SQLite does not hand to the busy handler (switching to
+WAL, recovering a WAL) are retried against the same deadline. Past it, the call fails as
+unavailable. Not for network filesystems: SQLite's locks do not hold there.
+
+Times are integer microseconds since the Unix epoch, read from `julianday('now')`: this host's
+wall clock, in milliseconds. SELECTs are drained with `fetchall()` before a COMMIT.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final, TypeVar
+
+from typing_extensions import final
+
+from .._status import describe_error
+from ._backend import (
+    Claim,
+    ErrorKind,
+    Heartbeat,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    newer_schema_error,
+)
+from ._errors import StoreError
+from ._queue import JOB_STATES, Job, JobState, job_from_row
+
+__all__ = ["MIGRATIONS", "SQLiteBackend"]
+
+logger = logging.getLogger("routines.durable")
+
+T = TypeVar("T")
+
+MINIMUM_VERSION: Final = (3, 24, 0)
+
+# The database's clock in integer microseconds since the Unix epoch (its resolution is 1 ms).
+_NOW: Final = "SELECT CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+# Waits between retries of a write SQLite refused without calling its busy handler.
+_FIRST_RETRY_WAIT: Final = 0.001
+_MAX_RETRY_WAIT: Final = 0.05
+_PURGE_BATCH: Final = 500  # rows per purge transaction, so other writers get their turn
+_HEARTBEAT_BATCH: Final = 400  # (id, token) pairs per statement: 800 of SQLite's 999 variables
+
+# The schema, one step per version: step n turns version n into n + 1. Later steps add tables;
+# a step already released never changes. "{p}" is the table prefix (the store's schema name).
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """
+        CREATE TABLE "{p}_jobs" (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            queue TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN
+                ('queued', 'processing', 'completed', 'errored', 'failed', 'canceled')),
+            priority INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            resets INTEGER NOT NULL DEFAULT 0,
+            key TEXT,
+            enqueued_at INTEGER NOT NULL,
+            run_after INTEGER NOT NULL,
+            started_at INTEGER,
+            finished_at INTEGER,
+            heartbeat_at INTEGER,
+            worker TEXT,
+            claim_token TEXT,
+            stalled_after INTEGER,
+            max_resets INTEGER,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            result TEXT
+        )
+        """,
+        """
+        CREATE INDEX "{p}_jobs_ready" ON "{p}_jobs" (queue, priority DESC, run_after, id)
+            WHERE state IN ('queued', 'errored')
+        """,
+        """
+        CREATE UNIQUE INDEX "{p}_jobs_live_key" ON "{p}_jobs" (queue, key)
+            WHERE key IS NOT NULL AND state IN ('queued', 'errored', 'processing')
+        """,
+        """
+        CREATE INDEX "{p}_jobs_processing" ON "{p}_jobs" (queue, heartbeat_at)
+            WHERE state = 'processing'
+        """,
+        'CREATE INDEX "{p}_jobs_by_state" ON "{p}_jobs" (queue, state, finished_at)',
+    ),
+)
+
+_JOB_COLUMNS: Final = (
+    "id, queue, payload, state, priority, attempts, max_attempts, resets, key, enqueued_at,"
+    " run_after, started_at, finished_at, heartbeat_at, worker, cancel_requested, last_error,"
+    " result"
+)
+_LIVE: Final = "('queued', 'errored', 'processing')"
+
+# What each outcome sets on a claimed job (the old row's values on the right); :now is the
+# database's now.
+_OUTCOMES: Final[dict[OutcomeKind, str]] = {
+    "completed": """
+        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'completed' END,
+        finished_at = :now, result = :result
+    """,
+    "errored": """
+        state = CASE WHEN cancel_requested THEN 'canceled'
+                     WHEN attempts >= max_attempts THEN 'failed' ELSE 'errored' END,
+        finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN :now END,
+        run_after = :now + :delay, last_error = :error
+    """,
+    "failed": """
+        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'failed' END,
+        finished_at = :now, last_error = :error
+    """,
+    "canceled": "state = 'canceled', finished_at = :now",
+    "handed_back": """
+        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
+        attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
+        finished_at = CASE WHEN cancel_requested THEN :now END
+    """,
+}
+
+
+@final
+class SQLiteBackend:
+    """A `Backend` on the SQLite file at `path` (absolute), its tables prefixed `<schema>_`."""
+
+    def __init__(self, path: str, *, timeout: float, schema: str) -> None:
+        self._path = path
+        self._timeout = timeout
+        self._prefix = schema
+        self._jobs = f'"{schema}_jobs"'
+        self._version_table = f'"{schema}_schema_version"'
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
+        self._closed = threading.Event()  # also ends the waits between busy retries
+
+    def __repr__(self) -> str:
+        return f"SQLiteBackend({self._path!r}, schema={self._prefix!r})"
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        if sqlite3.sqlite_version_info < MINIMUM_VERSION:
+            msg = (
+                f"the SQLite store needs SQLite {'.'.join(map(str, MINIMUM_VERSION))} or newer; "
+                f"this Python has {sqlite3.sqlite_version}"
+            )
+            raise StoreError(msg)
+        self._run(_enable_wal, write=False)
+        version = self._run(self._schema_version, write=False)
+        if version != len(MIGRATIONS):
+            self._run(self._migrate, write=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed.set()
+            connections = list(self._connections.values())
+            self._connections.clear()
+        for connection in connections:
+            _close(connection)
+
+    def classify(self, error: Exception) -> ErrorKind | None:
+        if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+            return "unavailable"
+        if isinstance(error, sqlite3.Error):
+            return "error"
+        return None
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        connection = sqlite3.connect(
+            self._path,
+            timeout=self._timeout,  # the busy handler's wait
+            isolation_level=None,  # no implicit transactions: every write says BEGIN IMMEDIATE
+            check_same_thread=False,  # close() closes it from another thread
+        )
+        with self._lock:
+            if self._closed.is_set():
+                _close(connection)
+                msg = f"the SQLite store {self._path} is closed"
+                raise sqlite3.ProgrammingError(msg)
+            # Threads come and go: close the connections of those that ended.
+            for thread in [thread for thread in self._connections if not thread.is_alive()]:
+                _close(self._connections.pop(thread))
+            self._connections[threading.current_thread()] = connection
+        self._local.connection = connection
+        return connection
+
+    def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """Run `work` on this thread's connection (in one BEGIN IMMEDIATE transaction if it
+        writes), retrying while SQLite reports the database busy, until the timeout."""
+        deadline = time.monotonic() + self._timeout
+        wait = _FIRST_RETRY_WAIT
+        shortened = False
+        connection = self._connection()
+        try:
+            while True:
+                try:
+                    return _attempt(connection, work, write=write)
+                except sqlite3.OperationalError as error:
+                    remaining = deadline - time.monotonic()
+                    if not _is_busy(error) or remaining <= 0:
+                        raise
+                    logger.debug(
+                        "SQLite store %s busy, retrying: %s", self._path, describe_error(error)
+                    )
+                if self._closed.wait(min(wait, remaining)):
+                    msg = f"the SQLite store {self._path} is closed"
+                    raise sqlite3.ProgrammingError(msg)
+                wait = min(wait * 2, _MAX_RETRY_WAIT)
+                # The busy handler of the next try waits no longer than the call has left.
+                _set_busy_timeout(connection, deadline - time.monotonic())
+                shortened = True
+        finally:
+            if shortened and not self._closed.is_set():
+                _set_busy_timeout(connection, self._timeout)
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def _schema_version(self, connection: sqlite3.Connection) -> int:
+        table = f"{self._prefix}_schema_version"
+        found = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchall()
+        if not found:
+            return 0
+        rows = connection.execute(f"SELECT version FROM {self._version_table}").fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        """Create or upgrade the schema; runs holding the write lock, so one process does it."""
+        version = self._schema_version(connection)
+        if version > len(MIGRATIONS):
+            raise newer_schema_error(f"the SQLite store {self._path}", version, len(MIGRATIONS))
+        if version == len(MIGRATIONS):
+            return  # another process did it while this one waited for the lock
+        connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._version_table} (version INTEGER NOT NULL)"
+        )
+        if not connection.execute(f"SELECT 1 FROM {self._version_table}").fetchall():
+            connection.execute(f"INSERT INTO {self._version_table} (version) VALUES (0)")
+        for step in MIGRATIONS[version:]:
+            for statement in step:
+                connection.execute(statement.replace("{p}", self._prefix))
+        connection.execute(f"UPDATE {self._version_table} SET version = ?", (len(MIGRATIONS),))
+        logger.info(
+            "SQLite store %s: schema %r now at version %d (was %d)",
+            self._path,
+            self._prefix,
+            len(MIGRATIONS),
+            version,
+        )
+
+    # -- the clock ------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return _datetime(self._run(_now, write=False))
+
+    # -- queues ---------------------------------------------------------------------------------
+
+    def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+        def work(connection: sqlite3.Connection) -> list[int]:
+            now = _now(connection)
+            ids = []
+            for job in jobs:
+                if job.key is not None:
+                    live = connection.execute(
+                        f"SELECT id FROM {self._jobs}"
+                        f" WHERE queue = ? AND key = ? AND state IN {_LIVE}",
+                        (queue, job.key),
+                    ).fetchall()
+                    if live:
+                        ids.append(int(live[0][0]))
+                        continue
+                if job.run_at is not None:
+                    run_after = _microseconds(job.run_at)
+                else:
+                    run_after = now + round(job.delay * 1_000_000)
+                cursor = connection.execute(
+                    f"INSERT INTO {self._jobs}"
+                    " (queue, payload, priority, max_attempts, key, enqueued_at, run_after)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (queue, job.payload, job.priority, job.max_attempts, job.key, now, run_after),
+                )
+                ids.append(_lastrowid(cursor))
+            return ids
+
+        return self._run(work, write=True)
+
+    def get(self, queue: str, job_id: int) -> Job | None:
+        rows = self._run(
+            lambda connection: connection.execute(
+                f"SELECT {_JOB_COLUMNS} FROM {self._jobs} WHERE id = ? AND queue = ?",
+                (job_id, queue),
+            ).fetchall(),
+            write=False,
+        )
+        return _job(rows[0]) if rows else None
+
+    def cancel(self, queue: str, job_id: int) -> bool:
+        def work(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                f"""
+                UPDATE {self._jobs} SET
+                    state = CASE WHEN state = 'processing' THEN state ELSE 'canceled' END,
+                    finished_at = CASE WHEN state = 'processing' THEN finished_at ELSE ?1 END,
+                    cancel_requested = 1
+                WHERE id = ?2 AND queue = ?3 AND state IN {_LIVE}
+                """,
+                (_now(connection), job_id, queue),
+            )
+            return cursor.rowcount == 1
+
+        return self._run(work, write=True)
+
+    def retry(self, queue: str, job_id: int) -> bool:
+        def work(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                f"""
+                UPDATE {self._jobs} SET
+                    state = 'queued', attempts = 0, resets = 0, cancel_requested = 0,
+                    run_after = ?1, started_at = NULL, finished_at = NULL, heartbeat_at = NULL,
+                    worker = NULL, claim_token = NULL, stalled_after = NULL, max_resets = NULL,
+                    result = NULL
+                WHERE id = ?2 AND queue = ?3 AND state IN ('failed', 'canceled')
+                    AND (key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM {self._jobs} AS live WHERE live.queue = ?3
+                            AND live.key = {self._jobs}.key AND live.state IN {_LIVE}))
+                """,
+                (_now(connection), job_id, queue),
+            )
+            return cursor.rowcount == 1
+
+        return self._run(work, write=True)
+
+    def counts(self, queue: str) -> dict[JobState, int]:
+        rows = self._run(
+            lambda connection: connection.execute(
+                f"SELECT state, count(*) FROM {self._jobs} WHERE queue = ? GROUP BY state",
+                (queue,),
+            ).fetchall(),
+            write=False,
+        )
+        found = {state: int(count) for state, count in rows}
+        return {state: found.get(state, 0) for state in JOB_STATES}
+
+    def count_ready(self, queue: str) -> int:
+        rows = self._run(
+            lambda connection: connection.execute(
+                f"SELECT count(*) FROM {self._jobs} WHERE queue = ?"
+                f" AND state IN ('queued', 'errored') AND run_after <= ({_NOW})",
+                (queue,),
+            ).fetchall(),
+            write=False,
+        )
+        return int(rows[0][0])
+
+    def purge(self, queue: str, *, older_than: float, states: Sequence[JobState]) -> int:
+        cutoff = self._run(_now, write=False) - round(older_than * 1_000_000)
+        marks = ", ".join("?" * len(states))
+
+        def batch(connection: sqlite3.Connection) -> int:
+            cursor = connection.execute(
+                f"DELETE FROM {self._jobs} WHERE id IN (SELECT id FROM {self._jobs}"
+                f" WHERE queue = ? AND state IN ({marks}) AND finished_at <= ? LIMIT ?)",
+                (queue, *states, cutoff, _PURGE_BATCH),
+            )
+            return int(cursor.rowcount)
+
+        # Batches in their own transactions: a long purge never holds the write lock for long.
+        deleted = 0
+        while True:
+            count = self._run(batch, write=True)
+            deleted += count
+            if count < _PURGE_BATCH:
+                return deleted
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def claim(
+        self, queue: str, worker_id: str, limit: int, stalled_after: float, max_resets: int
+    ) -> list[Claim]:
+        def work(connection: sqlite3.Connection) -> list[Any]:
+            now = _now(connection)
+            picked = connection.execute(
+                f"SELECT id FROM {self._jobs}"
+                " WHERE queue = ? AND state IN ('queued', 'errored') AND run_after <= ?"
+                " ORDER BY priority DESC, run_after, id LIMIT ?",
+                (queue, now, limit),
+            ).fetchall()
+            if not picked:
+                return []
+            ids = [row[0] for row in picked]
+            marks = ", ".join("?" * len(ids))
+            connection.execute(
+                f"""
+                UPDATE {self._jobs} SET
+                    state = 'processing', started_at = ?, heartbeat_at = ?, worker = ?,
+                    attempts = attempts + 1, claim_token = lower(hex(randomblob(16))),
+                    stalled_after = ?, max_resets = ?
+                WHERE id IN ({marks})
+                """,
+                (now, now, worker_id, round(stalled_after * 1_000_000), max_resets, *ids),
+            )
+            return connection.execute(
+                f"SELECT {_JOB_COLUMNS}, claim_token FROM {self._jobs} WHERE id IN ({marks})"
+                " ORDER BY priority DESC, run_after, id",
+                ids,
+            ).fetchall()
+
+        return [Claim(job=_job(row), token=row[-1]) for row in self._run(work, write=True)]
+
+    def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
+        if not claims:
+            return Heartbeat(gone=frozenset(), cancel_requested=frozenset())
+
+        def work(connection: sqlite3.Connection) -> list[tuple[int, int]]:
+            now = _now(connection)
+            alive = []
+            for start in range(0, len(claims), _HEARTBEAT_BATCH):
+                chunk = claims[start : start + _HEARTBEAT_BATCH]
+                pairs = ", ".join("(?, ?)" for _ in chunk)
+                held = f"state = 'processing' AND (id, claim_token) IN (VALUES {pairs})"
+                params = [value for claim in chunk for value in (claim.id, claim.token)]
+                connection.execute(
+                    f"UPDATE {self._jobs} SET heartbeat_at = ? WHERE {held}", (now, *params)
+                )
+                alive += connection.execute(
+                    f"SELECT id, cancel_requested FROM {self._jobs} WHERE {held}", params
+                ).fetchall()
+            return alive
+
+        return Heartbeat.of(claims, self._run(work, write=True))
+
+    def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        def work(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                f"UPDATE {self._jobs} SET {_OUTCOMES[outcome.kind]}"
+                " WHERE id = :id AND claim_token = :token AND state = 'processing'",
+                {
+                    "now": _now(connection),
+                    "id": claim.id,
+                    "token": claim.token,
+                    "result": outcome.result,
+                    "error": outcome.error,
+                    "delay": round(outcome.delay * 1_000_000),
+                },
+            )
+            if cursor.rowcount == 1:
+                return True
+            return bool(
+                connection.execute(
+                    f"SELECT 1 FROM {self._jobs} WHERE id = ? AND claim_token = ?",
+                    (claim.id, claim.token),
+                ).fetchall()
+            )
+
+        return self._run(work, write=True)
+
+    def sweep_stalled(self, queue: str) -> int:
+        def work(connection: sqlite3.Connection) -> int:
+            cursor = connection.execute(
+                f"""
+                UPDATE {self._jobs} SET
+                    state = CASE WHEN cancel_requested THEN 'canceled'
+                                 WHEN resets >= max_resets THEN 'failed' ELSE 'queued' END,
+                    finished_at = CASE WHEN cancel_requested OR resets >= max_resets THEN ?1 END,
+                    last_error = CASE WHEN NOT cancel_requested AND resets >= max_resets
+                        THEN 'the worker died ' || (resets + 1)
+                        || CASE WHEN resets = 0 THEN ' time' ELSE ' times' END
+                        || ' while running it'
+                        ELSE last_error END,
+                    resets = resets + 1,
+                    claim_token = NULL
+                WHERE queue = ?2 AND state = 'processing' AND heartbeat_at + stalled_after < ?1
+                """,
+                (_now(connection), queue),
+            )
+            return int(cursor.rowcount)
+
+        return self._run(work, write=True)
+
+
+def _attempt(
+    connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], *, write: bool
+) -> T:
+    if write:
+        connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(connection)
+        if write:
+            connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            _rollback(connection)
+        raise
+    return result
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    try:
+        connection.execute("ROLLBACK")
+    except sqlite3.Error as error:  # the error being raised matters more; SQLite rolls back
+        logger.debug("SQLite ROLLBACK failed: %s", describe_error(error))
+
+
+def _close(connection: sqlite3.Connection) -> None:
+    try:
+        connection.close()
+    except sqlite3.Error as error:
+        logger.warning("closing a SQLite connection failed: %s", describe_error(error))
+
+
+def _set_busy_timeout(connection: sqlite3.Connection, seconds: float) -> None:
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {max(1, int(seconds * 1000))}")
+    except sqlite3.Error as error:  # a connection closed meanwhile: its next use will say so
+        logger.debug("setting SQLite's busy timeout failed: %s", describe_error(error))
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL (it stays so); busy errors here skip the busy handler."""
+    if connection.execute("PRAGMA journal_mode").fetchall()[0][0] == "wal":
+        return
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+    if mode != "wal":
+        msg = f"the SQLite store could not switch its file to WAL mode: it stays in {mode!r} mode"
+        raise StoreError(msg)
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    text = error.args[0] if error.args and isinstance(error.args[0], str) else ""
+    return "locked" in text or "busy" in text
+
+
+def _now(connection: sqlite3.Connection) -> int:
+    return int(connection.execute(_NOW).fetchall()[0][0])
+
+
+def _lastrowid(cursor: sqlite3.Cursor) -> int:
+    if cursor.lastrowid is None:  # pragma: no cover - an INSERT always sets it
+        msg = "SQLite gave no id for an inserted job"
+        raise StoreError(msg)
+    return cursor.lastrowid
+
+
+def _microseconds(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _datetime(microseconds: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=microseconds)
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return job_from_row(row, _datetime)

@@ -1,0 +1,215 @@
+"""`open_store` and `Store`: a database that routines share across processes and hosts.
+
+The store parses the URL, checks its arguments, refuses to be used in a process forked after
+it was opened, and turns the driver's errors into `StoreError`/`StoreUnavailable`. What it does
+with the database is the backend's (`_sqlite.py`, `_postgres.py`); the PostgreSQL one, and with
+it psycopg, is imported only when a `postgresql://` store is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from types import TracebackType
+from typing import Final
+
+from typing_extensions import Self, final
+
+from .._status import describe_error
+from .._validate import check_seconds
+from ._backend import Backend
+from ._errors import StoreError, StoreUnavailable
+from ._queue import Queue, check_text
+
+__all__ = ["MAX_TIMEOUT", "Store", "open_store"]
+
+logger = logging.getLogger("routines.durable")
+
+MAX_TIMEOUT: Final = 86400.0  # a day: longer waits for a lock are a bug, and SQLite's is an int
+_SCHEMES: Final = "sqlite:///, postgresql:// or postgres://"
+_SCHEMA_PATTERN: Final = re.compile(r"[a-z_][a-z0-9_]{0,49}")
+# user:password@ (a password has its "/" and "@" percent-encoded), and ?password=... or &...
+_PASSWORD_IN_USERINFO: Final = re.compile(r"://([^/@:]*):[^/@]*@")
+_PASSWORD_IN_QUERY: Final = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+@final
+class Store:
+    """A database shared by the routines of many processes; open one with `open_store()`.
+
+    One store per process, shared by all its threads. Close it with `close()` or a `with`
+    block. A store opened before `os.fork()` can't be used in the child: open one there.
+    """
+
+    def __init__(self, backend: Backend, *, url: str, timeout: float, schema: str) -> None:
+        self._backend: Backend | None = backend
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self.url = url  # the password, if any, masked
+        self.timeout = timeout
+        self.schema = schema
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r}, schema={self.schema!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def queue(self, name: str) -> Queue:
+        """A handle on the queue `name` (queues need no declaring)."""
+        name = check_text("name", name)
+        self._check_usable()
+        return Queue(self, name)
+
+    def close(self) -> None:
+        """Close the store's connections; closing again does nothing."""
+        self._check_process()
+        with self._lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    # -- for the queues and routines of this package --------------------------------------------
+
+    @contextmanager
+    def _using(self, operation: str) -> Iterator[Backend]:
+        """The backend, for one call named `operation`; its driver errors come out as
+        `StoreError` or `StoreUnavailable`."""
+        backend = self._check_usable()
+        try:
+            yield backend
+        except StoreError:
+            raise
+        except Exception as error:
+            kind = backend.classify(error)
+            if kind is None:
+                raise
+            if kind == "unavailable":
+                msg = (
+                    f"{operation}: the store {self.url} is unavailable (timeout "
+                    f"{self.timeout:g}s): {describe_error(error)}"
+                )
+                raise StoreUnavailable(msg) from error
+            msg = f"{operation}: the store {self.url} failed: {describe_error(error)}"
+            raise StoreError(msg) from error
+
+    def _check_usable(self) -> Backend:
+        self._check_process()
+        backend = self._backend
+        if backend is None:
+            msg = f"the store {self.url} is closed: open a new one with durable.open_store()"
+            raise RuntimeError(msg)
+        return backend
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            msg = (
+                f"the store {self.url} was opened in process {self._pid}, before a fork: "
+                "open the store after forking, in the process that uses it "
+                "(with gunicorn, in the post_fork hook)"
+            )
+            raise RuntimeError(msg)
+
+
+def open_store(url: str, *, timeout: float | timedelta = 5.0, schema: str = "routines") -> Store:
+    """Open the store at `url`, creating or upgrading its tables.
+
+    `sqlite:///relative.db` or `sqlite:////absolute.db` (SQLite 3.24+, one host; not on a
+    network filesystem), or any libpq URL `postgresql://...` / `postgres://...` (needs the
+    extra `routines[postgres]`). `timeout` is the longest any one call waits for a lock or a
+    connection; past it the call raises `StoreUnavailable`. `schema` is the PostgreSQL schema
+    of the store's tables (SQLite: their name prefix): lowercase letters, digits and `_`.
+    """
+    if not isinstance(url, str):
+        msg = f"url must be a str such as 'sqlite:////var/lib/app/routines.db', got {url!r}"
+        raise TypeError(msg)
+    seconds = check_seconds("timeout", timeout, allow_zero=False)
+    if seconds > MAX_TIMEOUT:
+        msg = f"timeout must be at most {MAX_TIMEOUT:g} seconds, got {timeout!r}"
+        raise ValueError(msg)
+    schema = _check_schema(schema)
+    scheme = url.partition(":")[0].lower() if "://" in url else ""
+    shown = redact(url)
+    backend: Backend
+    if scheme == "sqlite":
+        from ._sqlite import SQLiteBackend
+
+        backend = SQLiteBackend(_sqlite_path(url), timeout=seconds, schema=schema)
+    elif scheme in ("postgresql", "postgres"):
+        try:
+            from ._postgres import PostgresBackend
+        except ImportError as error:
+            msg = (
+                "postgresql:// stores need psycopg and psycopg_pool: "
+                f"pip install 'routines[postgres]' ({describe_error(error)})"
+            )
+            raise ImportError(msg) from error
+        backend = PostgresBackend(url, shown=shown, timeout=seconds, schema=schema)
+    else:
+        msg = f"url must start with one of the supported schemes {_SCHEMES}, got {shown!r}"
+        raise ValueError(msg)
+    store = Store(backend, url=shown, timeout=seconds, schema=schema)
+    try:
+        with store._using("open") as opening:
+            opening.open()
+    except BaseException:
+        backend.close()
+        raise
+    logger.debug("opened %r", store)
+    return store
+
+
+def _check_schema(schema: object) -> str:
+    if not isinstance(schema, str):
+        msg = f"schema must be a str, got {schema!r}"
+        raise TypeError(msg)
+    if not _SCHEMA_PATTERN.fullmatch(schema) or schema.startswith("pg_"):
+        msg = (
+            "schema must be 1 to 50 lowercase letters, digits or '_', starting with a letter or "
+            f"'_' and not with 'pg_', got {schema!r}"
+        )
+        raise ValueError(msg)
+    return schema
+
+
+def _sqlite_path(url: str) -> str:
+    """The absolute path of a `sqlite:///` URL (SQLAlchemy's form: three slashes, then the
+    path, so an absolute path has four)."""
+    prefix = url[: len("sqlite:///")]
+    path = url[len("sqlite:///") :]
+    if prefix.lower() != "sqlite:///":
+        msg = (
+            "url must be sqlite:///relative/path.db or sqlite:////absolute/path.db "
+            f"(no host), got {url!r}"
+        )
+        raise ValueError(msg)
+    if not path or path == ":memory:":
+        msg = (
+            "url must name a database file: each thread has its own connection, so an "
+            f"in-memory database would be one per thread; got {url!r}"
+        )
+        raise ValueError(msg)
+    if "?" in path:
+        msg = f"url must not have a query string: the SQLite store takes no options, got {url!r}"
+        raise ValueError(msg)
+    # Absolute now: connections opened later by other threads must not follow a chdir().
+    return os.path.abspath(path)
+
+
+def redact(url: str) -> str:
+    """`url` with its password, if any, masked: for messages and logs."""
+    url = _PASSWORD_IN_USERINFO.sub(r"://\1:***@", url)
+    return _PASSWORD_IN_QUERY.sub(r"\1***", url)
