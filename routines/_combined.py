@@ -9,17 +9,15 @@ from typing_extensions import final
 
 from ._context import Routine, running_as
 from ._flag import Flag
+from ._helpers import Helpers
 from ._lifecycle import Lifecycle
-from ._stopcalls import StopCaller
-from ._threads import join_all
+from ._threads import ThreadGroup
 from ._validate import check_choice, check_name, check_routine, routine_name
 
 __all__ = ["CombinedRoutine"]
 
 StopOrder: TypeAlias = Literal["concurrent", "lifo", "fifo"]
 _STOP_ORDERS: tuple[StopOrder, ...] = ("concurrent", "lifo", "fifo")
-# A child's thread has returned from start() once it set its done flag; this bounds the join.
-_JOIN_GRACE = 5.0
 
 
 @final
@@ -57,7 +55,13 @@ class CombinedRoutine:
     def start(self) -> None:
         with self._lifecycle.run(self.name) as go:
             if go:
-                _CombinedRun(self).run()
+                _CombinedRun(
+                    self.name,
+                    self._children,
+                    self._child_names,
+                    self._stop_order,
+                    self._lifecycle.flag,
+                ).run()
 
     def stop(self) -> None:
         self._lifecycle.stop()
@@ -67,58 +71,61 @@ class CombinedRoutine:
 
 
 class _CombinedRun:
-    """The state of one `start()` of a CombinedRoutine."""
+    """One `start()` of a CombinedRoutine: the children's threads and the stop sequence."""
 
-    def __init__(self, combined: CombinedRoutine) -> None:
-        self.combined = combined
-        count = len(combined._children)
+    def __init__(
+        self,
+        name: str,
+        children: tuple[Routine, ...],
+        child_names: tuple[str, ...],
+        stop_order: StopOrder,
+        stop_flag: Flag,
+    ) -> None:
+        self.children = children
+        self.child_names = child_names
+        self.concurrent = stop_order == "concurrent"
+        self.stop_flag = stop_flag
+        count = len(children)
         self.cond = threading.Condition(threading.Lock())
+        self.group = ThreadGroup(f"routine {name!r}", cond=self.cond)
         self.done = [False] * count
         self.asked = [False] * count
         self.child_flags = [Flag() for _ in range(count)]
-        self.first_error: BaseException | None = None
-        self.stop_caller = StopCaller(f"routine:{combined.name}:stop")
+        self.stop_calls = Helpers(f"routine:{name}:stop", "a stop() call", serial=False)
         order = list(range(count))
-        self.stop_sequence = order[::-1] if combined._stop_order == "lifo" else order
+        self.stop_sequence = order[::-1] if stop_order == "lifo" else order
 
     def run(self) -> None:
-        stop_flag = self.combined._lifecycle.flag
-        stop_flag.subscribe(self._wake)
-        threads = [
-            threading.Thread(
-                target=self._run_child, args=(index,), name=f"routine:{name}", daemon=True
-            )
-            for index, name in enumerate(self.combined._child_names)
-        ]
+        self.stop_flag.subscribe(self._wake)
         try:
-            for index, thread in enumerate(threads):
-                try:
-                    thread.start()
-                except RuntimeError as exc:  # out of threads: the group fails as one
-                    with self.cond:
-                        for never_started in range(index, len(threads)):
-                            self.done[never_started] = True
-                        if self.first_error is None:
-                            self.first_error = exc
-                    break
-            with self.cond:
-                while not all(self.done):
-                    if stop_flag.is_set() or self.first_error is not None:
-                        self._ask_next_to_stop()
-                    self.cond.wait()
+            with self.group:
+                self._start_children()
+                with self.cond:
+                    while not all(self.done):
+                        if self.stop_flag.is_set() or self.group.error is not None:
+                            self._ask_next_to_stop()
+                        self.cond.wait()
         finally:
-            stop_flag.unsubscribe(self._wake)
-            self.stop_caller.close()
-            join_all(threads, _JOIN_GRACE)
-        if self.first_error is not None:
-            raise self.first_error
+            self.stop_flag.unsubscribe(self._wake)
+            self.stop_calls.close()
+
+    def _start_children(self) -> None:
+        for index, name in enumerate(self.child_names):
+            try:
+                self.group.start(self._run_child, index, name=f"routine:{name}")
+            except RuntimeError as exc:  # out of threads: the group fails as one
+                with self.cond:
+                    for never_started in range(index, len(self.done)):
+                        self.done[never_started] = True
+                self.group.fail(exc)
+                return
 
     def _wake(self) -> None:
         with self.cond:
             self.cond.notify_all()
 
     def _ask_next_to_stop(self) -> None:
-        if self.combined._stop_order == "concurrent":
+        if self.concurrent:
             for index in range(len(self.done)):
                 self._ask_to_stop(index)
             return
@@ -132,17 +139,13 @@ class _CombinedRun:
             return
         self.asked[index] = True
         self.child_flags[index].set()
-        self.stop_caller.call(self.combined._children[index].stop)
+        self.stop_calls.submit(self.children[index].stop)
 
     def _run_child(self, index: int) -> None:
-        error: BaseException | None = None
-        with running_as(self.child_flags[index]):
-            try:
-                self.combined._children[index].start()
-            except BaseException as exc:  # noqa: BLE001 - handed on: start() re-raises it
-                error = exc
-        with self.cond:
-            self.done[index] = True
-            if error is not None and self.first_error is None:
-                self.first_error = error
-            self.cond.notify_all()
+        try:
+            with running_as(self.child_flags[index]):
+                self.children[index].start()  # what it raises is the group's to keep
+        finally:
+            with self.cond:
+                self.done[index] = True
+                self.cond.notify_all()

@@ -1,15 +1,14 @@
-"""The Monitor: starts routines on threads, supervises them, and stops them all on a signal.
+"""The Monitor: starts routines on threads, acts on their supervisors, and stops them all.
 
 Data flows one way at shutdown: signal -> monitor -> `stop()` on each routine -> outcomes ->
 report. Status flows up the same way. The Monitor knows routines only through the protocol
-(and an optional `status()`).
+(and an optional `status()`); what follows each run is its `Supervisor`'s decision.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import queue
 import signal as _signal
 import threading
@@ -24,20 +23,11 @@ from typing_extensions import Self, final
 
 from ._context import Routine, running_as
 from ._flag import Flag
-from ._serial import SerialRunner
-from ._signals import SignalCatcher
-from ._status import (
-    EventKind,
-    RoutineEvent,
-    RoutineOutcome,
-    RoutineState,
-    RoutineStatus,
-    ShutdownReport,
-    describe_error,
-    signal_name,
-)
-from ._stopcalls import StopCaller
-from ._supervise import RestartPolicy, RestartWindow, Supervised
+from ._helpers import Helpers
+from ._report import EventKind, RoutineEvent, RoutineOutcome, ShutdownReport
+from ._signals import SignalCatcher, check_on_signal, check_signals, signal_name
+from ._status import RoutineState, RoutineStatus, describe_error
+from ._supervise import Final, RestartPolicy, Supervised, Supervisor
 from ._threads import join_all, thread_stack
 from ._validate import check_callable, check_routine, check_seconds, routine_name
 
@@ -57,37 +47,25 @@ class _Child:
     """The Monitor's record of one routine. Guarded by the Monitor's lock."""
 
     __slots__ = (
-        "last_error",
-        "last_failure_logged",
-        "last_failure_time",
         "name",
         "outcome",
-        "restarts",
         "routine",
         "state",
         "stop_error",
         "stop_pending",
+        "supervisor",
         "thread",
-        "window",
     )
 
     def __init__(self, routine: Routine, policy: RestartPolicy) -> None:
         self.routine = routine
         self.name = routine_name(routine)
-        self.window = RestartWindow(policy)
+        self.supervisor = Supervisor(self.name, policy)
         self.thread: threading.Thread | None = None
         self.state: RoutineState = "idle"
-        self.restarts = 0
-        self.last_error: BaseException | None = None
         self.stop_error: BaseException | None = None
         self.stop_pending = False  # its stop() was called and has not returned yet
         self.outcome: RoutineOutcome | None = None
-        self.last_failure_logged: tuple[type[BaseException], str | None] | None = None
-        self.last_failure_time = -math.inf
-
-    @property
-    def policy(self) -> RestartPolicy:
-        return self.window.policy
 
 
 @final
@@ -126,11 +104,9 @@ class Monitor:
             seen.add(id(routine))
             self._children.append(_Child(routine, policy))
         self._stop_timeout = check_seconds("stop_timeout", stop_timeout)
-        self._shutdown_signals = _check_signals("signals", signals)
-        self._on_signal = _check_on_signal(on_signal)
-        self._on_event: Callable[[RoutineEvent], object] | None = check_callable(
-            "on_event", on_event, allow_none=True
-        )
+        self._shutdown_signals = check_signals("signals", signals)
+        self._on_signal = check_on_signal(on_signal)
+        self._on_event = check_callable("on_event", on_event, allow_none=True)
 
         self._cond = threading.Condition(threading.Lock())
         # Set when shutdown begins: every routine's thread is then "stopping" (routines.stopping())
@@ -149,9 +125,9 @@ class Monitor:
         # Monitor's lock (in wait() or status()). SimpleQueue.put() is reentrant for that.
         # None only wakes the coordinator.
         self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._events: SerialRunner | None = None
-        self._signal_callbacks: SerialRunner | None = None
-        self._stop_caller = StopCaller("routines:monitor:stop")
+        self._events: Helpers | None = None
+        self._signal_callbacks: Helpers | None = None
+        self._stop_calls = Helpers("routines:monitor:stop", "a stop() call", serial=False)
 
     # -- the public face -------------------------------------------------------------------
 
@@ -164,12 +140,12 @@ class Monitor:
         handled = (*self._shutdown_signals, *self._on_signal)
         if not handled:
             self.start()
-            report = self.wait()
-            assert report is not None
-            return report
+            return self._wait_report()
         with SignalCatcher(handled) as catcher:
             if self._on_signal:
-                self._signal_callbacks = SerialRunner("routines:monitor:signals", "on_signal")
+                self._signal_callbacks = Helpers(
+                    "routines:monitor:signals", "on_signal", serial=True
+                )
             self._wake_pump = catcher.wake
             started = False
             try:
@@ -200,7 +176,7 @@ class Monitor:
             self._take_requests()
             self._phase = "running"
             if self._on_event is not None:
-                self._events = SerialRunner("routines:monitor:events", "on_event")
+                self._events = Helpers("routines:monitor:events", "on_event", serial=True)
             if not self._children:
                 self._begin_shutdown("all routines ended")
             if self._reason is not None:
@@ -220,10 +196,11 @@ class Monitor:
             except RuntimeError as exc:  # the process can't have more threads
                 logger.exception("routine %r: could not start its thread", child.name)
                 with self._cond:
-                    self._finish(child, "failed", exc, "failed")
+                    self._finish(child, Final("failed", exc, ("failed",)))
 
     def shutdown(self, reason: str = "shutdown requested") -> None:
-        """Ask every routine to stop. Thread-safe, non-blocking, callable from anywhere.
+        """Ask every routine to stop. Thread-safe, non-blocking, callable from anywhere,
+        including a signal handler.
 
         Before `start()`, the monitor stops as soon as it starts. A second call changes nothing.
         """
@@ -246,11 +223,12 @@ class Monitor:
         """Every routine's state and restart count now; never blocks on a running routine."""
         with self._cond:
             seen = [
-                (child, child.state, child.restarts, describe_error(child.last_error))
+                (child, child.state, child.supervisor.restarts, child.supervisor.last_error)
                 for child in self._children
             ]
         statuses = []
-        for child, state, restarts, last_error in seen:
+        for child, state, restarts, error in seen:
+            last_error = describe_error(error)  # outside the lock: it may run foreign code
             own = _own_status(child.routine)
             if own is None:
                 statuses.append(RoutineStatus(child.name, state, restarts, last_error))
@@ -313,20 +291,25 @@ class Monitor:
                     self._handle_signal(signum)
             except Exception:
                 logger.exception("the signal pump broke again; waiting for the report without it")
-                with self._cond:
-                    self._cond.wait_for(
-                        lambda: self._report is not None,
-                        min(max(0.0, deadline - time.monotonic()), threading.TIMEOUT_MAX),
-                    )
+                self._wait_report(max(0.0, deadline - time.monotonic()))
                 return
 
     def _finished_report(self) -> ShutdownReport | None:
         with self._cond:
             return self._report
 
+    def _wait_report(self, timeout: float | None = None) -> ShutdownReport:
+        """`wait()` without its argument check: the report, or the one so far if none in time."""
+        with self._cond:
+            if timeout is not None:
+                timeout = min(timeout, threading.TIMEOUT_MAX)
+            self._cond.wait_for(lambda: self._report is not None, timeout)
+            return self._report  # type: ignore[return-value]  # None only past a timeout
+
     # -- supervision (one thread per routine) ----------------------------------------------
 
     def _supervise(self, child: _Child) -> None:
+        supervisor = child.supervisor
         with running_as(self._stopping):
             delay: float | None = 0.0
             while delay is not None:
@@ -334,7 +317,7 @@ class Monitor:
                 with self._cond:
                     # Checked under the lock: shutdown may set the mark just after the wait.
                     if self._stopping.is_set():
-                        self._end_waiting(child)
+                        self._finish(child, supervisor.interrupted())
                         return
                     child.state = "running"
                     self._emit(child, "started")
@@ -345,93 +328,31 @@ class Monitor:
                     error = exc
                 # Read at once: a stop asked after start() ended must not turn a crash into a
                 # clean stop just because the lock was taken a moment later.
-                delay = self._after_run(child, error, stop_asked=self._stopping.is_set())
+                stop_asked = self._stopping.is_set()
+                with self._cond:
+                    decision = supervisor.after_run(
+                        error, stop_asked=stop_asked, now=time.monotonic()
+                    )
+                    if isinstance(decision, Final):
+                        self._finish(child, decision)
+                        return
+                    child.state = "restarting"
+                    for event in decision.events:
+                        self._emit(child, event, error)
+                delay = decision.delay
 
-    def _end_waiting(self, child: _Child) -> None:
-        """Under the lock: shutdown found the routine before its first start, or in a backoff."""
-        if child.last_error is None:
-            self._finish(child, "stopped", None, "stopped")
-        else:
-            self._finish(child, "failed", child.last_error, "failed")
-
-    def _after_run(
-        self, child: _Child, error: BaseException | None, *, stop_asked: bool
-    ) -> float | None:
-        """Decide what follows a run: seconds until the restart, or None when it is over."""
-        with self._cond:
-            if stop_asked:
-                self._finish(child, "stopped", error, "stopped")
-                return None
-            if error is not None:
-                child.last_error = error
-                self._emit(child, "failed", error)
-                self._log_failure(child, error)
-                if child.policy.restart == "never":
-                    self._finish(child, "failed", error, None)
-                    return None
-            else:
-                child.last_error = None
-                self._emit(child, "finished")
-                if child.policy.restart != "always":
-                    self._finish(child, "finished", None, None)
-                    return None
-            number = child.window.next_restart(time.monotonic())
-            if number is None:
-                self._give_up(child, error)
-                return None
-            child.restarts += 1
-            child.state = "restarting"
-            self._emit(child, "restarting", error)
-            delay = child.policy.delay(number)
-        logger.info("routine %r: restart %d in %.3gs", child.name, number, delay)
-        return delay
-
-    def _give_up(self, child: _Child, error: BaseException | None) -> None:
-        policy = child.policy
-        logger.error(
-            "routine %r: giving up after %d restarts within %gs",
-            child.name,
-            policy.max_restarts,
-            policy.within_seconds,
-        )
-        self._emit(child, "gave_up", error)
-        # Before _finish: if this was the last routine, _finish would set "all routines ended".
-        if policy.on_give_up == "shutdown":
-            last = f", last error: {describe_error(error)}" if error is not None else ""
-            self._begin_shutdown(
-                f"routine {child.name!r} gave up after {policy.max_restarts} restarts "
-                f"within {policy.within_seconds:g}s{last}"
-            )
-        self._finish(child, "failed", error, None)
-
-    def _log_failure(self, child: _Child, error: BaseException) -> None:
-        # A crash loop repeats the same error: its traceback is logged once, the repeats briefly.
-        # The same error after a quiet spell longer than the policy's window is a new incident.
-        signature = (type(error), describe_error(error))
-        now = time.monotonic()
-        quiet = now - child.last_failure_time >= child.policy.within_seconds
-        child.last_failure_time = now
-        if signature == child.last_failure_logged and not quiet:
-            logger.warning("routine %r failed again: %s", child.name, describe_error(error))
-            return
-        child.last_failure_logged = signature
-        logger.error("routine %r failed: %s", child.name, describe_error(error), exc_info=error)
-
-    def _finish(
-        self,
-        child: _Child,
-        state: Literal["stopped", "finished", "failed"],
-        error: BaseException | None,
-        event: EventKind | None,
-    ) -> None:
-        """Record a routine's final outcome (under the lock)."""
+    def _finish(self, child: _Child, final: Final) -> None:
+        """Under the lock: the routine's supervision is over; emit, record, maybe shut down."""
+        for event in final.events:
+            self._emit(child, event, final.error)
+        if final.shutdown_reason is not None:
+            # Before the outcome: if this was the last routine, "all routines ended" would win.
+            self._begin_shutdown(final.shutdown_reason)
         if child.outcome is not None or self._phase == "done":
             return  # the report was written without it: the routine was past its deadline
-        child.outcome = RoutineOutcome(child.name, state, error)
-        child.state = state
+        child.outcome = RoutineOutcome(child.name, final.state, final.error)
+        child.state = final.state
         self._ended += 1
-        if event is not None:
-            self._emit(child, event, error)
         if self._ended == len(self._children):
             self._begin_shutdown("all routines ended")
             # Only the last one wakes the coordinator: a thousand wake-ups, each retaking the
@@ -448,16 +369,6 @@ class Monitor:
 
     # -- shutdown (on the coordinator thread) ----------------------------------------------
 
-    def _begin_shutdown(self, reason: str, signum: int | None = None) -> None:
-        """Under the lock: move to "stopping" (or remember the request until start())."""
-        if self._reason is not None:
-            return
-        self._reason, self._signal = reason, signum
-        if self._phase == "running":
-            self._phase = "stopping"
-            self._cond.notify_all()
-            self._requests.put(None)  # wakes the coordinator
-
     def _take_requests(self) -> None:
         """Under the lock: act on the shutdown() requests queued so far."""
         while True:
@@ -467,6 +378,16 @@ class Monitor:
                 return
             if reason is not None:
                 self._begin_shutdown(reason)
+
+    def _begin_shutdown(self, reason: str, signum: int | None = None) -> None:
+        """Under the lock: move to "stopping" (or remember the request until start())."""
+        if self._reason is not None:
+            return
+        self._reason, self._signal = reason, signum
+        if self._phase == "running":
+            self._phase = "stopping"
+            self._cond.notify_all()
+            self._requests.put(None)  # wakes the coordinator
 
     def _coordinate(self) -> None:
         while True:
@@ -484,17 +405,16 @@ class Monitor:
             self._stopping.set()
             # Every routine gets its stop(), also one that ended for good: a pool that failed
             # hands back its queue then. (A stop after a run has ended applies to no later run.)
-            to_stop = self._children
-            for child in to_stop:
+            for child in self._children:
                 if child.state == "running":
                     child.state = "stopping"
                 child.stop_pending = True
-            self._stops_running += len(to_stop)
+            self._stops_running += len(self._children)
         # Outside the lock, which every stop() takes when it returns: a helper done with one
         # stop() is then free for the next at once, and a few helpers do the thousand stops.
-        for child in to_stop:
+        for child in self._children:
             try:
-                self._stop_caller.call(functools.partial(self._call_stop, child))
+                self._stop_calls.submit(functools.partial(self._call_stop, child))
             except Exception as exc:  # no thread to call it on: the report must still come
                 logger.exception("routine %r: could not call its stop()", child.name)
                 self._stop_returned(child, exc)
@@ -571,7 +491,7 @@ class Monitor:
             # Also when forced: every event is delivered before the report (a hung callback
             # gets this grace, then what is left is dropped and logged).
             self._events.close(_CALLBACK_GRACE)
-        self._stop_caller.close()
+        self._stop_calls.close()
         ended = [
             child.thread
             for child, outcome in zip(self._children, report.outcomes, strict=True)
@@ -580,45 +500,23 @@ class Monitor:
         join_all(ended, _EXIT_GRACE)
 
 
-def monitor(*routines: Routine, **options: object) -> ShutdownReport:
-    """`Monitor(*routines, **options).run()`: run until a signal, return the report."""
-    return Monitor(*routines, **options).run()  # type: ignore[arg-type]
-
-
-def _check_signals(arg: str, signals: object) -> tuple[int, ...]:
-    if isinstance(signals, (str, bytes, int)) or not isinstance(signals, Iterable):
-        msg = f"{arg} must be an iterable of signal numbers, got {signals!r}"
-        raise TypeError(msg)
-    checked = []
-    for signum in signals:
-        checked.append(_check_signal(arg, signum))
-    return tuple(dict.fromkeys(checked))
-
-
-def _check_signal(arg: str, signum: object) -> int:
-    if not isinstance(signum, int) or isinstance(signum, bool):
-        msg = f"{arg} must hold signal numbers, got {signum!r}"
-        raise TypeError(msg)
-    if signum not in _signal.valid_signals():
-        msg = f"{arg} holds {signum!r}, which is not a signal number on this platform"
-        raise ValueError(msg)
-    uncatchable = {getattr(_signal, name, None) for name in ("SIGKILL", "SIGSTOP")}
-    if signum in uncatchable:
-        msg = f"{arg} holds {signal_name(signum)}, which cannot be caught"
-        raise ValueError(msg)
-    return int(signum)
-
-
-def _check_on_signal(on_signal: object) -> dict[int, Callable[[], object]]:
-    if on_signal is None:
-        return {}
-    if not isinstance(on_signal, Mapping):
-        msg = f"on_signal must be a mapping of signal numbers to callables, got {on_signal!r}"
-        raise TypeError(msg)
-    return {
-        _check_signal("on_signal", signum): check_callable(f"on_signal[{signum!r}]", callback)
-        for signum, callback in on_signal.items()
-    }
+def monitor(
+    *routines: Routine,
+    stop_timeout: float | timedelta = 10.0,
+    signals: Iterable[int] = (_signal.SIGINT, _signal.SIGTERM),
+    on_signal: Mapping[int, Callable[[], object]] | None = None,
+    restart: RestartPolicy | None = None,
+    on_event: Callable[[RoutineEvent], object] | None = None,
+) -> ShutdownReport:
+    """`Monitor(*routines, ...).run()`: run until a signal, return the report."""
+    return Monitor(
+        *routines,
+        stop_timeout=stop_timeout,
+        signals=signals,
+        on_signal=on_signal,
+        restart=restart,
+        on_event=on_event,
+    ).run()
 
 
 def _own_status(routine: Routine) -> RoutineStatus | None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
-import math
 import random
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Final, Literal, TypeAlias
@@ -18,8 +16,10 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._context import running_as, stopping
 from ._flag import Flag
 from ._lifecycle import Lifecycle
+from ._record import RunRecord
+from ._schedule import FixedDelay, FixedRate, Schedule
 from ._status import RoutineStatus, describe_error, error_text
-from ._threads import join_all
+from ._threads import ThreadGroup
 from ._validate import (
     check_bool,
     check_callable,
@@ -50,15 +50,8 @@ REINVOKE_IMMEDIATELY: Final = _Reinvoke.REINVOKE_IMMEDIATELY
 
 # How often a callable concurrency is read again, on the routine's clock.
 CONCURRENCY_REFRESH: Final = 30.0
-# The shortest interval a fixed rate counts due times with; any shorter one counts as this.
-_SHORTEST_RATE: Final = 1e-9
 # The interval used when an interval function has never returned a valid one.
 _FALLBACK_INTERVAL: Final = 1.0
-# Loop threads have ended their loop once they said so; this only bounds the final join.
-_JOIN_GRACE: Final = 5.0
-# The uniform [0, 1) source of jitter; a seam for tests that need exact jitter.
-_jitter_fraction: Callable[[], float] = random.random
-
 _RunState: TypeAlias = Literal["idle", "running", "stopped"]
 
 
@@ -103,9 +96,10 @@ class PeriodicRoutine:
     time >= t, and the due times skipped are counted as `missed_runs`, never run in a burst.
     `jitter` lengthens every wait between runs (not the initial delay) by up to
     `jitter * interval`; with a fixed rate it is drawn afresh for each due time, so it never
-    accumulates. A callable `interval` is read before every wait; when it raises or returns
-    something that is not a positive number of seconds, that is reported like a handler error
-    and the last valid interval (one second if none) is used. When the interval changes under a
+    accumulates. `rng` is its random source (`random.Random(seed)` for reproducible waits).
+    A callable `interval` is read before every wait; when it raises or returns something that
+    is not a positive number of seconds, that is reported like a handler error and the last
+    valid interval (one second if none) is used. When the interval changes under a
     fixed rate, the schedule is rebased on the last due time.
 
     Concurrency: `concurrency=N` runs N independent loops, the first on the thread that called
@@ -136,26 +130,21 @@ class PeriodicRoutine:
         "_clock",
         "_concurrency",
         "_concurrency_function",
-        "_failures",
         "_fixed_rate",
         "_handler",
         "_initial_delay",
         "_interval",
         "_interval_function",
         "_jitter",
-        "_last_error",
-        "_last_run_duration",
         "_last_valid_interval",
         "_lifecycle",
         "_max_reinvocations",
-        "_missed_runs",
         "_on_error",
         "_on_shutdown",
-        "_overdue_runs",
+        "_record",
         "_run_timeout",
-        "_runs",
         "_state",
-        "_stats_lock",
+        "_uniform",
         "description",
         "name",
     )
@@ -176,8 +165,9 @@ class PeriodicRoutine:
         on_error: Callable[[Exception], object] | None = None,
         on_shutdown: Callable[[], object] | None = None,
         clock: Clock | None = None,
+        rng: random.Random | None = None,
     ) -> None:
-        self._handler: Callable[[], object] = check_callable("handler", handler)
+        self._handler = check_callable("handler", handler)
         self._interval, self._interval_function = _seconds_or_function(interval)
         self.name: str = check_name(name) or describe_callable(handler)
         if not isinstance(description, str):
@@ -210,29 +200,27 @@ class PeriodicRoutine:
             msg = f"clock must have now() and wait(event, timeout), got {clock!r}"
             raise TypeError(msg)
         self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        if rng is not None and not isinstance(rng, random.Random):
+            msg = f"rng must be a random.Random or None, got {rng!r}"
+            raise TypeError(msg)
+        self._uniform = rng.random if rng is not None else random.random
         self._lifecycle = Lifecycle()
-        self._stats_lock = threading.Lock()
+        self._record = RunRecord()
         self._state: _RunState = "idle"
-        self._runs = 0
-        self._failures = 0
-        self._missed_runs = 0
-        self._overdue_runs = 0
-        self._last_run_duration: float | None = None
-        self._last_error: str | None = None
         self._last_valid_interval = self._interval
 
     def start(self) -> None:
         """Run the loops until `stop()`; return at once if `stop()` was already called."""
         with self._lifecycle.run(self.name) as go:
-            self._set_state("running")
+            self._state = "running"
             try:
                 if go:
-                    _PeriodicRun(self).run()
+                    self._run_loops()
             finally:
                 try:
                     self._shut_down()
                 finally:
-                    self._set_state("stopped")
+                    self._state = "stopped"
 
     def stop(self) -> None:
         """End every wait at once; a run in progress finishes first. Thread-safe and quick."""
@@ -243,55 +231,128 @@ class PeriodicRoutine:
 
         The counters add up over every `start()` of this object.
         """
-        with self._stats_lock:
-            state = self._state
-            if state == "running" and self._lifecycle.stopping:
-                return self._status("stopping")
-            return self._status(state)
+        state: Literal["idle", "running", "stopping", "stopped"] = self._state
+        if state == "running" and self._lifecycle.stopping:
+            state = "stopping"
+        return self._record.status(self.name, state)
 
-    def _status(self, state: Literal["idle", "running", "stopping", "stopped"]) -> RoutineStatus:
-        return RoutineStatus(
-            name=self.name,
-            state=state,
-            last_error=self._last_error,
-            runs=self._runs,
-            failures=self._failures,
-            missed_runs=self._missed_runs,
-            overdue_runs=self._overdue_runs,
-            last_run_duration=self._last_run_duration,
+    def __repr__(self) -> str:
+        return f"<PeriodicRoutine {self.name!r}>"
+
+    # -- the loops ------------------------------------------------------------------------
+
+    def _run_loops(self) -> None:
+        stop = self._lifecycle.flag
+        if self._concurrency_function is None and self._concurrency == 1:
+            # The usual case: one loop, on this thread, with no other loop to wait for or stop.
+            self._loop(stop, self._initial_delay)
+            return
+        # A loop that raises a BaseException ends the routine: the others finish their run.
+        with ThreadGroup(f"routine {self.name!r}", on_error=lambda error: stop.set()) as group:
+            if self._concurrency_function is None:
+                for number in range(1, self._concurrency):
+                    self._spawn(group, number, stop, self._initial_delay)
+                self._loop(stop, self._initial_delay)
+            else:
+                self._control(group, stop)
+
+    def _control(self, group: ThreadGroup, stop: Flag) -> None:
+        """Keep as many loops as the concurrency function says, re-reading it every 30 s."""
+        loops: list[Flag] = []  # one retire flag per live loop, oldest first
+        spawned = 0
+        size = self._read_concurrency(1)
+        delay = self._initial_delay
+        while True:
+            while len(loops) < size:
+                spawned += 1
+                loops.append(self._spawn(group, spawned, Flag(), delay, follow_stop=True))
+            while len(loops) > size:
+                loops.pop().set()  # it finishes the run it is in, then ends
+            delay = 0.0  # loops added later run at once
+            if self._clock.wait(stop, CONCURRENCY_REFRESH):
+                return
+            size = self._read_concurrency(len(loops))
+
+    def _spawn(
+        self,
+        group: ThreadGroup,
+        number: int,
+        flag: Flag,
+        initial_delay: float,
+        *,
+        follow_stop: bool = False,
+    ) -> Flag:
+        group.start(
+            self._loop_thread,
+            flag,
+            initial_delay,
+            follow_stop,
+            name=f"routine:{self.name}:{number}",
         )
+        return flag
 
-    def _set_state(self, state: _RunState) -> None:
-        with self._stats_lock:
-            self._state = state
+    def _loop_thread(self, flag: Flag, initial_delay: float, follow_stop: bool) -> None:
+        stop = self._lifecycle.flag
+        if follow_stop:
+            # A stop of the routine ends this loop's waits at once, as a retirement does.
+            stop.subscribe(flag.set)
+            if stop.is_set():
+                flag.set()
+        try:
+            with running_as(stop):
+                self._loop(flag, initial_delay)
+        finally:
+            if follow_stop:
+                stop.unsubscribe(flag.set)
+
+    def _loop(self, flag: Flag, initial_delay: float) -> None:
+        """Run the handler, wait, run again, until `flag` is set."""
+        clock = self._clock
+        started = clock.now()
+        if initial_delay > 0 and clock.wait(flag, initial_delay):
+            return
+        if flag.is_set():  # stopped before this loop's first run: no run starts after a stop
+            return
+        schedule: Schedule = (
+            FixedRate(started + initial_delay, self._jitter, self._uniform)
+            if self._fixed_rate
+            else FixedDelay(self._jitter, self._uniform)
+        )
+        while True:
+            for _ in range(self._max_reinvocations):
+                if not self._run_handler() or flag.is_set():
+                    break
+            if flag.is_set():
+                return
+            interval = self._read_interval()
+            timeout, missed = schedule.next_wait(clock.now(), interval)
+            if missed:
+                self._record.missed(missed)
+            if clock.wait(flag, timeout):
+                return
 
     # -- one run of the handler -------------------------------------------------------------
 
     def _run_handler(self) -> bool:
         """Call the handler once; True if it asked to be run again at once."""
         clock = self._clock
-        started = clock.now()
+        began = clock.now()
         try:
             result = self._handler()
         except Exception as exc:  # noqa: BLE001 - reported; the loop goes on
-            self._record_run(clock.now() - started)
+            self._count_run(clock.now() - began)
             self._report(exc, "the handler")
             return False
         except BaseException as exc:
-            self._record_run(clock.now() - started)
-            with self._stats_lock:
-                self._last_error = describe_error(exc)
+            self._count_run(clock.now() - began)
+            self._record.ended_by(exc)
             raise
-        self._record_run(clock.now() - started)
+        self._count_run(clock.now() - began)
         return result is REINVOKE_IMMEDIATELY
 
-    def _record_run(self, duration: float) -> None:
+    def _count_run(self, duration: float) -> None:
         overdue = self._run_timeout is not None and duration > self._run_timeout
-        with self._stats_lock:
-            self._runs += 1
-            self._last_run_duration = duration
-            if overdue:
-                self._overdue_runs += 1
+        self._record.ran(duration, overdue=overdue)
         if overdue:
             logger.warning(
                 "routine %r: a run took %.3fs, longer than its run_timeout of %.3fs",
@@ -311,9 +372,7 @@ class PeriodicRoutine:
                 describe_error(exc),
             )
             return
-        with self._stats_lock:
-            self._failures += 1
-            self._last_error = describe_error(exc)
+        self._record.failed(exc)
         if self._on_error is None:
             logger.error(
                 "routine %r: %s raised %s", self.name, source, error_text(exc), exc_info=exc
@@ -328,7 +387,7 @@ class PeriodicRoutine:
                 error_text(exc),
             )
 
-    # -- timing ---------------------------------------------------------------------------
+    # -- what the functions say -----------------------------------------------------------
 
     def _read_interval(self) -> float:
         """The interval for the next wait: the fixed one, or what the interval function says."""
@@ -356,9 +415,6 @@ class PeriodicRoutine:
             self._report(exc, "the concurrency function")
             return current
 
-    def _jitter_for(self, interval: float) -> float:
-        return self._jitter * interval * _jitter_fraction() if self._jitter else 0.0
-
     def _shut_down(self) -> None:
         if self._on_shutdown is None:
             return
@@ -367,180 +423,8 @@ class PeriodicRoutine:
         except Exception:
             logger.exception("routine %r: on_shutdown raised", self.name)
 
-    def __repr__(self) -> str:
-        return f"<PeriodicRoutine {self.name!r}>"
-
 
 def _method(obj: object, name: str) -> Callable[..., object] | None:
     """`obj.<name>` if it is callable; plain functions have no such hooks."""
     method = getattr(obj, name, None)
     return method if callable(method) else None
-
-
-class _FixedRate:
-    """Due times `anchor + k * interval`, rebased on the last due time when the interval changes.
-
-    Each due time is computed from the anchor, never by adding intervals up, so it can't drift.
-    """
-
-    def __init__(self, anchor: float) -> None:
-        self._anchor = anchor
-        self._interval: float | None = None
-        self._index = 0  # the due time of the run that just ended
-
-    def next_due(self, now: float, interval: float) -> tuple[float, int]:
-        """The first due time >= `now` after the last one, and how many were skipped."""
-        # A positive interval can be too small to count due times with (5e-324 s): the
-        # arithmetic would overflow, and the due times would not advance the clock.
-        interval = max(interval, _SHORTEST_RATE)
-        if interval != self._interval:
-            if self._interval is not None:
-                self._anchor += self._index * self._interval
-            self._interval = interval
-            self._index = 0
-        index = max(self._index + 1, math.ceil((now - self._anchor) / interval))
-        # ceil() on floats may land one off; settle on the first due time >= now.
-        if index - 1 > self._index and self._anchor + (index - 1) * interval >= now:
-            index -= 1
-        if self._anchor + index * interval < now:
-            index += 1
-        missed = index - self._index - 1
-        self._index = index
-        return self._anchor + index * interval, missed
-
-
-class _PeriodicRun:
-    """The loops of one `start()` of a PeriodicRoutine."""
-
-    __slots__ = (
-        "cond",
-        "first_error",
-        "loops_running",
-        "routine",
-        "stop_flag",
-        "thread_count",
-        "threads",
-    )
-
-    def __init__(self, routine: PeriodicRoutine) -> None:
-        self.routine = routine
-        self.stop_flag = routine._lifecycle.flag
-        self.cond: threading.Condition  # made by run() when there is more than one loop
-        self.loops_running = 0
-        self.first_error: BaseException | None = None
-        self.threads: list[threading.Thread] = []
-        self.thread_count = 0
-
-    def run(self) -> None:
-        routine = self.routine
-        if routine._concurrency_function is None and routine._concurrency == 1:
-            # The usual case: one loop, on this thread, with no other loop to wait for or stop.
-            self._loop(self.stop_flag, routine._initial_delay)
-            return
-        self.cond = threading.Condition(threading.Lock())
-        try:
-            if routine._concurrency_function is None:
-                # Every loop waits on the routine's own stop flag; the first one runs here.
-                for _ in range(routine._concurrency - 1):
-                    self._spawn(self.stop_flag, routine._initial_delay)
-                self._loop(self.stop_flag, routine._initial_delay)
-            else:
-                self._control(routine._concurrency_function)
-        except BaseException as exc:  # noqa: BLE001 - handed on below, once every loop ended
-            self._fail(exc)
-        with self.cond:
-            while self.loops_running:
-                self.cond.wait()
-        join_all(self.threads, _JOIN_GRACE)
-        if self.first_error is not None:
-            raise self.first_error
-
-    def _control(self, read_concurrency: Callable[[], int]) -> None:
-        """Keep as many loops as the concurrency function says, re-reading it every 30 s."""
-        routine = self.routine
-        clock = routine._clock
-        loops: list[Flag] = []  # one retire flag per live loop, oldest first
-        size = routine._read_concurrency(1)
-        delay = routine._initial_delay
-        while True:
-            while len(loops) < size:
-                loops.append(self._spawn(Flag(), delay, follow_stop=True))
-            while len(loops) > size:
-                loops.pop().set()  # it finishes the run it is in, then ends
-            delay = 0.0  # loops added later run at once
-            if clock.wait(self.stop_flag, CONCURRENCY_REFRESH):
-                return
-            size = routine._read_concurrency(len(loops))
-
-    def _spawn(self, flag: Flag, initial_delay: float, *, follow_stop: bool = False) -> Flag:
-        self.thread_count += 1
-        thread = threading.Thread(
-            target=self._run_loop_thread,
-            args=(flag, initial_delay, follow_stop),
-            name=f"routine:{self.routine.name}:{self.thread_count}",
-            daemon=True,
-        )
-        with self.cond:
-            self.loops_running += 1
-        self.threads.append(thread)
-        try:
-            thread.start()
-        except BaseException:
-            with self.cond:
-                self.loops_running -= 1
-            raise
-        return flag
-
-    def _run_loop_thread(self, flag: Flag, initial_delay: float, follow_stop: bool) -> None:
-        if follow_stop:
-            # A stop of the routine ends this loop's waits at once, as a retirement does.
-            self.stop_flag.subscribe(flag.set)
-            if self.stop_flag.is_set():
-                flag.set()
-        try:
-            with running_as(self.stop_flag):
-                self._loop(flag, initial_delay)
-        except BaseException as exc:  # noqa: BLE001 - handed on: start() re-raises it
-            self._fail(exc)
-        finally:
-            if follow_stop:
-                self.stop_flag.unsubscribe(flag.set)
-            with self.cond:
-                self.loops_running -= 1
-                self.cond.notify_all()
-
-    def _fail(self, exc: BaseException) -> None:
-        with self.cond:
-            if self.first_error is None:
-                self.first_error = exc
-        self.stop_flag.set()  # the routine ends: the other loops finish their run and stop
-
-    def _loop(self, flag: Flag, initial_delay: float) -> None:
-        """Run the handler, wait, run again, until `flag` is set."""
-        routine = self.routine
-        clock = routine._clock
-        started = clock.now()
-        if initial_delay > 0 and clock.wait(flag, initial_delay):
-            return
-        schedule = _FixedRate(started + initial_delay) if routine._fixed_rate else None
-        if flag.is_set():  # stopped before this loop's first run: no run starts after a stop
-            return
-        while True:
-            for _ in range(routine._max_reinvocations):
-                if not routine._run_handler() or flag.is_set():
-                    break
-            if flag.is_set():
-                return
-            interval = routine._read_interval()
-            jitter = routine._jitter_for(interval)
-            if schedule is None:
-                timeout = interval + jitter
-            else:
-                now = clock.now()
-                due, missed = schedule.next_due(now, interval)
-                if missed:
-                    with routine._stats_lock:
-                        routine._missed_runs += missed
-                timeout = due + jitter - now
-            if clock.wait(flag, max(0.0, timeout)):
-                return

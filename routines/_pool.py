@@ -16,15 +16,16 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeAlias, TypeVar
 
 from typing_extensions import final
 
 from ._context import running_as
 from ._errors import PoolClosed, PoolFull
 from ._flag import Flag
+from ._record import RunRecord
 from ._status import RoutineState, RoutineStatus, describe_error, error_text
-from ._threads import join_all
+from ._threads import ThreadGroup
 from ._validate import (
     check_bool,
     check_callable,
@@ -42,19 +43,27 @@ logger = logging.getLogger("routines")
 T = TypeVar("T")
 R = TypeVar("R")
 
-# A worker has left its loop once it counted itself out; this only bounds the final join.
-_JOIN_GRACE = 5.0
+# idle -> running -> stopping (stop() asked: the workers drain, or finish their item) -> stopped;
+# running or stopping -> ending (a BaseException: the others finish their item) -> failed, or
+# stopped if stop() was asked; failed -> running (a restart keeps the queue) or stopped.
+PoolState: TypeAlias = Literal["idle", "running", "stopping", "ending", "failed", "stopped"]
+_STATUS_STATE: dict[PoolState, RoutineState] = {
+    "idle": "idle",
+    "running": "running",
+    "stopping": "stopping",
+    "ending": "stopping",
+    "failed": "failed",
+    "stopped": "stopped",
+}
 
 
 class _Run:
-    """The state of one `start()`: its worker count and how it ends."""
+    """One `start()`: its worker threads, and the flag its handlers see when it is ending."""
 
-    __slots__ = ("alive", "ending", "failure")
+    __slots__ = ("ending", "group")
 
-    def __init__(self) -> None:
-        self.alive = 0
-        self.failure: BaseException | None = None
-        # Set when the run ends by a failure: the other workers stop taking items.
+    def __init__(self, group: ThreadGroup) -> None:
+        self.group = group
         self.ending = Flag()
 
 
@@ -84,13 +93,11 @@ class WorkerPool(Generic[T, R]):
         drain_on_stop: bool = True,
         drain_timeout: float | timedelta | None = 5.0,
     ) -> None:
-        self._handler: Callable[[T], R] = check_callable("handler", handler)
+        self._handler = check_callable("handler", handler)
         self._workers = check_int("workers", workers, minimum=1)
         self._buffer = check_int("buffer", buffer, minimum=1)
         self.name: str = check_name(name) or describe_callable(handler)
-        self._on_error: Callable[[T, Exception], object] | None = check_callable(
-            "on_error", on_error, allow_none=True
-        )
+        self._on_error = check_callable("on_error", on_error, allow_none=True)
         drain = check_bool("drain_on_stop", drain_on_stop)
         seconds = check_optional_seconds("drain_timeout", drain_timeout)
         # drain_timeout=0 is documented as the same as no drain.
@@ -105,29 +112,27 @@ class WorkerPool(Generic[T, R]):
         # say) can come between the two and pair an item with another item's future.
         self._queue: deque[tuple[T, Future[R]]] = deque()
         self._idle_workers = 0
-        # Idle workers already notified but not yet awake: submit() doesn't notify them again.
-        # It may fall short after a notify_all() (a woken worker consumes a count that was not
-        # its own), which only costs a spare notify, never a missed one.
+        # Idle workers already notified but not yet awake, so that submit() doesn't notify them
+        # again: a notify per submit, with most of them landing on a worker that was already
+        # being woken, cost a fifth of the pool's throughput (benchmarks, figure 4). It may fall
+        # short after a notify_all() (a woken worker consumes a count that was not its own),
+        # which only costs a spare notify, never a missed one.
         self._waking_workers = 0
         self._blocked_submitters = 0
 
+        # Guarded by the lock: the state, and two facts the state can't hold.
+        self._state: PoolState = "idle"
         self._closed = False  # stop() was called: no more items accepted, ever
         self._taken_back = False  # the queue was handed back: no more items start, ever
-        # Taken back, or the run failed: one flag, so the workers' hot path reads one attribute.
+        # Taken back, or the run is ending: the one attribute the workers' hot path reads.
         self._halted = False
         self._drain_deadline: float | None = None  # monotonic; set by stop() when draining
         self._run: _Run | None = None
-        self._failed = False
         self._stop_flag = Flag()  # what handlers see as routines.stopping()
         # Serialises take-backs, so a caller of unprocessed() sees every future cancelled.
         self._take_back_lock = threading.RLock()
         self._handed_back: list[T] = []
-
-        # One slot per worker index, each written only by its worker, so no lock is needed.
-        self._runs = [0] * self._workers
-        self._failures = [0] * self._workers
-        self._last_error: str | None = None
-        self._last_run_duration: float | None = None
+        self._record = RunRecord()
 
     # -- intake ---------------------------------------------------------------------------------
 
@@ -190,54 +195,31 @@ class WorkerPool(Generic[T, R]):
         Returns at once if `stop()` was already called. Raises the `BaseException` that ended
         the pool, if one did; the queue is then kept, and the pool can be started again.
         """
-        run = _Run()
+        run = _Run(ThreadGroup(f"pool {self.name!r}", on_error=self._end_run, cond=self._changed))
         with self._lock:
-            if self._run is not None:
-                msg = f"pool {self.name!r} is already running; start() it from one thread at a time"
+            if self._state in ("running", "stopping", "ending"):
+                msg = (
+                    f"pool {self.name!r} is already running ({self._state}); "
+                    "start() it from one thread at a time"
+                )
                 raise RuntimeError(msg)
             if self._closed:
                 return
+            self._state = "running"
             self._run = run
-            self._failed = False
             self._halted = False
-        threads: list[threading.Thread] = []
         try:
-            for index in range(self._workers):
-                thread = threading.Thread(
-                    target=self._work,
-                    args=(run, index),
-                    name=f"routine:{self.name}:worker-{index + 1}",
-                    daemon=True,
-                )
-                with self._lock:
-                    run.alive += 1
-                try:
-                    thread.start()
-                except BaseException:
-                    with self._lock:
-                        run.alive -= 1
-                    raise
-                threads.append(thread)
-            self._wait_for_workers(run)
-        except BaseException as exc:  # handed on: re-raised once the workers ended
-            self._end_run(run, exc)
-            self._wait_for_workers(run)
-            raise
+            with run.group:
+                for index in range(self._workers):
+                    run.group.start(self._work, run, name=f"routine:{self.name}:worker-{index + 1}")
+                self._wait_for_workers(run)
         finally:
-            alive = join_all(threads, _JOIN_GRACE)
-            if alive:
-                logger.error(
-                    "pool %r: worker threads still alive after the pool ended: %s",
-                    self.name,
-                    [thread.name for thread in alive],
-                )
             with self._lock:
                 self._run = None
-                self._failed = run.failure is not None
-            if self._closed:
+                closed = self._closed
+                self._state = "stopped" if closed else "failed" if run.group.error else "idle"
+            if closed:
                 self._take_back()  # after a failure while closed: nothing else will start them
-        if run.failure is not None:
-            raise run.failure
 
     def stop(self) -> None:
         """Close the pool for good: no more items are accepted. Quick, and never waits.
@@ -250,7 +232,12 @@ class WorkerPool(Generic[T, R]):
             if self._closed:
                 return
             self._closed = True
-            draining = self._run is not None and self._drain
+            running = self._run is not None
+            if self._state == "running":
+                self._state = "stopping"
+            elif not running:
+                self._state = "stopped"
+            draining = running and self._drain
             if draining and self._drain_timeout is not None:
                 self._drain_deadline = time.monotonic() + self._drain_timeout
             self._has_items.notify_all()
@@ -277,26 +264,10 @@ class WorkerPool(Generic[T, R]):
 
     def status(self) -> RoutineStatus:
         """Runs, failures and queued items now; thread-safe and never blocks."""
-        return RoutineStatus(
-            name=self.name,
-            state=self._state(),
-            last_error=self._last_error,
-            runs=sum(self._runs),
-            failures=sum(self._failures),
-            last_run_duration=self._last_run_duration,
-            queued=len(self._queue),
-        )
-
-    def _state(self) -> RoutineState:
-        run = self._run
-        if run is not None:
-            return "stopping" if self._closed or run.ending.is_set() else "running"
-        if self._closed:
-            return "stopped"
-        return "failed" if self._failed else "idle"
+        return self._record.status(self.name, _STATUS_STATE[self._state], queued=len(self._queue))
 
     def __repr__(self) -> str:
-        return f"<WorkerPool {self.name!r}>"
+        return f"<WorkerPool {self.name!r} {self._state}>"
 
     # -- the pool's own thread ------------------------------------------------------------------
 
@@ -304,7 +275,7 @@ class WorkerPool(Generic[T, R]):
         """Wait for every worker to leave, taking the queue back when the drain time is up."""
         while True:
             with self._lock:
-                while run.alive:
+                while run.group.running:
                     deadline = self._drain_deadline
                     if deadline is None or self._taken_back:
                         self._changed.wait()
@@ -317,13 +288,16 @@ class WorkerPool(Generic[T, R]):
                     return
             self._take_back()  # outside the lock: cancelling runs the futures' callbacks
 
-    def _end_run(self, run: _Run, failure: BaseException) -> None:
+    def _end_run(self, failure: BaseException) -> None:
+        """A worker (or start() itself) failed: the other workers finish their item and leave."""
         with self._lock:
-            if run.failure is None:
-                run.failure = failure
+            if self._state in ("running", "stopping"):
+                self._state = "ending"
             self._halted = True
             self._has_items.notify_all()
-        run.ending.set()
+            run = self._run
+        if run is not None:
+            run.ending.set()
 
     def _take_back(self) -> None:
         """Hand back every queued item (the pool is closed): none of them will ever start."""
@@ -344,7 +318,7 @@ class WorkerPool(Generic[T, R]):
 
     # -- the workers ----------------------------------------------------------------------------
 
-    def _work(self, run: _Run, index: int) -> None:
+    def _work(self, run: _Run) -> None:
         # The hot path: one lock round-trip per item, and nothing allocated but the future's
         # own state. Items are taken one at a time, not in batches, so a slow item never holds
         # up items behind it while another worker is idle, and so an item taken is an item
@@ -352,62 +326,49 @@ class WorkerPool(Generic[T, R]):
         lock = self._lock
         queue = self._queue
         handler = self._handler
-        runs = self._runs
+        record = self._record
         monotonic = time.monotonic
-        try:
-            with running_as(self._stop_flag), running_as(run.ending):
-                while True:
-                    with lock:
-                        while not queue or self._halted:
-                            if self._halted or self._closed:
-                                return  # taken back, failed, or stopped and drained
-                            self._idle_workers += 1
-                            self._has_items.wait()
-                            self._idle_workers -= 1
-                            if self._waking_workers:
-                                self._waking_workers -= 1
-                        deadline = self._drain_deadline
-                        if deadline is not None and monotonic() >= deadline:
-                            self._changed.notify_all()  # the pool thread takes the rest back
-                            return
-                        if self._blocked_submitters:
-                            self._has_space.notify()
-                        item, future = queue.popleft()
-                    if not future.set_running_or_notify_cancel():
-                        continue  # its submitter cancelled it
-                    began = monotonic()
-                    try:
-                        result = handler(item)
-                    except Exception as exc:  # noqa: BLE001 - the loop goes on; the future gets it
-                        self._count_failure(index, began, exc)
-                        try:
-                            self._report(item, exc)
-                        except BaseException as fatal:  # noqa: BLE001 - on_error ends the pool
-                            self._end_run(run, fatal)
-                            return
-                        finally:
-                            future.set_exception(exc)
-                    except BaseException as exc:  # noqa: BLE001 - handed on: start() re-raises it
-                        self._count_failure(index, began, exc)
-                        self._end_run(run, exc)
-                        future.set_exception(exc)
+        with running_as(self._stop_flag), running_as(run.ending):
+            while True:
+                with lock:
+                    while not queue or self._halted:
+                        if self._halted or self._closed:
+                            return  # taken back, failed, or stopped and drained
+                        self._idle_workers += 1
+                        self._has_items.wait()
+                        self._idle_workers -= 1
+                        if self._waking_workers:
+                            self._waking_workers -= 1
+                    deadline = self._drain_deadline
+                    if deadline is not None and monotonic() >= deadline:
+                        self._changed.notify_all()  # the pool thread takes the rest back
                         return
-                    else:
-                        # Counted before the future resolves: its waiter may read status().
-                        self._last_run_duration = monotonic() - began
-                        runs[index] += 1
-                        future.set_result(result)
-        finally:
-            with lock:
-                run.alive -= 1
-                if not run.alive:
-                    self._changed.notify_all()
-
-    def _count_failure(self, index: int, began: float, exc: BaseException) -> None:
-        self._last_run_duration = time.monotonic() - began
-        self._last_error = describe_error(exc)
-        self._failures[index] += 1
-        self._runs[index] += 1
+                    if self._blocked_submitters:
+                        self._has_space.notify()
+                    item, future = queue.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue  # its submitter cancelled it
+                began = monotonic()
+                try:
+                    result = handler(item)
+                except Exception as exc:  # noqa: BLE001 - the loop goes on; the future gets it
+                    record.ran(monotonic() - began, failure=exc)
+                    try:
+                        self._report(item, exc)
+                    except BaseException as fatal:  # noqa: BLE001 - on_error ends the pool
+                        run.group.fail(fatal)
+                        return
+                    finally:
+                        future.set_exception(exc)
+                except BaseException as exc:  # noqa: BLE001 - handed on: start() re-raises it
+                    record.ran(monotonic() - began, failure=exc)
+                    run.group.fail(exc)
+                    future.set_exception(exc)
+                    return
+                else:
+                    # Counted before the future resolves: its waiter may read status().
+                    record.ran(monotonic() - began)
+                    future.set_result(result)
 
     def _report(self, item: T, exc: Exception) -> None:
         if self._on_error is None:

@@ -13,12 +13,14 @@ import contextlib
 import signal
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
 
 from typing_extensions import Self
 
-__all__ = ["SignalCatcher"]
+from ._validate import check_callable
+
+__all__ = ["SignalCatcher", "check_on_signal", "check_signals", "signal_name"]
 
 _WAKE = 0  # not a signal number: a byte that only wakes the pump
 # Each retry of a restore follows a handler that raised, which takes a new signal: a storm of
@@ -122,3 +124,46 @@ class SignalCatcher:
         except (TimeoutError, InterruptedError):
             return []
         return [signum for signum in data if signum != _WAKE and signum in self._signals]
+
+
+def signal_name(signum: int) -> str:
+    """`"SIGTERM"` for 15; the number for signals Python has no name for."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def check_signals(arg: str, signals: object) -> tuple[int, ...]:
+    """`signals` as a tuple of catchable signal numbers without repeats, or raise naming `arg`."""
+    if isinstance(signals, (str, bytes, int)) or not isinstance(signals, Iterable):
+        msg = f"{arg} must be an iterable of signal numbers, got {signals!r}"
+        raise TypeError(msg)
+    return tuple(dict.fromkeys(_check_signal(arg, signum) for signum in signals))
+
+
+def check_on_signal(on_signal: object) -> dict[int, Callable[[], object]]:
+    """`on_signal` as a dict of catchable signal numbers to callbacks, or raise naming it."""
+    if on_signal is None:
+        return {}
+    if not isinstance(on_signal, Mapping):
+        msg = f"on_signal must be a mapping of signal numbers to callables, got {on_signal!r}"
+        raise TypeError(msg)
+    return {
+        _check_signal("on_signal", signum): check_callable(f"on_signal[{signum!r}]", callback)
+        for signum, callback in on_signal.items()
+    }
+
+
+def _check_signal(arg: str, signum: object) -> int:
+    if not isinstance(signum, int) or isinstance(signum, bool):
+        msg = f"{arg} must hold signal numbers, got {signum!r}"
+        raise TypeError(msg)
+    if signum not in signal.valid_signals():
+        msg = f"{arg} holds {signum!r}, which is not a signal number on this platform"
+        raise ValueError(msg)
+    uncatchable = {getattr(signal, name, None) for name in ("SIGKILL", "SIGSTOP")}
+    if signum in uncatchable:
+        msg = f"{arg} holds {signal_name(signum)}, which cannot be caught"
+        raise ValueError(msg)
+    return int(signum)

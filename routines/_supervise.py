@@ -1,7 +1,15 @@
-"""Restart policies: when a routine that ended is started again, how soon, and when to give up."""
+"""Supervision: restart policies, and the decision that follows each run of a routine.
+
+A `Supervisor` holds one routine's restart history. After every run it decides, as a pure step
+on the time it is given, whether the routine starts again after a backoff (`Restart`) or its
+supervision is over (`Final`), with the events that say so; it logs failures, the repeats of
+a crash loop briefly. The Monitor owns the threads and acts on the decisions.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +19,8 @@ from typing import Literal, TypeAlias
 from typing_extensions import final
 
 from ._context import Routine
+from ._report import EventKind
+from ._status import describe_error
 from ._validate import (
     check_choice,
     check_fraction,
@@ -20,7 +30,20 @@ from ._validate import (
     routine_name,
 )
 
-__all__ = ["RestartPolicy", "RestartWindow", "Supervised", "supervised"]
+__all__ = [
+    "Decision",
+    "Final",
+    "GiveUpAction",
+    "RestartMode",
+    "Restart",
+    "RestartPolicy",
+    "RestartWindow",
+    "Supervised",
+    "Supervisor",
+    "supervised",
+]
+
+logger = logging.getLogger("routines")
 
 RestartMode: TypeAlias = Literal["always", "on-failure", "never"]
 GiveUpAction: TypeAlias = Literal["shutdown", "continue"]
@@ -127,3 +150,134 @@ def supervised(routine: Routine, policy: RestartPolicy) -> Routine:
         msg = f"policy must be a RestartPolicy, got {policy!r}"
         raise TypeError(msg)
     return Supervised(routine, policy)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Start the routine again after `delay` seconds: the `number`-th restart in its window."""
+
+    delay: float
+    number: int
+    events: tuple[EventKind, ...]  # to emit now, in order
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Final:
+    """The routine's supervision is over: how it ended, and the events that say so.
+
+    `shutdown_reason` is set when the policy gave up with `on_give_up="shutdown"`.
+    """
+
+    state: Literal["stopped", "finished", "failed"]
+    error: BaseException | None
+    events: tuple[EventKind, ...]
+    shutdown_reason: str | None = None
+
+
+Decision: TypeAlias = Restart | Final
+
+
+@final
+class Supervisor:
+    """One routine's supervision: after each run, a restart after a backoff, or the end.
+
+    `uniform` is the source of the backoff's jitter, a [0, 1) number per restart.
+    """
+
+    __slots__ = (
+        "_last_failure",
+        "_last_failure_at",
+        "_uniform",
+        "last_error",
+        "name",
+        "policy",
+        "restarts",
+        "window",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        policy: RestartPolicy,
+        *,
+        uniform: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self.window = RestartWindow(policy)
+        self.restarts = 0
+        self.last_error: BaseException | None = None  # of the last run that raised, if it did
+        self._uniform = uniform
+        # A crash loop repeats the same error: the last one logged in full, and when it failed.
+        self._last_failure: tuple[type[BaseException], str | None] | None = None
+        self._last_failure_at = -math.inf
+
+    def after_run(self, error: BaseException | None, *, stop_asked: bool, now: float) -> Decision:
+        """What follows a run that raised `error` (or returned), at monotonic time `now`.
+
+        `stop_asked`: a stop was asked before the run ended, so it ends "stopped" whatever it
+        did; read it as the run ends, or a stop asked a moment later would turn a crash into a
+        clean stop.
+        """
+        if stop_asked:
+            return Final("stopped", error, ("stopped",))
+        policy = self.policy
+        if error is not None:
+            self.last_error = error
+            self._log_failure(error, now)
+            if policy.restart == "never":
+                return Final("failed", error, ("failed",))
+            happened: EventKind = "failed"
+        else:
+            self.last_error = None
+            if policy.restart != "always":
+                return Final("finished", None, ("finished",))
+            happened = "finished"
+        number = self.window.next_restart(now)
+        if number is None:
+            return self._give_up(error, happened)
+        self.restarts += 1
+        delay = policy.delay(number, self._uniform)
+        logger.info("routine %r: restart %d in %.3gs", self.name, number, delay)
+        return Restart(delay, number, (happened, "restarting"))
+
+    def interrupted(self) -> Final:
+        """Shutdown found the routine waiting: before its first start, or in a backoff."""
+        if self.last_error is None:
+            return Final("stopped", None, ("stopped",))
+        return Final("failed", self.last_error, ("failed",))
+
+    def _give_up(self, error: BaseException | None, happened: EventKind) -> Final:
+        policy = self.policy
+        logger.error(
+            "routine %r: giving up after %d restarts within %gs",
+            self.name,
+            policy.max_restarts,
+            policy.within_seconds,
+        )
+        reason = None
+        if policy.on_give_up == "shutdown":
+            last = f", last error: {describe_error(error)}" if error is not None else ""
+            reason = (
+                f"routine {self.name!r} gave up after {policy.max_restarts} restarts "
+                f"within {policy.within_seconds:g}s{last}"
+            )
+        return Final("failed", error, (happened, "gave_up"), shutdown_reason=reason)
+
+    def _log_failure(self, error: BaseException, now: float) -> None:
+        # A crash loop repeats the same error: its traceback is logged once, the repeats briefly.
+        # The same error after a quiet spell longer than the policy's window is a new incident.
+        described = describe_error(error)
+        signature = (type(error), described)
+        quiet = now - self._last_failure_at >= self.policy.within_seconds
+        self._last_failure_at = now
+        if signature == self._last_failure and not quiet:
+            logger.warning("routine %r failed again: %s", self.name, described)
+            return
+        self._last_failure = signature
+        logger.error("routine %r failed: %s", self.name, described, exc_info=error)
+
+    def __repr__(self) -> str:
+        return f"<Supervisor of {self.name!r}: {self.restarts} restarts>"

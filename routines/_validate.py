@@ -6,7 +6,7 @@ import math
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Final
+from typing import Final, TypeVar
 
 __all__ = [
     "MAX_SECONDS",
@@ -22,6 +22,8 @@ __all__ = [
     "routine_name",
 ]
 
+
+T = TypeVar("T")
 
 # The longest duration accepted. A thread can't wait longer than threading.TIMEOUT_MAX (Python
 # raises OverflowError, on whatever thread waits); half of it leaves room for the jitter that may
@@ -90,7 +92,7 @@ def check_bool(arg: str, value: object) -> bool:
     return value
 
 
-def check_callable(arg: str, value: object, *, allow_none: bool = False) -> Any:
+def check_callable(arg: str, value: T, *, allow_none: bool = False) -> T:
     """Return `value` if it is callable (or None when allowed), else raise naming `arg`."""
     if (value is None and allow_none) or callable(value):
         return value
@@ -99,7 +101,8 @@ def check_callable(arg: str, value: object, *, allow_none: bool = False) -> Any:
     raise TypeError(msg)
 
 
-def check_choice(arg: str, value: object, choices: tuple[str, ...]) -> Any:
+def check_choice(arg: str, value: T, choices: tuple[T, ...]) -> T:
+    """Return `value` if it is one of the string `choices`, else raise naming `arg`."""
     if not isinstance(value, str):
         msg = f"{arg} must be one of {', '.join(map(repr, choices))}, got {value!r}"
         raise TypeError(msg)
@@ -122,7 +125,7 @@ def check_name(value: object, arg: str = "name") -> str | None:
     return value
 
 
-def check_routine(arg: str, value: object) -> Any:
+def check_routine(arg: str, value: T) -> T:
     """Raise unless `value` has callable `start` and `stop` (the Routine protocol)."""
     for method in ("start", "stop"):
         if not callable(getattr(value, method, None)):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import routines
 
-# The public names of ../shared/spec/API.md, and nothing else.
+# The public names of ../shared/spec/API.md, and nothing else...
 CONTRACT = {
     "BackgroundRoutine",
     "CallbackRoutine",
@@ -28,10 +28,52 @@ CONTRACT = {
     "supervised",
     "with_error_message",
 }
+# ...but for the Literal types of its states, events and options, for users' annotations.
+LITERAL_TYPES = {
+    "EventKind",
+    "GiveUpAction",
+    "OutcomeState",
+    "RestartMode",
+    "RoutineState",
+    "StopOrder",
+}
 
 
 def test_all_is_exactly_the_contract() -> None:
-    assert set(routines.__all__) == CONTRACT
+    assert set(routines.__all__) == CONTRACT | LITERAL_TYPES
+
+
+def test_the_literal_types_name_what_the_contract_allows() -> None:
+    from typing import get_args
+
+    assert set(get_args(routines.RoutineState)) == {
+        "idle",
+        "running",
+        "stopping",
+        "stopped",
+        "finished",
+        "failed",
+        "restarting",
+    }
+    assert set(get_args(routines.OutcomeState)) == {
+        "stopped",
+        "finished",
+        "failed",
+        "timed_out",
+        "abandoned",
+    }
+    assert set(get_args(routines.EventKind)) == {
+        "started",
+        "stopped",
+        "finished",
+        "failed",
+        "restarting",
+        "gave_up",
+        "stop_timed_out",
+    }
+    assert set(get_args(routines.RestartMode)) == {"always", "on-failure", "never"}
+    assert set(get_args(routines.GiveUpAction)) == {"shutdown", "continue"}
+    assert set(get_args(routines.StopOrder)) == {"concurrent", "lifo", "fifo"}
 
 
 def test_all_is_sorted() -> None:

@@ -501,10 +501,14 @@ def test_the_report_comes_even_when_no_thread_can_be_had_to_call_stop(
     gate = Gate("gate")
     monitor = routines.Monitor(gate, signals=(), stop_timeout=0.1)
 
-    def no_threads_left(fn: object) -> None:
-        raise RuntimeError("can't start new thread")
+    class NoThreadsLeft:
+        def submit(self, call: object) -> None:
+            raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(monitor._stop_caller, "call", no_threads_left)
+        def close(self, timeout: float = 0.0) -> bool:
+            return True
+
+    monkeypatch.setattr(monitor, "_stop_calls", NoThreadsLeft())
     monitor.start()
     assert gate.started.wait(WAIT)
     try:

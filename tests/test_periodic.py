@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ import pytest
 
 import routines
 from routines import REINVOKE_IMMEDIATELY, PeriodicRoutine, with_error_message
-from routines._periodic import CONCURRENCY_REFRESH, _PeriodicRun
+from routines._periodic import CONCURRENCY_REFRESH
 from routines.testing import FakeClock
 
 LOG = "routines"
@@ -291,18 +292,18 @@ def test_an_interval_function_of_the_wrong_type_is_reported(
     assert isinstance(errors[0], TypeError)
 
 
-@pytest.fixture
-def half_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every random jitter fraction is 0.5."""
-    monkeypatch.setattr("routines._periodic._jitter_fraction", lambda: 0.5)
+class Half(random.Random):
+    """A random source whose every jitter fraction is 0.5."""
+
+    def random(self) -> float:
+        return 0.5
 
 
-@pytest.mark.usefixtures("half_jitter")
 def test_jitter_lengthens_each_wait_by_a_random_part_of_jitter_times_interval(
     clock: FakeClock, run: Callable[..., Started]
 ) -> None:
     calls = Calls(clock)
-    run(PeriodicRoutine(calls, interval=10, jitter=0.2, clock=clock))
+    run(PeriodicRoutine(calls, interval=10, jitter=0.2, clock=clock, rng=Half()))
     clock.wait_for_sleepers(1)
     clock.advance(10.999)
     assert calls.count == 1
@@ -322,12 +323,11 @@ def test_jitter_stays_within_its_bound(clock: FakeClock, run: Callable[..., Star
         assert calls.count == expected
 
 
-@pytest.mark.usefixtures("half_jitter")
 def test_fixed_rate_jitter_is_added_to_each_due_time_and_never_accumulates(
     clock: FakeClock, run: Callable[..., Started]
 ) -> None:
     calls = Calls(clock)
-    run(PeriodicRoutine(calls, interval=10, jitter=0.2, fixed_rate=True, clock=clock))
+    run(PeriodicRoutine(calls, interval=10, jitter=0.2, fixed_rate=True, clock=clock, rng=Half()))
     clock.wait_for_sleepers(1)
     for _ in range(3):
         step(clock, 10 * len(calls.times) + 1 - clock.now())
@@ -1117,6 +1117,5 @@ def test_a_loop_that_begins_after_stop_was_asked_runs_nothing() -> None:
     runs: list[int] = []
     routine = PeriodicRoutine(lambda: runs.append(1), interval=60, name="late")
     routine.stop()
-    run = _PeriodicRun(routine)
-    run._loop(routine._lifecycle.flag, 0.0)
+    routine._loop(routine._lifecycle.flag, 0.0)
     assert runs == []
