@@ -44,6 +44,24 @@ class Lifecycle:
         stop was already asked."""
         return _Run(self, name)
 
+    def begin(self, name: str) -> bool:
+        """A run of the routine `name` begins on this thread; False if a stop is asked for it."""
+        with self._lock:
+            if self._running:
+                msg = f"routine {name!r} is already running; start() it from one thread at a time"
+                raise RuntimeError(msg)
+            self._running = True
+            self._has_run = True
+        # A supervisor (a Monitor, a CombinedRoutine) that marked this thread stopping asked for
+        # a stop that may have reached stop() before this run began: it is for this run.
+        return not (stopping() or self.flag.is_set())
+
+    def end(self) -> None:
+        """The run is over: a stop asked for it is used up."""
+        with self._lock:
+            self._running = False
+            self.flag.clear()
+
 
 class _Run:
     """One run of a routine; a plain class, as every idle routine thread holds one."""
@@ -56,25 +74,10 @@ class _Run:
         self._marked = running_as(lifecycle.flag)
 
     def __enter__(self) -> bool:
-        lifecycle = self._lifecycle
-        with lifecycle._lock:
-            if lifecycle._running:
-                msg = (
-                    f"routine {self._name!r} is already running; "
-                    "start() it from one thread at a time"
-                )
-                raise RuntimeError(msg)
-            lifecycle._running = True
-            lifecycle._has_run = True
-        # A supervisor (a Monitor, a CombinedRoutine) that marked this thread stopping asked for
-        # a stop that may have reached stop() before this run began: it is for this run.
-        asked_before = stopping()
+        go = self._lifecycle.begin(self._name)
         self._marked.__enter__()
-        return not (asked_before or lifecycle.flag.is_set())
+        return go
 
     def __exit__(self, *exc_info: object) -> None:
         self._marked.__exit__()
-        lifecycle = self._lifecycle
-        with lifecycle._lock:
-            lifecycle._running = False
-            lifecycle.flag.clear()
+        self._lifecycle.end()

@@ -14,24 +14,22 @@ import signal as _signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from datetime import timedelta
-from types import TracebackType
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, TypedDict
 
-from typing_extensions import Self, final
+from typing_extensions import Self, Unpack, final
 
-from ._context import Routine, running_as
+from ._context import Routine
 from ._flag import Flag
 from ._helpers import Helpers
-from ._report import EventKind, RoutineEvent, RoutineOutcome, ShutdownReport
-from ._signals import SignalCatcher, check_on_signal, check_signals, signal_name
-from ._status import RoutineState, RoutineStatus, describe_error
-from ._supervise import Final, RestartPolicy, Supervised, Supervisor
+from ._report import EventKind, Reporter, RoutineEvent, RoutineOutcome, ShutdownReport
+from ._signals import SignalPump, check_on_signal, check_signals, signal_name
+from ._status import RoutineState, RoutineStatus, describe_error, supervised_status
+from ._supervise import Final, Restart, RestartPolicy, Supervisor, plan_supervision
 from ._threads import join_all, thread_stack
-from ._validate import check_callable, check_routine, check_seconds, routine_name
+from ._validate import check_callable, check_seconds, routine_name
 
-__all__ = ["Monitor", "monitor"]
+__all__ = ["Monitor", "MonitorOptions", "monitor"]
 
 logger = logging.getLogger("routines")
 
@@ -86,27 +84,11 @@ class Monitor:
         restart: RestartPolicy | None = None,
         on_event: Callable[[RoutineEvent], object] | None = None,
     ) -> None:
-        if restart is None:
-            restart = RestartPolicy()
-        elif not isinstance(restart, RestartPolicy):
-            msg = f"restart must be a RestartPolicy or None, got {restart!r}"
-            raise TypeError(msg)
-        self._children: list[_Child] = []
-        seen: set[int] = set()
-        for index, given in enumerate(routines):
-            check_routine(f"routines[{index}]", given)
-            routine, policy = (
-                (given.routine, given.policy) if isinstance(given, Supervised) else (given, restart)
-            )
-            if id(routine) in seen:
-                msg = f"routines[{index}] is passed twice to one Monitor: {routine!r}"
-                raise ValueError(msg)
-            seen.add(id(routine))
-            self._children.append(_Child(routine, policy))
+        self._children = [_Child(*pair) for pair in plan_supervision(routines, restart)]
         self._stop_timeout = check_seconds("stop_timeout", stop_timeout)
         self._shutdown_signals = check_signals("signals", signals)
         self._on_signal = check_on_signal(on_signal)
-        self._on_event = check_callable("on_event", on_event, allow_none=True)
+        self._reporter = Reporter(check_callable("on_event", on_event, allow_none=True))
 
         self._cond = threading.Condition(threading.Lock())
         # Set when shutdown begins: every routine's thread is then "stopping" (routines.stopping())
@@ -125,8 +107,6 @@ class Monitor:
         # Monitor's lock (in wait() or status()). SimpleQueue.put() is reentrant for that.
         # None only wakes the coordinator.
         self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._events: Helpers | None = None
-        self._signal_callbacks: Helpers | None = None
         self._stop_calls = Helpers("routines:monitor:stop", "a stop() call", serial=False)
 
     # -- the public face -------------------------------------------------------------------
@@ -137,35 +117,27 @@ class Monitor:
         Installs handlers for `signals` (and the keys of `on_signal`) in the main thread first,
         and restores the previous ones before returning.
         """
-        handled = (*self._shutdown_signals, *self._on_signal)
-        if not handled:
+        if not self._shutdown_signals and not self._on_signal:
             self.start()
-            return self._wait_report()
-        with SignalCatcher(handled) as catcher:
-            if self._on_signal:
-                self._signal_callbacks = Helpers(
-                    "routines:monitor:signals", "on_signal", serial=True
-                )
-            self._wake_pump = catcher.wake
+            return self._report_when_done()
+        with SignalPump(self._shutdown_signals, self._on_signal, self._shutdown_signal) as pump:
+            self._wake_pump = pump.wake
             started = False
             try:
                 self.start()
                 started = True
-                while (report := self._finished_report()) is None:
-                    for signum in catcher.wait():
-                        self._handle_signal(signum)
+                pump.pump(until=self._reported)
             except BaseException as exc:
                 # Whatever broke the pump, the routines must not go on unsupervised: stop them
-                # (bounded, and still reading signals) before the exception goes on.
+                # (bounded, and still reading signals: a second one forces) before it goes on.
                 if started:
                     self.shutdown(f"run() was interrupted by {describe_error(exc)}")
-                    self._pump_until_reported(catcher)
+                    self._finish_after_pump_broke(pump)
                 raise
             finally:
                 self._wake_pump = None
-                if self._signal_callbacks is not None:
-                    self._signal_callbacks.close(0.0 if self._forced else _CALLBACK_GRACE)
-        return report
+                pump.close(0.0 if self._forced else _CALLBACK_GRACE)
+        return self._report_when_done()
 
     def start(self) -> None:
         """Start every routine, each on its own daemon thread, and return at once."""
@@ -175,8 +147,6 @@ class Monitor:
                 raise RuntimeError(msg)
             self._take_requests()
             self._phase = "running"
-            if self._on_event is not None:
-                self._events = Helpers("routines:monitor:events", "on_event", serial=True)
             if not self._children:
                 self._begin_shutdown("all routines ended")
             if self._reason is not None:
@@ -212,12 +182,10 @@ class Monitor:
     def wait(self, timeout: float | None = None) -> ShutdownReport | None:
         """Block until the shutdown is over; the report, or None if `timeout` ran out first."""
         seconds = None if timeout is None else check_seconds("timeout", timeout)
-        with self._cond:
-            if self._phase == "new":
-                msg = "monitor was not started: call start() or run() first"
-                raise RuntimeError(msg)
-            self._cond.wait_for(lambda: self._report is not None, seconds)
-            return self._report
+        if self._phase == "new":
+            msg = "monitor was not started: call start() or run() first"
+            raise RuntimeError(msg)
+        return self._wait_report(seconds)
 
     def status(self) -> list[RoutineStatus]:
         """Every routine's state and restart count now; never blocks on a running routine."""
@@ -226,35 +194,21 @@ class Monitor:
                 (child, child.state, child.supervisor.restarts, child.supervisor.last_error)
                 for child in self._children
             ]
-        statuses = []
-        for child, state, restarts, error in seen:
-            last_error = describe_error(error)  # outside the lock: it may run foreign code
-            own = _own_status(child.routine)
-            if own is None:
-                statuses.append(RoutineStatus(child.name, state, restarts, last_error))
-            else:
-                last_error = last_error or own.last_error
-                statuses.append(
-                    replace(
-                        own, name=child.name, state=state, restarts=restarts, last_error=last_error
-                    )
-                )
-        return statuses
+        return [
+            supervised_status(child.routine, child.name, state, restarts, error)
+            for child, state, restarts, error in seen
+        ]
 
     def __enter__(self) -> Self:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.shutdown("context exited")
+    def __exit__(self, *exc_info: object) -> None:
+        error = exc_info[1]
+        if isinstance(error, BaseException):
+            self.shutdown(f"context exited with {describe_error(error)}")
         else:
-            self.shutdown(f"context exited with {describe_error(exc)}")
+            self.shutdown("context exited")
         self.wait()
 
     def __repr__(self) -> str:
@@ -262,14 +216,8 @@ class Monitor:
 
     # -- signals (on the thread that called run()) -----------------------------------------
 
-    def _handle_signal(self, signum: int) -> None:
+    def _shutdown_signal(self, signum: int) -> None:
         name = signal_name(signum)
-        callback = self._on_signal.get(signum)
-        if callback is not None and self._signal_callbacks is not None:
-            logger.info("received %s: calling its on_signal callback", name)
-            self._signal_callbacks.submit(callback)
-        if signum not in self._shutdown_signals:
-            return
         with self._cond:
             if self._phase == "running":
                 logger.info("received %s: shutting down", name)
@@ -279,67 +227,52 @@ class Monitor:
                 self._forced = True
                 self._cond.notify_all()
 
-    def _pump_until_reported(self, catcher: SignalCatcher) -> None:
-        """After the pump broke: read signals (a second one forces the end) until the report."""
-        deadline = time.monotonic() + self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE
-        while self._finished_report() is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                for signum in catcher.wait(remaining):
-                    self._handle_signal(signum)
-            except Exception:
-                logger.exception("the signal pump broke again; waiting for the report without it")
-                self._wait_report(max(0.0, deadline - time.monotonic()))
-                return
+    def _finish_after_pump_broke(self, pump: SignalPump) -> None:
+        limit = self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE
+        deadline = time.monotonic() + limit
+        try:
+            pump.pump(until=self._reported, timeout=limit)
+        except Exception:
+            logger.exception("the signal pump broke again; waiting for the report without it")
+            self._wait_report(max(0.0, deadline - time.monotonic()))
 
-    def _finished_report(self) -> ShutdownReport | None:
+    def _report_when_done(self) -> ShutdownReport:
+        report = self._wait_report()
+        assert report is not None
+        return report
+
+    def _reported(self) -> bool:
         with self._cond:
-            return self._report
+            return self._report is not None
 
-    def _wait_report(self, timeout: float | None = None) -> ShutdownReport:
-        """`wait()` without its argument check: the report, or the one so far if none in time."""
+    def _wait_report(self, timeout: float | None = None) -> ShutdownReport | None:
+        """`wait()` without its checks; a timeout past what a thread can wait waits that long."""
         with self._cond:
             if timeout is not None:
                 timeout = min(timeout, threading.TIMEOUT_MAX)
             self._cond.wait_for(lambda: self._report is not None, timeout)
-            return self._report  # type: ignore[return-value]  # None only past a timeout
+            return self._report
 
     # -- supervision (one thread per routine) ----------------------------------------------
 
     def _supervise(self, child: _Child) -> None:
-        supervisor = child.supervisor
-        with running_as(self._stopping):
-            delay: float | None = 0.0
-            while delay is not None:
-                self._stopping.wait(delay)  # the backoff; shutdown ends it at once
-                with self._cond:
-                    # Checked under the lock: shutdown may set the mark just after the wait.
-                    if self._stopping.is_set():
-                        self._finish(child, supervisor.interrupted())
-                        return
-                    child.state = "running"
-                    self._emit(child, "started")
-                error: BaseException | None = None
-                try:
-                    child.routine.start()
-                except BaseException as exc:  # noqa: BLE001 - handed on to the report and the policy
-                    error = exc
-                # Read at once: a stop asked after start() ended must not turn a crash into a
-                # clean stop just because the lock was taken a moment later.
-                stop_asked = self._stopping.is_set()
-                with self._cond:
-                    decision = supervisor.after_run(
-                        error, stop_asked=stop_asked, now=time.monotonic()
-                    )
-                    if isinstance(decision, Final):
-                        self._finish(child, decision)
-                        return
-                    child.state = "restarting"
-                    for event in decision.events:
-                        self._emit(child, event, error)
-                delay = decision.delay
+        child.supervisor.run(
+            child.routine,
+            self._cond,
+            self._stopping,
+            started=functools.partial(self._started, child),
+            restarting=functools.partial(self._restarting, child),
+            ended=functools.partial(self._finish, child),
+        )
+
+    def _started(self, child: _Child) -> None:
+        child.state = "running"
+        self._emit(child, "started")
+
+    def _restarting(self, child: _Child, restart: Restart, error: BaseException | None) -> None:
+        child.state = "restarting"
+        for event in restart.events:
+            self._emit(child, event, error)
 
     def _finish(self, child: _Child, final: Final) -> None:
         """Under the lock: the routine's supervision is over; emit, record, maybe shut down."""
@@ -360,12 +293,7 @@ class Monitor:
             self._cond.notify_all()
 
     def _emit(self, child: _Child, kind: EventKind, error: BaseException | None = None) -> None:
-        if self._events is None or self._phase == "done":
-            return
-        event = RoutineEvent(kind, child.name, time.time(), error)
-        on_event = self._on_event
-        assert on_event is not None
-        self._events.submit(lambda: on_event(event))
+        self._reporter.emit(child.name, kind, error)
 
     # -- shutdown (on the coordinator thread) ----------------------------------------------
 
@@ -417,7 +345,7 @@ class Monitor:
                 self._stop_calls.submit(functools.partial(self._call_stop, child))
             except Exception as exc:  # no thread to call it on: the report must still come
                 logger.exception("routine %r: could not call its stop()", child.name)
-                self._stop_returned(child, exc)
+                self._call_stop(child, exc)
         with self._cond:
             # A stop() may raise after its routine returned: wait for it too, to report it.
             while (self._ended < len(self._children) or self._stops_running) and not self._forced:
@@ -427,6 +355,7 @@ class Monitor:
                 self._cond.wait(remaining)
             outcomes = tuple(self._final_outcome(child) for child in self._children)
             self._phase = "done"
+            self._reporter.seal()
             report = ShutdownReport(
                 reason=self._reason or "",
                 signal=self._signal,
@@ -442,16 +371,14 @@ class Monitor:
             self._wake_pump()
         logger.info("%s", report)
 
-    def _call_stop(self, child: _Child) -> None:
-        error: BaseException | None = None
-        try:
-            child.routine.stop()
-        except BaseException as exc:
-            logger.exception("routine %r: stop() raised", child.name)
-            error = exc
-        self._stop_returned(child, error)
-
-    def _stop_returned(self, child: _Child, error: BaseException | None) -> None:
+    def _call_stop(self, child: _Child, error: BaseException | None = None) -> None:
+        """Call the routine's stop() (unless `error` says it can't be), and note it returned."""
+        if error is None:
+            try:
+                child.routine.stop()
+            except BaseException as exc:
+                logger.exception("routine %r: stop() raised", child.name)
+                error = exc
         with self._cond:
             child.stop_error = error
             child.stop_pending = False
@@ -466,31 +393,22 @@ class Monitor:
             child.stop_error = TimeoutError(
                 f"stop() did not return within stop_timeout ({self._stop_timeout:g}s)"
             )
-        outcome = child.outcome
-        if outcome is not None:
-            if outcome.error is None and child.stop_error is not None:
-                return replace(outcome, error=child.stop_error)
-            return outcome
+        if child.outcome is not None:
+            return self._reporter.ended(child.outcome, child.stop_error)
         assert child.thread is not None
-        stack = thread_stack(child.thread)
-        if self._forced:
-            logger.warning("routine %r abandoned, still running", child.name)
-            return RoutineOutcome(child.name, "abandoned", child.stop_error, stack)
-        logger.warning(
-            "routine %r did not stop within %gs; its stack:\n%s",
+        return self._reporter.still_running(
             child.name,
-            self._stop_timeout,
-            stack,
+            child.stop_error,
+            thread_stack(child.thread),
+            forced=self._forced,
+            stop_timeout=self._stop_timeout,
         )
-        self._emit(child, "stop_timed_out", child.stop_error)
-        return RoutineOutcome(child.name, "timed_out", child.stop_error, stack)
 
     def _release_threads(self, report: ShutdownReport) -> None:
         """Let the helper threads end, and deliver the queued callbacks, within a grace."""
-        if self._events is not None:
-            # Also when forced: every event is delivered before the report (a hung callback
-            # gets this grace, then what is left is dropped and logged).
-            self._events.close(_CALLBACK_GRACE)
+        # Also when forced: every event is delivered before the report (a hung callback gets
+        # this grace, then what is left is dropped and logged).
+        self._reporter.close(_CALLBACK_GRACE)
         self._stop_calls.close()
         ended = [
             child.thread
@@ -500,33 +418,16 @@ class Monitor:
         join_all(ended, _EXIT_GRACE)
 
 
-def monitor(
-    *routines: Routine,
-    stop_timeout: float | timedelta = 10.0,
-    signals: Iterable[int] = (_signal.SIGINT, _signal.SIGTERM),
-    on_signal: Mapping[int, Callable[[], object]] | None = None,
-    restart: RestartPolicy | None = None,
-    on_event: Callable[[RoutineEvent], object] | None = None,
-) -> ShutdownReport:
-    """`Monitor(*routines, ...).run()`: run until a signal, return the report."""
-    return Monitor(
-        *routines,
-        stop_timeout=stop_timeout,
-        signals=signals,
-        on_signal=on_signal,
-        restart=restart,
-        on_event=on_event,
-    ).run()
+class MonitorOptions(TypedDict, total=False):
+    """The keyword arguments of `Monitor`, for `routines.monitor()`."""
+
+    stop_timeout: float | timedelta
+    signals: Iterable[int]
+    on_signal: Mapping[int, Callable[[], object]] | None
+    restart: RestartPolicy | None
+    on_event: Callable[[RoutineEvent], object] | None
 
 
-def _own_status(routine: Routine) -> RoutineStatus | None:
-    """The routine's own status (periodic routines and pools have one), if it has one."""
-    status = getattr(routine, "status", None)
-    if not callable(status):
-        return None
-    try:
-        own = status()
-    except Exception:
-        logger.debug("routine %r: status() raised", routine_name(routine), exc_info=True)
-        return None
-    return own if isinstance(own, RoutineStatus) else None
+def monitor(*routines: Routine, **options: Unpack[MonitorOptions]) -> ShutdownReport:
+    """`Monitor(*routines, **options).run()`: run until a signal, return the report."""
+    return Monitor(*routines, **options).run()

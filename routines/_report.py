@@ -1,13 +1,28 @@
-"""What the Monitor tells its caller: events as they happen, and how each routine ended."""
+"""What a Monitor tells its caller: events as they happen, and how each routine ended."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Final, Literal, TypeAlias
 
+from typing_extensions import final
+
+from ._helpers import Helpers
 from ._status import describe_error
 
-__all__ = ["EventKind", "OutcomeState", "RoutineEvent", "RoutineOutcome", "ShutdownReport"]
+__all__ = [
+    "EventKind",
+    "OutcomeState",
+    "Reporter",
+    "RoutineEvent",
+    "RoutineOutcome",
+    "ShutdownReport",
+]
+
+logger = logging.getLogger("routines")
 
 OutcomeState: TypeAlias = Literal["stopped", "finished", "failed", "timed_out", "abandoned"]
 EventKind: TypeAlias = Literal[
@@ -73,3 +88,64 @@ class ShutdownReport:
             for name, state, error in rows
         )
         return "\n".join(lines)
+
+
+@final
+class Reporter:
+    """A Monitor's side of telling: its events, delivered to `on_event` one at a time and in
+    order on a helper thread, and the outcome its report gives each routine."""
+
+    __slots__ = ("_events", "_on_event", "_open")
+
+    def __init__(self, on_event: Callable[[RoutineEvent], object] | None) -> None:
+        self._on_event = on_event
+        self._events = (
+            None
+            if on_event is None
+            else Helpers("routines:monitor:events", "on_event", serial=True)
+        )
+        self._open = True
+
+    def emit(self, routine: str, kind: EventKind, error: BaseException | None = None) -> None:
+        """Deliver an event, unless the report is written (`seal()`)."""
+        if self._events is None or not self._open:
+            return
+        event = RoutineEvent(kind, routine, time.time(), error)
+        on_event = self._on_event
+        assert on_event is not None
+        self._events.submit(lambda: on_event(event))
+
+    def seal(self) -> None:
+        """The report is written: events from now on are dropped."""
+        self._open = False
+
+    def close(self, grace: float) -> None:
+        """Deliver the events queued so far for at most `grace` seconds; drop the rest."""
+        self._open = False
+        if self._events is not None:
+            self._events.close(grace)
+
+    def ended(self, outcome: RoutineOutcome, stop_error: BaseException | None) -> RoutineOutcome:
+        """The report's outcome of a routine that ended: a raise of its `stop()` is shown too."""
+        if outcome.error is None and stop_error is not None:
+            return replace(outcome, error=stop_error)
+        return outcome
+
+    def still_running(
+        self,
+        name: str,
+        stop_error: BaseException | None,
+        stack: str | None,
+        *,
+        forced: bool,
+        stop_timeout: float,
+    ) -> RoutineOutcome:
+        """The report's outcome of a routine still running at the deadline (or when forced)."""
+        if forced:
+            logger.warning("routine %r abandoned, still running", name)
+            return RoutineOutcome(name, "abandoned", stop_error, stack)
+        logger.warning(
+            "routine %r did not stop within %gs; its stack:\n%s", name, stop_timeout, stack
+        )
+        self.emit(name, "stop_timed_out", stop_error)
+        return RoutineOutcome(name, "timed_out", stop_error, stack)

@@ -10,17 +10,22 @@ as soon as it arrives. Everything else happens outside the handler, on ordinary 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
 
-from typing_extensions import Self
+from typing_extensions import Self, final
 
+from ._helpers import Helpers
 from ._validate import check_callable
 
-__all__ = ["SignalCatcher", "check_on_signal", "check_signals", "signal_name"]
+logger = logging.getLogger("routines")
+
+__all__ = ["SignalCatcher", "SignalPump", "check_on_signal", "check_signals", "signal_name"]
 
 _WAKE = 0  # not a signal number: a byte that only wakes the pump
 # Each retry of a restore follows a handler that raised, which takes a new signal: a storm of
@@ -113,6 +118,23 @@ class SignalCatcher:
         with contextlib.suppress(OSError):  # full (a wake is pending anyway) or closed
             self._writer.send(bytes([_WAKE]))
 
+    def pump(
+        self,
+        handle: Callable[[int], object],
+        *,
+        until: Callable[[], bool],
+        timeout: float | None = None,
+    ) -> None:
+        """Hand each signal received to `handle` until `until()` is true (checked after every
+        wake-up: call `wake()` when it turns true) or `timeout` seconds have passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not until():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            for signum in self.wait(remaining):
+                handle(signum)
+
     def wait(self, timeout: float | None = None) -> list[int]:
         """Block until a signal arrives, `wake()` is called or `timeout` runs out (a timeout of
         more than a day may end after a day); return the signals received."""
@@ -124,6 +146,59 @@ class SignalCatcher:
         except (TimeoutError, InterruptedError):
             return []
         return [signum for signum in data if signum != _WAKE and signum in self._signals]
+
+
+@final
+class SignalPump:
+    """`Monitor.run()`'s signal handling: catches `shutdown_signals` and the keys of
+    `on_signal` (in the main thread), runs each `on_signal` callback on a helper thread, one at a
+    time, and hands each shutdown signal to `on_shutdown_signal`, on the thread that pumps."""
+
+    def __init__(
+        self,
+        shutdown_signals: tuple[int, ...],
+        on_signal: dict[int, Callable[[], object]],
+        on_shutdown_signal: Callable[[int], object],
+    ) -> None:
+        self._shutdown_signals = shutdown_signals
+        self._on_signal = on_signal
+        self._on_shutdown_signal = on_shutdown_signal
+        self._catcher = SignalCatcher((*shutdown_signals, *on_signal))
+        self._callbacks = (
+            Helpers("routines:monitor:signals", "on_signal", serial=True) if on_signal else None
+        )
+
+    def __enter__(self) -> Self:
+        try:
+            self._catcher.__enter__()
+        except BaseException:
+            self.close(0.0)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._catcher.__exit__(None, None, None)
+
+    def close(self, grace: float) -> None:
+        """Let queued `on_signal` callbacks run for up to `grace` seconds; drop the rest."""
+        if self._callbacks is not None:
+            self._callbacks.close(grace)
+
+    def wake(self) -> None:
+        """Make `pump()` look at its `until` now; from any thread, never blocks."""
+        self._catcher.wake()
+
+    def pump(self, *, until: Callable[[], bool], timeout: float | None = None) -> None:
+        """Handle signals until `until()` is true or `timeout` seconds have passed."""
+        self._catcher.pump(self._handle, until=until, timeout=timeout)
+
+    def _handle(self, signum: int) -> None:
+        callback = self._on_signal.get(signum)
+        if callback is not None and self._callbacks is not None:
+            logger.info("received %s: calling its on_signal callback", signal_name(signum))
+            self._callbacks.submit(callback)
+        if signum in self._shutdown_signals:
+            self._on_shutdown_signal(signum)
 
 
 def signal_name(signum: int) -> str:

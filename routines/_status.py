@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Literal, TypeAlias
 
-__all__ = ["RoutineState", "RoutineStatus", "describe_error", "error_text"]
+from ._validate import routine_name
+
+__all__ = ["RoutineState", "RoutineStatus", "describe_error", "error_text", "supervised_status"]
 
 RoutineState: TypeAlias = Literal[
     "idle", "running", "stopping", "stopped", "finished", "failed", "restarting"
@@ -52,3 +55,37 @@ class RoutineStatus:
     overdue_runs: int = 0
     last_run_duration: float | None = None
     queued: int = 0
+
+
+def supervised_status(
+    routine: object,
+    name: str,
+    state: RoutineState,
+    restarts: int,
+    error: BaseException | None,
+) -> RoutineStatus:
+    """A supervised routine's status: its supervisor's `state`, `restarts` and last `error`,
+    with the routine's own counters if it has a `status()`."""
+    last_error = describe_error(error)
+    own = _own_status(routine)
+    if own is None:
+        return RoutineStatus(name, state, restarts, last_error)
+    last_error = last_error or own.last_error
+    return replace(own, name=name, state=state, restarts=restarts, last_error=last_error)
+
+
+def _own_status(routine: object) -> RoutineStatus | None:
+    """A routine's own `status()` (periodic routines and pools have one), if it gives one.
+
+    It is the routine's code: whatever it raises is logged at debug level, and None returned.
+    """
+    status = getattr(routine, "status", None)
+    if not callable(status):
+        return None
+    try:
+        own = status()
+    except Exception:
+        name = routine_name(routine)
+        logging.getLogger("routines").debug("routine %r: status() raised", name, exc_info=True)
+        return None
+    return own if isinstance(own, RoutineStatus) else None

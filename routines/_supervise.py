@@ -3,7 +3,8 @@
 A `Supervisor` holds one routine's restart history. After every run it decides, as a pure step
 on the time it is given, whether the routine starts again after a backoff (`Restart`) or its
 supervision is over (`Final`), with the events that say so; it logs failures, the repeats of
-a crash loop briefly. The Monitor owns the threads and acts on the decisions.
+a crash loop briefly. `run()` is the restart loop on a thread the Monitor gives it, under the
+Monitor's lock and stopping flag; the Monitor acts on what it is told.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,7 +20,9 @@ from typing import Literal, TypeAlias
 
 from typing_extensions import final
 
-from ._context import Routine
+from ._clock import SYSTEM_CLOCK, Clock
+from ._context import Routine, running_as
+from ._flag import Flag
 from ._report import EventKind
 from ._status import describe_error
 from ._validate import (
@@ -40,6 +44,7 @@ __all__ = [
     "RestartWindow",
     "Supervised",
     "Supervisor",
+    "plan_supervision",
     "supervised",
 ]
 
@@ -141,6 +146,31 @@ class Supervised:
         return f"supervised({self.routine!r}, {self.policy!r})"
 
 
+def plan_supervision(
+    routines: tuple[Routine, ...], default: RestartPolicy | None
+) -> list[tuple[Routine, RestartPolicy]]:
+    """Each routine given to a Monitor with its policy: its own (from `supervised()`) or
+    `default`. Raises naming the argument for a non-routine, a bad default, or a repeat."""
+    if default is None:
+        default = RestartPolicy()
+    elif not isinstance(default, RestartPolicy):
+        msg = f"restart must be a RestartPolicy or None, got {default!r}"
+        raise TypeError(msg)
+    plan: list[tuple[Routine, RestartPolicy]] = []
+    seen: set[int] = set()
+    for index, given in enumerate(routines):
+        check_routine(f"routines[{index}]", given)
+        routine, policy = (
+            (given.routine, given.policy) if isinstance(given, Supervised) else (given, default)
+        )
+        if id(routine) in seen:
+            msg = f"routines[{index}] is passed twice to one Monitor: {routine!r}"
+            raise ValueError(msg)
+        seen.add(id(routine))
+        plan.append((routine, policy))
+    return plan
+
+
 def supervised(routine: Routine, policy: RestartPolicy) -> Routine:
     """Give one routine a restart policy that overrides the Monitor's."""
     check_routine("routine", routine)
@@ -183,10 +213,12 @@ Decision: TypeAlias = Restart | Final
 class Supervisor:
     """One routine's supervision: after each run, a restart after a backoff, or the end.
 
-    `uniform` is the source of the backoff's jitter, a [0, 1) number per restart.
+    `uniform` is the source of the backoff's jitter, a [0, 1) number per restart; `clock` times
+    the restart window and the backoff waits.
     """
 
     __slots__ = (
+        "_clock",
         "_last_failure",
         "_last_failure_at",
         "_uniform",
@@ -203,8 +235,10 @@ class Supervisor:
         policy: RestartPolicy,
         *,
         uniform: Callable[[], float] = random.random,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name
+        self._clock = clock
         self.policy = policy
         self.window = RestartWindow(policy)
         self.restarts = 0
@@ -242,6 +276,49 @@ class Supervisor:
         delay = policy.delay(number, self._uniform)
         logger.info("routine %r: restart %d in %.3gs", self.name, number, delay)
         return Restart(delay, number, (happened, "restarting"))
+
+    def run(
+        self,
+        routine: Routine,
+        lock: threading.Condition,
+        stopping: Flag,
+        *,
+        started: Callable[[], object],
+        restarting: Callable[[Restart, BaseException | None], object],
+        ended: Callable[[Final], object],
+    ) -> None:
+        """Start `routine` on this thread, and again after each `Restart`, until a `Final`.
+
+        `started`, `restarting` and `ended` are called under `lock`. `stopping`, set under
+        `lock` when shutdown begins, marks this thread stopping, ends a backoff at once, and
+        makes the supervision end (`interrupted()`) instead of starting the routine again.
+        """
+        clock = self._clock
+        with running_as(stopping):
+            delay = 0.0
+            while True:
+                clock.wait(stopping, delay)  # the backoff; shutdown ends it at once
+                with lock:
+                    # Checked under the lock: shutdown may set the mark just after the wait.
+                    if stopping.is_set():
+                        ended(self.interrupted())
+                        return
+                    started()
+                error: BaseException | None = None
+                try:
+                    routine.start()
+                except BaseException as exc:  # noqa: BLE001 - handed on to the report and the policy
+                    error = exc
+                # Read at once: a stop asked after start() ended must not turn a crash into a
+                # clean stop just because the lock was taken a moment later.
+                stop_asked = stopping.is_set()
+                with lock:
+                    decision = self.after_run(error, stop_asked=stop_asked, now=clock.now())
+                    if isinstance(decision, Final):
+                        ended(decision)
+                        return
+                    restarting(decision, error)
+                delay = decision.delay
 
     def interrupted(self) -> Final:
         """Shutdown found the routine waiting: before its first start, or in a backoff."""

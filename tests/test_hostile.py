@@ -455,7 +455,7 @@ def test_shutdown_from_a_signal_handler_interrupting_wait_or_status_never_deadlo
 
 
 def _break_the_pump_once(monkeypatch: pytest.MonkeyPatch, monitor: Monitor) -> None:
-    handle = monitor._handle_signal
+    handle = monitor._shutdown_signal
     broke: list[int] = []
 
     def broken_once(signum: int) -> None:
@@ -464,19 +464,19 @@ def _break_the_pump_once(monkeypatch: pytest.MonkeyPatch, monitor: Monitor) -> N
             raise RuntimeError("pump broke")
         handle(signum)
 
-    monkeypatch.setattr(monitor, "_handle_signal", broken_once)
+    monkeypatch.setattr(monitor, "_shutdown_signal", broken_once)
 
 
 def test_after_the_pump_broke_a_second_signal_still_forces_the_end(
     monkeypatch: pytest.MonkeyPatch, release: threading.Event
 ) -> None:
     stubborn = Stubborn()
-    monitor = Monitor(stubborn, stop_timeout=WAIT * 2, on_signal={signal.SIGUSR1: lambda: None})
+    monitor = Monitor(stubborn, stop_timeout=WAIT * 2)
     _break_the_pump_once(monkeypatch, monitor)
 
     def send() -> None:
         assert stubborn.started.wait(WAIT)
-        os.kill(os.getpid(), signal.SIGUSR1)  # breaks the pump: the shutdown begins
+        os.kill(os.getpid(), signal.SIGTERM)  # breaks the pump: the shutdown begins
         deadline = time.monotonic() + WAIT
         while stubborn.stop_calls == 0 and time.monotonic() < deadline:
             threading.Event().wait(0.01)
@@ -497,12 +497,12 @@ def test_after_the_pump_broke_the_longest_stop_timeout_lets_the_exception_throug
     from routines._validate import MAX_SECONDS
 
     gate = Gate()
-    monitor = Monitor(gate, stop_timeout=MAX_SECONDS, on_signal={signal.SIGUSR1: lambda: None})
+    monitor = Monitor(gate, stop_timeout=MAX_SECONDS)
     _break_the_pump_once(monkeypatch, monitor)
 
     def send() -> None:
         assert gate.started.wait(WAIT)
-        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     with in_background(send), pytest.raises(RuntimeError, match="pump broke"):
         monitor.run()

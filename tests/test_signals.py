@@ -282,13 +282,13 @@ def test_run_stops_the_routines_before_an_exception_from_its_pump_goes_on(
     monkeypatch: pytest.MonkeyPatch, background: Callable[[Callable[[], object]], None]
 ) -> None:
     gate = Gate()
-    monitor = routines.Monitor(gate, on_signal={signal.SIGUSR1: lambda: None})
+    monitor = routines.Monitor(gate)
 
     def broken(signum: int) -> None:
         raise RuntimeError("pump broke")
 
-    monkeypatch.setattr(monitor, "_handle_signal", broken)
-    background(kill_when(gate.started, signal.SIGUSR1))
+    monkeypatch.setattr(monitor, "_shutdown_signal", broken)
+    background(kill_when(gate.started, signal.SIGTERM))
     with pytest.raises(RuntimeError, match="pump broke"):
         monitor.run()
     assert gate.returned.is_set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import re
@@ -16,7 +15,11 @@ import pytest
 
 import routines
 from routines import Monitor, RestartPolicy, RoutineEvent, supervised
-from routines._supervise import RestartWindow
+from routines._flag import Flag
+from routines._supervise import Decision, Final, Restart, RestartWindow, Supervisor
+from routines.testing import FakeClock
+
+from helpers import LogWatcher, join
 
 WAIT = 5.0  # the bound on every wait for something that should happen soon
 
@@ -359,6 +362,169 @@ def test_window_does_not_count_a_refused_restart() -> None:
     assert window.next_restart(10.0) == 1
 
 
+# -- Supervisor: the decision after each run, on the time it is given ---------------------------
+
+
+def decide(
+    supervisor: Supervisor, error: BaseException | None, now: float, *, stop_asked: bool = False
+) -> Decision:
+    return supervisor.after_run(error, stop_asked=stop_asked, now=now)
+
+
+def test_a_run_that_raised_under_on_failure_restarts_after_the_backoff() -> None:
+    supervisor = Supervisor("r", RestartPolicy(backoff=2, jitter=0), uniform=lambda: 0.5)
+    error = RuntimeError("boom")
+    decision = decide(supervisor, error, now=0.0)
+    assert decision == Restart(delay=2.0, number=1, events=("failed", "restarting"))
+    assert (supervisor.restarts, supervisor.last_error) == (1, error)
+
+
+def test_the_default_policy_waits_about_one_second_before_the_first_restart() -> None:
+    for uniform in (0.0, 0.5, 0.999):
+        supervisor = Supervisor("r", RestartPolicy(), uniform=lambda u=uniform: u)
+        decision = decide(supervisor, RuntimeError(), now=0.0)
+        assert isinstance(decision, Restart)
+        assert 0.9 <= decision.delay <= 1.1
+
+
+def test_the_backoff_doubles_with_each_restart_up_to_max_backoff() -> None:
+    policy = RestartPolicy(backoff=0.02, max_backoff=0.05, jitter=0.0, max_restarts=10)
+    supervisor = Supervisor("r", policy)
+    delays = []
+    for now in range(4):
+        decision = decide(supervisor, RuntimeError(), now=float(now))
+        assert isinstance(decision, Restart)
+        delays.append(decision.delay)
+    assert delays == [0.02, 0.04, 0.05, 0.05]
+
+
+def test_jitter_shortens_or_lengthens_the_backoff_by_its_fraction() -> None:
+    policy = RestartPolicy(backoff=0.05, max_backoff=0.05, jitter=0.5)
+    shortest = decide(Supervisor("r", policy, uniform=lambda: 0.0), RuntimeError(), now=0.0)
+    longest = decide(Supervisor("r", policy, uniform=lambda: 0.999), RuntimeError(), now=0.0)
+    assert isinstance(shortest, Restart)
+    assert isinstance(longest, Restart)
+    assert shortest.delay == pytest.approx(0.025)
+    assert longest.delay == pytest.approx(0.075, rel=0.01)
+
+
+def test_a_run_that_returned_under_on_failure_is_finished() -> None:
+    decision = decide(Supervisor("r", RestartPolicy()), None, now=0.0)
+    assert decision == Final("finished", None, ("finished",))
+
+
+def test_a_run_that_returned_under_always_restarts() -> None:
+    policy = RestartPolicy(restart="always", backoff=0, max_backoff=0)
+    decision = decide(Supervisor("r", policy), None, now=0.0)
+    assert decision == Restart(delay=0.0, number=1, events=("finished", "restarting"))
+
+
+def test_a_run_that_raised_under_never_is_failed_for_good() -> None:
+    error = RuntimeError("boom")
+    decision = decide(Supervisor("r", RestartPolicy(restart="never")), error, now=0.0)
+    assert decision == Final("failed", error, ("failed",))
+
+
+@pytest.mark.parametrize("error", [None, RuntimeError("after stop")])
+def test_a_run_that_ended_after_a_stop_was_asked_is_stopped_with_its_error(
+    error: BaseException | None,
+) -> None:
+    decision = decide(Supervisor("r", RestartPolicy()), error, now=0.0, stop_asked=True)
+    assert decision == Final("stopped", error, ("stopped",))
+
+
+def test_giving_up_with_shutdown_names_the_routine_and_its_last_error() -> None:
+    policy = RestartPolicy(backoff=0, max_backoff=0, max_restarts=1, within=60)
+    supervisor = Supervisor("crashy", policy)
+    assert isinstance(decide(supervisor, RuntimeError("first"), now=0.0), Restart)
+    error = RuntimeError("second")
+    decision = decide(supervisor, error, now=1.0)
+    assert isinstance(decision, Final)
+    assert (decision.state, decision.error, decision.events) == (
+        "failed",
+        error,
+        ("failed", "gave_up"),
+    )
+    assert decision.shutdown_reason == (
+        "routine 'crashy' gave up after 1 restarts within 60s, last error: RuntimeError: second"
+    )
+
+
+def test_giving_up_with_continue_asks_no_shutdown() -> None:
+    policy = RestartPolicy(max_restarts=0, on_give_up="continue")
+    decision = decide(Supervisor("r", policy), RuntimeError(), now=0.0)
+    assert isinstance(decision, Final)
+    assert (decision.state, decision.shutdown_reason) == ("failed", None)
+
+
+def test_restarts_older_than_the_window_no_longer_count() -> None:
+    policy = RestartPolicy(backoff=0, max_backoff=0, max_restarts=1, within=10)
+    supervisor = Supervisor("r", policy)
+    assert isinstance(decide(supervisor, RuntimeError(), now=0.0), Restart)
+    assert isinstance(decide(supervisor, RuntimeError(), now=10.0), Restart)
+    assert isinstance(decide(supervisor, RuntimeError(), now=11.0), Final)
+
+
+def test_shutdown_while_waiting_ends_stopped_or_failed_with_the_last_error() -> None:
+    supervisor = Supervisor("r", RestartPolicy())
+    assert supervisor.interrupted() == Final("stopped", None, ("stopped",))
+    error = RuntimeError("boom")
+    decide(supervisor, error, now=0.0)
+    assert supervisor.interrupted() == Final("failed", error, ("failed",))
+
+
+def test_a_repeated_failure_is_logged_in_full_once_then_briefly_until_a_quiet_window() -> None:
+    supervisor = Supervisor("crashy", RestartPolicy(backoff=0, max_restarts=100, within=10))
+    with LogWatcher() as logs:
+        for now in (0.0, 1.0, 2.0, 20.0):  # 20 s: after a quiet spell longer than the window
+            decide(supervisor, RuntimeError("same"), now=now)
+    failures = [
+        r for r in logs.records if "crashy" in r.getMessage() and "failed" in r.getMessage()
+    ]
+    assert [(r.levelno, r.exc_info is not None) for r in failures] == [
+        (logging.ERROR, True),
+        (logging.WARNING, False),
+        (logging.WARNING, False),
+        (logging.ERROR, True),
+    ]
+
+
+def test_the_restart_loop_waits_each_backoff_on_its_clock_and_ends_at_once_when_stopping() -> None:
+    clock = FakeClock()
+    policy = RestartPolicy(backoff=10, max_backoff=10, jitter=0, max_restarts=5)
+    supervisor = Supervisor("r", policy, clock=clock)
+    starts: list[float] = []
+    ended: list[Final] = []
+    lock = threading.Condition()
+    stopping = Flag()
+
+    class Crashes:
+        def start(self) -> None:
+            starts.append(clock.now())
+            raise RuntimeError("boom")
+
+        def stop(self) -> None:
+            pass
+
+    thread = threading.Thread(
+        target=supervisor.run,
+        args=(Crashes(), lock, stopping),
+        kwargs={"started": lambda: None, "restarting": lambda d, e: None, "ended": ended.append},
+    )
+    with LogWatcher():
+        thread.start()
+        clock.wait_for_sleepers(1)  # in its first backoff
+        clock.advance(9.999)
+        assert starts == [0.0]
+        clock.advance(0.001)
+        clock.wait_for_sleepers(1)
+        assert starts == [0.0, 10.0]
+        stopping.set()  # shutdown: the backoff ends at once, and no start follows
+        join(thread)
+    assert starts == [0.0, 10.0]
+    assert [final.state for final in ended] == ["failed"]
+
+
 # -- supervised() and the Monitor's restart argument -------------------------------------------
 
 
@@ -423,20 +589,6 @@ def test_default_policy_leaves_a_routine_that_returned_finished(
     assert report.exit_code == 0
     assert returner.starts == 1
     assert events.kinds() == ["started", "finished"]
-
-
-def test_default_policy_waits_about_one_second_before_the_first_restart(
-    harness: Harness, caplog: pytest.LogCaptureFixture
-) -> None:
-    events = Events()
-    with caplog.at_level(logging.INFO, logger="routines"):
-        monitor = harness.monitor(Flaky("flaky"), on_event=events)
-        assert events.wait_for("restarting", "flaky")
-        finish(monitor)  # the restart is logged by the time the monitor has ended
-    (message,) = [r.getMessage() for r in caplog.records if "restart 1 in" in r.getMessage()]
-    match = re.search(r"restart 1 in ([0-9.]+)s", message)
-    assert match is not None
-    assert 0.9 <= float(match.group(1)) <= 1.1
 
 
 def test_on_failure_restarts_until_the_routine_recovers(harness: Harness) -> None:
@@ -527,26 +679,6 @@ def test_never_leaves_the_other_routines_running(harness: Harness) -> None:
 
 
 # -- backoff -----------------------------------------------------------------------------------
-
-
-def test_monitor_waits_at_least_the_backoff_doubling_up_to_max_backoff(harness: Harness) -> None:
-    flaky = Flaky("flaky", failures=4)
-    policy = RestartPolicy(backoff=0.02, max_backoff=0.05, jitter=0.0, max_restarts=10)
-    harness.monitor(flaky, restart=policy)
-    assert flaky.recovered.wait(WAIT)
-    times = flaky.start_times
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    tolerance = 0.002  # the clock's resolution, not a speed requirement
-    for gap, delay in zip(gaps, [0.02, 0.04, 0.05, 0.05], strict=True):
-        assert gap >= delay - tolerance
-
-
-def test_monitor_waits_at_least_the_backoff_shortened_by_jitter(harness: Harness) -> None:
-    flaky = Flaky("flaky", failures=1)
-    policy = RestartPolicy(backoff=0.05, max_backoff=0.05, jitter=0.5)
-    harness.monitor(flaky, restart=policy)
-    assert flaky.recovered.wait(WAIT)
-    assert flaky.start_times[1] - flaky.start_times[0] >= 0.025 - 0.002
 
 
 def test_shutdown_ends_a_backoff_wait_at_once(harness: Harness) -> None:
@@ -1020,18 +1152,6 @@ def test_a_different_failure_is_logged_with_its_traceback(
     _log_until_ended(harness, caplog, Changing(), policy)
     with_traceback = [r.exc_info is not None for r in _failure_records(caplog)]
     assert with_traceback == [True, True, True]  # KeyError, ValueError, KeyError again
-
-
-def test_a_failure_long_after_the_last_one_is_logged_with_its_traceback(
-    harness: Harness, caplog: pytest.LogCaptureFixture
-) -> None:
-    # The backoff outlasts the window, so the same error again is a new incident.
-    flaky = Flaky("flaky", failures=2)
-    policy = RestartPolicy(backoff=0.03, max_backoff=0.03, jitter=0.0, within=0.02)
-    with caplog.at_level(logging.INFO, logger="routines"):
-        harness.monitor(flaky, restart=policy)
-        assert flaky.recovered.wait(WAIT)
-    assert [r.exc_info is not None for r in _failure_records(caplog)] == [True, True]
 
 
 def test_giving_up_is_logged_as_an_error_naming_the_routine(
