@@ -36,7 +36,9 @@ def report_load() -> None:
 
 
 def main() -> int:
-    squares = routines.WorkerPool(lambda n: n * n, workers=2, buffer=10, name="squares")
+    squares: routines.WorkerPool[int, int] = routines.WorkerPool(
+        lambda n: n * n, workers=2, buffer=10, name="squares"
+    )
 
     def demo_clock() -> None:
         """Shows everyone's status each second, then ends the demo after three seconds."""

@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
     # The library logs through `logging` and never configures it: show its warnings briefly.
     # A failure's traceback is logged once; the same failure again is one short line.
     logging.basicConfig(level=logging.WARNING, format="log: %(levelname)s %(message)s")
-    give_up = "continue" if "--continue" in argv else "shutdown"
+    give_up: routines.GiveUpAction = "continue" if "--continue" in argv else "shutdown"
 
     monitor = routines.Monitor(
         FlakyDatabase(),

@@ -33,9 +33,9 @@ class CallbackRoutine:
         *,
         name: str | None = None,
     ) -> None:
-        self._start_callable: Callable[[], object] = check_callable("start", start)
+        self._start_callable: Callable[[], object] = check_callable("start", start, takes=0)
         self._stop_callable: Callable[[], object] | None = check_callable(
-            "stop", stop, allow_none=True
+            "stop", stop, allow_none=True, takes=0
         )
         self.name = check_name(name) or describe_callable(start)
         self._lifecycle = Lifecycle()

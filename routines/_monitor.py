@@ -22,11 +22,20 @@ from typing_extensions import Self, Unpack, final
 from ._context import Routine
 from ._flag import Flag
 from ._helpers import Helpers
-from ._report import EventKind, Reporter, RoutineEvent, RoutineOutcome, ShutdownReport
+from ._host import HostHooks
+from ._process import StartedIn
+from ._report import (
+    EventKind,
+    Reporter,
+    RoutineEvent,
+    RoutineOutcome,
+    RoutineRecord,
+    ShutdownReport,
+)
 from ._signals import SignalPump, check_on_signal, check_signals, signal_name
-from ._status import RoutineState, RoutineStatus, describe_error, supervised_status
+from ._status import RoutineStatus, describe_error, forked_status, supervised_status
 from ._supervise import Final, Restart, RestartPolicy, Supervisor, plan_supervision
-from ._threads import join_all, thread_stack
+from ._threads import join_all
 from ._validate import check_callable, check_seconds, routine_name
 
 __all__ = ["Monitor", "MonitorOptions", "monitor"]
@@ -39,31 +48,6 @@ Phase: TypeAlias = Literal["new", "running", "stopping", "done"]
 # long threads that already reported their end get to finish exiting.
 _CALLBACK_GRACE = 1.0
 _EXIT_GRACE = 1.0
-
-
-class _Child:
-    """The Monitor's record of one routine. Guarded by the Monitor's lock."""
-
-    __slots__ = (
-        "name",
-        "outcome",
-        "routine",
-        "state",
-        "stop_error",
-        "stop_pending",
-        "supervisor",
-        "thread",
-    )
-
-    def __init__(self, routine: Routine, policy: RestartPolicy) -> None:
-        self.routine = routine
-        self.name = routine_name(routine)
-        self.supervisor = Supervisor(self.name, policy)
-        self.thread: threading.Thread | None = None
-        self.state: RoutineState = "idle"
-        self.stop_error: BaseException | None = None
-        self.stop_pending = False  # its stop() was called and has not returned yet
-        self.outcome: RoutineOutcome | None = None
 
 
 @final
@@ -84,11 +68,14 @@ class Monitor:
         restart: RestartPolicy | None = None,
         on_event: Callable[[RoutineEvent], object] | None = None,
     ) -> None:
-        self._children = [_Child(*pair) for pair in plan_supervision(routines, restart)]
+        self._children = [
+            RoutineRecord(routine, Supervisor(routine_name(routine), policy))
+            for routine, policy in plan_supervision(routines, restart)
+        ]
         self._stop_timeout = check_seconds("stop_timeout", stop_timeout)
         self._shutdown_signals = check_signals("signals", signals)
         self._on_signal = check_on_signal(on_signal)
-        self._reporter = Reporter(check_callable("on_event", on_event, allow_none=True))
+        self._reporter = Reporter(check_callable("on_event", on_event, allow_none=True, takes=1))
 
         self._cond = threading.Condition(threading.Lock())
         # Set when shutdown begins: every routine's thread is then "stopping" (routines.stopping())
@@ -108,6 +95,7 @@ class Monitor:
         # None only wakes the coordinator.
         self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stop_calls = Helpers("routines:monitor:stop", "a stop() call", serial=False)
+        self._started_in = StartedIn()
 
     # -- the public face -------------------------------------------------------------------
 
@@ -146,6 +134,7 @@ class Monitor:
                 msg = f"monitor was already started (it is {self._phase}); a Monitor runs once"
                 raise RuntimeError(msg)
             self._take_requests()
+            self._started_in.mark()
             self._phase = "running"
             if not self._children:
                 self._begin_shutdown("all routines ended")
@@ -185,10 +174,18 @@ class Monitor:
         if self._phase == "new":
             msg = "monitor was not started: call start() or run() first"
             raise RuntimeError(msg)
+        if self._started_in.forked():
+            raise RuntimeError(self._started_in.message("the monitor"))
         return self._wait_report(seconds)
 
     def status(self) -> list[RoutineStatus]:
-        """Every routine's state and restart count now; never blocks on a running routine."""
+        """Every routine's state and restart count now; never blocks on a running routine.
+
+        In a process forked after `start()`, every routine is said not to run there.
+        """
+        if self._started_in.forked():  # before the lock, which the fork may have left held
+            why = self._started_in.message("the monitor")
+            return [forked_status(RoutineStatus(c.name, "stopped"), why) for c in self._children]
         with self._cond:
             seen = [
                 (child, child.state, child.supervisor.restarts, child.supervisor.last_error)
@@ -198,6 +195,24 @@ class Monitor:
             supervised_status(child.routine, child.name, state, restarts, error)
             for child, state, restarts, error in seen
         ]
+
+    def start_in_host(
+        self,
+        *,
+        chain_signals: bool = True,
+        shutdown_at_exit: bool = True,
+        host_deadline: float | timedelta | None = None,
+    ) -> HostHooks:
+        """`start()` for a host that owns the main thread and its signals (a web server): see
+        `HostHooks` for what each option installs, and docs/embedding.md for recipes."""
+        return HostHooks.start(
+            self,
+            self._shutdown_signals,
+            chain_signals=chain_signals,
+            shutdown_at_exit=shutdown_at_exit,
+            host_deadline=host_deadline,
+            stop_timeout=self._stop_timeout,
+        )
 
     def __enter__(self) -> Self:
         self.start()
@@ -255,7 +270,7 @@ class Monitor:
 
     # -- supervision (one thread per routine) ----------------------------------------------
 
-    def _supervise(self, child: _Child) -> None:
+    def _supervise(self, child: RoutineRecord) -> None:
         child.supervisor.run(
             child.routine,
             self._cond,
@@ -265,16 +280,18 @@ class Monitor:
             ended=functools.partial(self._finish, child),
         )
 
-    def _started(self, child: _Child) -> None:
+    def _started(self, child: RoutineRecord) -> None:
         child.state = "running"
         self._emit(child, "started")
 
-    def _restarting(self, child: _Child, restart: Restart, error: BaseException | None) -> None:
+    def _restarting(
+        self, child: RoutineRecord, restart: Restart, error: BaseException | None
+    ) -> None:
         child.state = "restarting"
         for event in restart.events:
             self._emit(child, event, error)
 
-    def _finish(self, child: _Child, final: Final) -> None:
+    def _finish(self, child: RoutineRecord, final: Final) -> None:
         """Under the lock: the routine's supervision is over; emit, record, maybe shut down."""
         for event in final.events:
             self._emit(child, event, final.error)
@@ -292,7 +309,9 @@ class Monitor:
             # lock that the routines still ending need, made shutdown several times slower.
             self._cond.notify_all()
 
-    def _emit(self, child: _Child, kind: EventKind, error: BaseException | None = None) -> None:
+    def _emit(
+        self, child: RoutineRecord, kind: EventKind, error: BaseException | None = None
+    ) -> None:
         self._reporter.emit(child.name, kind, error)
 
     # -- shutdown (on the coordinator thread) ----------------------------------------------
@@ -353,7 +372,12 @@ class Monitor:
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            outcomes = tuple(self._final_outcome(child) for child in self._children)
+            outcomes = tuple(
+                self._reporter.at_deadline(
+                    child, forced=self._forced, stop_timeout=self._stop_timeout
+                )
+                for child in self._children
+            )
             self._phase = "done"
             self._reporter.seal()
             report = ShutdownReport(
@@ -371,7 +395,7 @@ class Monitor:
             self._wake_pump()
         logger.info("%s", report)
 
-    def _call_stop(self, child: _Child, error: BaseException | None = None) -> None:
+    def _call_stop(self, child: RoutineRecord, error: BaseException | None = None) -> None:
         """Call the routine's stop() (unless `error` says it can't be), and note it returned."""
         if error is None:
             try:
@@ -385,24 +409,6 @@ class Monitor:
             self._stops_running -= 1
             if not self._stops_running:
                 self._cond.notify_all()
-
-    def _final_outcome(self, child: _Child) -> RoutineOutcome:
-        """Under the lock, at the end of the wait: the outcome the report gives the routine."""
-        if child.stop_pending and not self._forced:
-            logger.warning("routine %r: its stop() has not returned", child.name)
-            child.stop_error = TimeoutError(
-                f"stop() did not return within stop_timeout ({self._stop_timeout:g}s)"
-            )
-        if child.outcome is not None:
-            return self._reporter.ended(child.outcome, child.stop_error)
-        assert child.thread is not None
-        return self._reporter.still_running(
-            child.name,
-            child.stop_error,
-            thread_stack(child.thread),
-            forced=self._forced,
-            stop_timeout=self._stop_timeout,
-        )
 
     def _release_threads(self, report: ShutdownReport) -> None:
         """Let the helper threads end, and deliver the queued callbacks, within a grace."""

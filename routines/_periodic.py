@@ -16,9 +16,10 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._context import running_as, stopping
 from ._flag import Flag
 from ._lifecycle import Lifecycle
+from ._process import StartedIn
 from ._record import RunRecord
 from ._schedule import FixedDelay, FixedRate, Schedule
-from ._status import RoutineStatus, describe_error, error_text
+from ._status import RoutineStatus, describe_error, error_text, forked_status
 from ._threads import ThreadGroup
 from ._validate import (
     check_bool,
@@ -65,7 +66,7 @@ def with_error_message(message: str, fn: Callable[[], object]) -> Callable[[], o
     if not isinstance(message, str):
         msg = f"message must be a str, got {message!r}"
         raise TypeError(msg)
-    check_callable("fn", fn)
+    check_callable("fn", fn, takes=0)
 
     @functools.wraps(fn)
     def handler() -> object:
@@ -143,6 +144,7 @@ class PeriodicRoutine:
         "_on_shutdown",
         "_record",
         "_run_timeout",
+        "_started_in",
         "_state",
         "_uniform",
         "description",
@@ -167,7 +169,7 @@ class PeriodicRoutine:
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._handler = check_callable("handler", handler)
+        self._handler = check_callable("handler", handler, takes=0)
         self._interval, self._interval_function = _seconds_or_function(interval)
         self.name: str = check_name(name) or describe_callable(handler)
         if not isinstance(description, str):
@@ -187,8 +189,8 @@ class PeriodicRoutine:
             "max_consecutive_reinvocations", max_consecutive_reinvocations, minimum=1
         )
         self._run_timeout = check_optional_seconds("run_timeout", run_timeout, allow_zero=False)
-        on_error = check_callable("on_error", on_error, allow_none=True)
-        on_shutdown = check_callable("on_shutdown", on_shutdown, allow_none=True)
+        on_error = check_callable("on_error", on_error, allow_none=True, takes=1)
+        on_shutdown = check_callable("on_shutdown", on_shutdown, allow_none=True, takes=0)
         # The handler object's hooks (Sourcegraph's ErrorHandler and Finalizer) are the fallback.
         self._on_error: Callable[[Exception], object] | None = on_error or _method(
             handler, "handle_error"
@@ -207,12 +209,14 @@ class PeriodicRoutine:
         self._lifecycle = Lifecycle()
         self._record = RunRecord()
         self._state: _RunState = "idle"
+        self._started_in = StartedIn()
         self._last_valid_interval = self._interval
 
     def start(self) -> None:
         """Run the loops until `stop()`; return at once if `stop()` was already called."""
         with self._lifecycle.run(self.name) as go:
             self._state = "running"
+            self._started_in.mark()
             try:
                 if go:
                     self._run_loops()
@@ -229,12 +233,16 @@ class PeriodicRoutine:
     def status(self) -> RoutineStatus:
         """The routine's state and counters, as it sees them (thread-safe, never blocks on a run).
 
-        The counters add up over every `start()` of this object.
+        The counters add up over every `start()` of this object. In a process forked after it
+        started, it says the routine is not running there.
         """
         state: Literal["idle", "running", "stopping", "stopped"] = self._state
         if state == "running" and self._lifecycle.stopping:
             state = "stopping"
-        return self._record.status(self.name, state)
+        status = self._record.status(self.name, state)
+        if self._started_in.forked():
+            return forked_status(status, self._started_in.message(f"routine {self.name!r}"))
+        return status
 
     def __repr__(self) -> str:
         return f"<PeriodicRoutine {self.name!r}>"

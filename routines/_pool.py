@@ -23,8 +23,9 @@ from typing_extensions import final
 from ._context import running_as
 from ._errors import PoolClosed, PoolFull
 from ._flag import Flag
+from ._process import StartedIn
 from ._record import RunRecord
-from ._status import RoutineState, RoutineStatus, describe_error, error_text
+from ._status import RoutineState, RoutineStatus, describe_error, error_text, forked_status
 from ._threads import ThreadGroup
 from ._validate import (
     check_bool,
@@ -93,11 +94,11 @@ class WorkerPool(Generic[T, R]):
         drain_on_stop: bool = True,
         drain_timeout: float | timedelta | None = 5.0,
     ) -> None:
-        self._handler = check_callable("handler", handler)
+        self._handler = check_callable("handler", handler, takes=1)
         self._workers = check_int("workers", workers, minimum=1)
         self._buffer = check_int("buffer", buffer, minimum=1)
         self.name: str = check_name(name) or describe_callable(handler)
-        self._on_error = check_callable("on_error", on_error, allow_none=True)
+        self._on_error = check_callable("on_error", on_error, allow_none=True, takes=2)
         drain = check_bool("drain_on_stop", drain_on_stop)
         seconds = check_optional_seconds("drain_timeout", drain_timeout)
         # drain_timeout=0 is documented as the same as no drain.
@@ -133,6 +134,7 @@ class WorkerPool(Generic[T, R]):
         self._take_back_lock = threading.RLock()
         self._handed_back: list[T] = []
         self._record = RunRecord()
+        self._started_in = StartedIn()
 
     # -- intake ---------------------------------------------------------------------------------
 
@@ -140,7 +142,8 @@ class WorkerPool(Generic[T, R]):
         """Queue `item`; the returned future gets the handler's result or exception.
 
         While the queue is full it waits (up to `timeout` seconds, if given); with `block=False`
-        or when the timeout runs out it raises `PoolFull`. After `stop()` it raises `PoolClosed`.
+        or when the timeout runs out it raises `PoolFull`. After `stop()` it raises `PoolClosed`;
+        in a process forked after the pool started, `RuntimeError` (no worker would run it).
         """
         if block is not True and block is not False:
             check_bool("block", block)
@@ -151,6 +154,8 @@ class WorkerPool(Generic[T, R]):
                 raise ValueError(msg)
         if self._closed:
             raise self._closed_error()
+        if self._started_in.forked():  # checked before the lock, which a fork may have left held
+            raise RuntimeError(self._started_in.message(f"pool {self.name!r}"))
         future: Future[R] = Future()
         with self._lock:
             if self._closed:  # checked again: a stop() may have taken the queue back meanwhile
@@ -206,6 +211,7 @@ class WorkerPool(Generic[T, R]):
             if self._closed:
                 return
             self._state = "running"
+            self._started_in.mark()
             self._run = run
             self._halted = False
         try:
@@ -263,8 +269,14 @@ class WorkerPool(Generic[T, R]):
             return list(self._handed_back)
 
     def status(self) -> RoutineStatus:
-        """Runs, failures and queued items now; thread-safe and never blocks."""
-        return self._record.status(self.name, _STATUS_STATE[self._state], queued=len(self._queue))
+        """Runs, failures and queued items now; thread-safe and never blocks.
+
+        In a process forked after the pool started, it says the pool is not running there.
+        """
+        status = self._record.status(self.name, _STATUS_STATE[self._state], queued=len(self._queue))
+        if self._started_in.forked():
+            return forked_status(status, self._started_in.message(f"pool {self.name!r}"))
+        return status
 
     def __repr__(self) -> str:
         return f"<WorkerPool {self.name!r} {self._state}>"

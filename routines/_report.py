@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 from typing_extensions import final
 
+from ._context import Routine
 from ._helpers import Helpers
-from ._status import describe_error
+from ._status import RoutineState, describe_error
+from ._threads import thread_stack
+
+if TYPE_CHECKING:
+    from ._supervise import Supervisor
 
 __all__ = [
     "EventKind",
@@ -19,6 +25,7 @@ __all__ = [
     "Reporter",
     "RoutineEvent",
     "RoutineOutcome",
+    "RoutineRecord",
     "ShutdownReport",
 ]
 
@@ -125,22 +132,22 @@ class Reporter:
         if self._events is not None:
             self._events.close(grace)
 
-    def ended(self, outcome: RoutineOutcome, stop_error: BaseException | None) -> RoutineOutcome:
-        """The report's outcome of a routine that ended: a raise of its `stop()` is shown too."""
-        if outcome.error is None and stop_error is not None:
-            return replace(outcome, error=stop_error)
-        return outcome
-
-    def still_running(
-        self,
-        name: str,
-        stop_error: BaseException | None,
-        stack: str | None,
-        *,
-        forced: bool,
-        stop_timeout: float,
+    def at_deadline(
+        self, record: RoutineRecord, *, forced: bool, stop_timeout: float
     ) -> RoutineOutcome:
-        """The report's outcome of a routine still running at the deadline (or when forced)."""
+        """The outcome the report gives a routine: how it ended if it did (with a raise of its
+        `stop()`, or a `stop()` that never returned, shown too), else timed out or abandoned."""
+        name, stop_error = record.name, record.stop_error
+        if record.stop_pending and not forced:
+            logger.warning("routine %r: its stop() has not returned", name)
+            stop_error = TimeoutError(
+                f"stop() did not return within stop_timeout ({stop_timeout:g}s)"
+            )
+        if record.outcome is not None:
+            if record.outcome.error is None and stop_error is not None:
+                return replace(record.outcome, error=stop_error)
+            return record.outcome
+        stack = thread_stack(record.thread) if record.thread is not None else None
         if forced:
             logger.warning("routine %r abandoned, still running", name)
             return RoutineOutcome(name, "abandoned", stop_error, stack)
@@ -149,3 +156,29 @@ class Reporter:
         )
         self.emit(name, "stop_timed_out", stop_error)
         return RoutineOutcome(name, "timed_out", stop_error, stack)
+
+
+class RoutineRecord:
+    """A Monitor's record of one routine, guarded by the Monitor's lock: what its status and
+    its outcome in the report are made of."""
+
+    __slots__ = (
+        "name",
+        "outcome",
+        "routine",
+        "state",
+        "stop_error",
+        "stop_pending",
+        "supervisor",
+        "thread",
+    )
+
+    def __init__(self, routine: Routine, supervisor: Supervisor) -> None:
+        self.routine = routine
+        self.name = supervisor.name
+        self.supervisor = supervisor
+        self.thread: threading.Thread | None = None
+        self.state: RoutineState = "idle"
+        self.stop_error: BaseException | None = None
+        self.stop_pending = False  # its stop() was called and has not returned yet
+        self.outcome: RoutineOutcome | None = None

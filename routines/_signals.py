@@ -25,7 +25,14 @@ from ._validate import check_callable
 
 logger = logging.getLogger("routines")
 
-__all__ = ["SignalCatcher", "SignalPump", "check_on_signal", "check_signals", "signal_name"]
+__all__ = [
+    "SignalCatcher",
+    "SignalChain",
+    "SignalPump",
+    "check_on_signal",
+    "check_signals",
+    "signal_name",
+]
 
 _WAKE = 0  # not a signal number: a byte that only wakes the pump
 # Each retry of a restore follows a handler that raised, which takes a new signal: a storm of
@@ -201,6 +208,70 @@ class SignalPump:
             self._on_shutdown_signal(signum)
 
 
+@final
+class SignalChain:
+    """Handlers for hosts that own the main thread (a web server): each asks for a shutdown and
+    then hands the signal on to the handler that was there before, the host's.
+
+    A handler only calls `on_signal(signum)`, which must take no lock (`Monitor.shutdown()`
+    does not). When the previous handler was SIG_DFL (terminate), the termination waits until
+    `done()` is called (the shutdown is over): the signal is then delivered again, and with
+    nothing left to wait for, the default action happens. A SIG_IGN'd signal only shuts down.
+    """
+
+    def __init__(self, signals: tuple[int, ...], on_signal: Callable[[int], object]) -> None:
+        self._signals = signals
+        self._on_signal = on_signal
+        self._previous: dict[int, object] = {}
+        self._deferred: list[int] = []  # signals whose default action waits for done()
+        self._done = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            msg = (
+                "chain_signals=True installs signal handlers, which Python allows only in the "
+                "main thread: call start() there, or leave chain_signals off and call shutdown()"
+            )
+            raise RuntimeError(msg)
+        try:
+            for signum in self._signals:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        except BaseException:
+            self.restore()
+            raise
+
+    def restore(self) -> None:
+        """Put the previous handlers back where ours are still installed (main thread only)."""
+        for signum, previous in list(self._previous.items()):
+            if signal.getsignal(signum) == self._handle:
+                signal.signal(signum, signal.SIG_DFL if previous is None else previous)  # type: ignore[arg-type]
+            del self._previous[signum]
+
+    def done(self) -> None:
+        """The shutdown is over: deliver the deferred signals again, to the main thread."""
+        self._done = True
+        for signum in self._deferred:
+            signal.pthread_kill(threading.main_thread().ident or 0, signum)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous.get(signum)
+        if callable(previous):
+            self._on_signal(signum)
+            previous(signum, frame)
+        elif previous in (None, signal.SIG_DFL):
+            if self._done:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)  # the default action, now that shutdown is over
+                return
+            self._deferred.append(signum)
+            self._on_signal(signum)
+            if self._done:  # done() came in between and may have missed it: act as it would
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+        else:
+            self._on_signal(signum)
+
+
 def signal_name(signum: int) -> str:
     """`"SIGTERM"` for 15; the number for signals Python has no name for."""
     try:
@@ -225,7 +296,9 @@ def check_on_signal(on_signal: object) -> dict[int, Callable[[], object]]:
         msg = f"on_signal must be a mapping of signal numbers to callables, got {on_signal!r}"
         raise TypeError(msg)
     return {
-        _check_signal("on_signal", signum): check_callable(f"on_signal[{signum!r}]", callback)
+        _check_signal("on_signal", signum): check_callable(
+            f"on_signal[{signum!r}]", callback, takes=0
+        )
         for signum, callback in on_signal.items()
     }
 

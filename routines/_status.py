@@ -8,7 +8,14 @@ from typing import Literal, TypeAlias
 
 from ._validate import routine_name
 
-__all__ = ["RoutineState", "RoutineStatus", "describe_error", "error_text", "supervised_status"]
+__all__ = [
+    "RoutineState",
+    "RoutineStatus",
+    "describe_error",
+    "error_text",
+    "forked_status",
+    "supervised_status",
+]
 
 RoutineState: TypeAlias = Literal[
     "idle", "running", "stopping", "stopped", "finished", "failed", "restarting"
@@ -89,3 +96,8 @@ def _own_status(routine: object) -> RoutineStatus | None:
         logging.getLogger("routines").debug("routine %r: status() raised", name, exc_info=True)
         return None
     return own if isinstance(own, RoutineStatus) else None
+
+
+def forked_status(status: RoutineStatus, why: str) -> RoutineStatus:
+    """`status` as seen from a process forked after the routine started: not running here."""
+    return replace(status, state="stopped", last_error=why)

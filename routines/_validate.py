@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from collections.abc import Callable
@@ -92,13 +93,35 @@ def check_bool(arg: str, value: object) -> bool:
     return value
 
 
-def check_callable(arg: str, value: T, *, allow_none: bool = False) -> T:
-    """Return `value` if it is callable (or None when allowed), else raise naming `arg`."""
-    if (value is None and allow_none) or callable(value):
+def check_callable(arg: str, value: T, *, allow_none: bool = False, takes: int | None = None) -> T:
+    """Return `value` if it is callable (or None when allowed), else raise naming `arg`.
+
+    With `takes`, a callable whose signature can be read must accept that many positional
+    arguments: a one-argument function given as a periodic handler fails here, not on another
+    thread at its first run.
+    """
+    if value is None and allow_none:
         return value
-    none = " or None" if allow_none else ""
-    msg = f"{arg} must be callable{none}, got {value!r}"
-    raise TypeError(msg)
+    if not callable(value):
+        none = " or None" if allow_none else ""
+        msg = f"{arg} must be callable{none}, got {value!r}"
+        raise TypeError(msg)
+    if takes is not None:
+        _check_takes(arg, value, takes)
+    return value
+
+
+def _check_takes(arg: str, fn: Callable[..., object], count: int) -> None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a callable whose signature Python can't read: the call tells
+        return
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        what = "no arguments" if count == 0 else f"{count} positional argument{'s' * (count > 1)}"
+        msg = f"{arg} must be callable with {what}, got {fn!r} with the signature {signature}"
+        raise TypeError(msg) from None
 
 
 def check_choice(arg: str, value: T, choices: tuple[T, ...]) -> T:

@@ -7,6 +7,7 @@ callable, a name), so every argument of a kind is tried with every bad value of 
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import threading
@@ -404,3 +405,51 @@ def test_a_routine_whose_name_is_not_a_string_is_named_after_its_class() -> None
         report = monitor.wait(WAIT)
     assert report is not None
     assert report.outcomes[0].name == "Odd"
+
+
+# -- callables whose signature cannot take the call ---------------------------------------------
+
+
+def _no_args() -> None:
+    pass
+
+
+def _one_arg(item: object) -> None:
+    pass
+
+
+def _two_args(item: object, error: object) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda: routines.PeriodicRoutine(_one_arg), "handler must be callable with no arguments"),
+        (lambda: routines.PeriodicRoutine(_no_args, on_error=_no_args), "on_error"),
+        (lambda: routines.PeriodicRoutine(_no_args, on_shutdown=_one_arg), "on_shutdown"),
+        (lambda: routines.WorkerPool(_no_args), "handler must be callable with 1 positional"),
+        (lambda: routines.WorkerPool(_one_arg, on_error=_one_arg), "on_error"),
+        (lambda: routines.CallbackRoutine(_one_arg), "start must be callable with no arguments"),
+        (lambda: routines.CallbackRoutine(_no_args, _one_arg), "stop"),
+        (lambda: routines.Monitor(on_event=_no_args), "on_event"),
+        (lambda: routines.Monitor(on_signal={signal.SIGHUP: _one_arg}), "on_signal"),
+        (lambda: routines.with_error_message("m", _one_arg), "fn"),
+    ],
+)
+def test_a_callable_that_cannot_take_the_call_is_refused_at_construction(
+    make: Callable[[], object], fragment: str
+) -> None:
+    with pytest.raises(TypeError, match=fragment) as caught:
+        make()
+    assert "signature" in str(caught.value)
+
+
+def test_callables_with_defaults_varargs_or_no_readable_signature_are_accepted() -> None:
+    def defaults(item: object = None, *rest: object) -> None:
+        pass
+
+    routines.PeriodicRoutine(defaults)
+    routines.WorkerPool(defaults, on_error=defaults)
+    routines.PeriodicRoutine(print)  # a builtin: its signature is read where Python can
+    routines.WorkerPool(functools.partial(_two_args, 1))

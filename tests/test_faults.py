@@ -31,8 +31,10 @@ class Boom(Exception):
     pass
 
 
-def raiser(error: BaseException) -> Callable[[], None]:
-    def fail() -> None:
+def raiser(error: BaseException) -> Callable[..., None]:
+    """A callback that takes whatever it is called with, and raises `error`."""
+
+    def fail(*args: object) -> None:
         raise error
 
     return fail
