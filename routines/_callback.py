@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 
 from typing_extensions import final
 
 from ._lifecycle import Lifecycle
+from ._logs import fields, get_logger
 from ._validate import check_callable, check_name, describe_callable
 
 __all__ = ["CallbackRoutine"]
 
-logger = logging.getLogger("routines")
+logger = get_logger("callback")
 
 
 @final
@@ -75,7 +75,11 @@ class CallbackRoutine:
         try:
             self._stop_callable()
         except Exception:
-            logger.exception("routine %r: the stop callback raised", self.name)
+            logger.exception(
+                "routine %r: the stop callback raised",
+                self.name,
+                extra=fields(self.name, "stop_callback_raised"),
+            )
 
     def __repr__(self) -> str:
         return f"<CallbackRoutine {self.name!r}>"

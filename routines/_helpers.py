@@ -8,7 +8,6 @@ waits behind one that is still running, so a `stop()` that blocks holds up only 
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -16,9 +15,11 @@ from collections.abc import Callable
 
 from typing_extensions import final
 
+from ._logs import fields, get_logger
+
 __all__ = ["Helpers"]
 
-logger = logging.getLogger("routines")
+logger = get_logger("threads")
 
 
 @final
@@ -89,7 +90,10 @@ class Helpers:
                 self._cond.notify_all()
         if dropped:
             logger.warning(
-                "%s: %d calls not run, the one before them did not return", self._what, dropped
+                "%s: %d calls not run, the one before them did not return",
+                self._what,
+                dropped,
+                extra=fields(event="calls_dropped"),
             )
         return done
 
@@ -132,11 +136,15 @@ class Helpers:
                     self._start_helper()
                 except Exception:
                     # The calls still queued wait for this one, or for the next helper to free up.
-                    logger.exception("%s: could not start another helper thread", self._what)
+                    logger.exception(
+                        "%s: could not start another helper thread",
+                        self._what,
+                        extra=fields(event="thread_failed"),
+                    )
             try:
                 call()
             except BaseException:  # logged: there is nobody to hand it to, and calls go on
-                logger.exception("%s raised", self._what)
+                logger.exception("%s raised", self._what, extra=fields(event="callback_raised"))
             with self._cond:
                 self._free += 1
                 self._cond.notify_all()

@@ -4,23 +4,31 @@
 from __future__ import annotations
 
 import atexit
-import logging
 import threading
 from datetime import timedelta
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from typing_extensions import Self, final
 
+from ._logs import fields, get_logger
 from ._report import ShutdownReport
 from ._signals import SignalChain, signal_name
 from ._validate import check_bool, check_optional_seconds
 
-__all__ = ["HostHooks"]
+__all__ = ["HostHooks", "HostOptions"]
 
-logger = logging.getLogger("routines")
+logger = get_logger("host")
 
 # How long past stop_timeout the interpreter's exit waits for the report.
 _EXIT_GRACE = 2.0
+
+
+class HostOptions(TypedDict, total=False):
+    """The options of `Monitor.start_in_host()` (see `HostHooks`)."""
+
+    chain_signals: bool
+    shutdown_at_exit: bool
+    host_deadline: float | timedelta | None
 
 
 class _Monitor(Protocol):
@@ -33,13 +41,15 @@ class _Monitor(Protocol):
 class HostHooks:
     """What `Monitor.start_in_host()` installed next to the host's own machinery.
 
-    - `chain_signals`: handlers for the Monitor's `signals` (installed in the main thread)
-      that shut the Monitor down and then hand the signal on to the handler that was there,
-      the host's; where there was none (the default action, terminate), the process terminates
-      as it would have, once the shutdown is over.
-    - `shutdown_at_exit`: when the interpreter exits, the Monitor is shut down and its report
-      awaited (bounded by `stop_timeout`), before daemon threads are cut off; the host's
-      handlers are put back then.
+    Its options (all keyword-only):
+
+    - `chain_signals` (default True): handlers for the Monitor's `signals` (installed in the
+      main thread) that shut the Monitor down and then hand the signal on to the handler that
+      was there, the host's; where there was none (the default action, terminate), the process
+      terminates as it would have, once the shutdown is over.
+    - `shutdown_at_exit` (default True): when the interpreter exits, the Monitor is shut down
+      and its report awaited (bounded by `stop_timeout`), before daemon threads are cut off;
+      the host's handlers are put back then.
     - `host_deadline`: how long the host waits after its own stop signal before it kills the
       process (gunicorn's `graceful_timeout`); a `stop_timeout` that doesn't fit is logged.
 
@@ -59,11 +69,11 @@ class HostHooks:
         cls,
         monitor: _Monitor,
         signals: tuple[int, ...],
-        *,
-        chain_signals: bool,
-        shutdown_at_exit: bool,
-        host_deadline: float | timedelta | None,
         stop_timeout: float,
+        *,
+        chain_signals: bool = True,
+        shutdown_at_exit: bool = True,
+        host_deadline: float | timedelta | None = None,
     ) -> Self:
         check_bool("chain_signals", chain_signals)
         check_bool("shutdown_at_exit", shutdown_at_exit)
@@ -75,6 +85,7 @@ class HostHooks:
                 "stop_timeout < the host's deadline)",
                 stop_timeout,
                 deadline,
+                extra=fields(event="deadline_misfit"),
             )
         chain = None
         if chain_signals:
@@ -117,6 +128,9 @@ class HostHooks:
         self._monitor.shutdown("the interpreter is exiting")
         report = self._monitor.wait(self._stop_timeout + _EXIT_GRACE)
         if report is None:
-            logger.warning("the monitor did not report before the interpreter exited")
+            logger.warning(
+                "the monitor did not report before the interpreter exited",
+                extra=fields(event="exit_timed_out"),
+            )
         if threading.current_thread() is threading.main_thread():
             self.restore()

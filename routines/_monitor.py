@@ -8,7 +8,6 @@ report. Status flows up the same way. The Monitor knows routines only through th
 from __future__ import annotations
 
 import functools
-import logging
 import queue
 import signal as _signal
 import threading
@@ -22,7 +21,8 @@ from typing_extensions import Self, Unpack, final
 from ._context import Routine
 from ._flag import Flag
 from ._helpers import Helpers
-from ._host import HostHooks
+from ._host import HostHooks, HostOptions
+from ._logs import fields, get_logger, log_error
 from ._process import StartedIn
 from ._report import (
     EventKind,
@@ -33,20 +33,22 @@ from ._report import (
     ShutdownReport,
 )
 from ._signals import SignalPump, check_on_signal, check_signals, signal_name
-from ._status import RoutineStatus, describe_error, forked_status, supervised_status
+from ._status import RoutineState, RoutineStatus, describe_error, forked_status, supervised_status
 from ._supervise import Final, Restart, RestartPolicy, Supervisor, plan_supervision
 from ._threads import join_all
 from ._validate import check_callable, check_seconds, routine_name
 
 __all__ = ["Monitor", "MonitorOptions", "monitor"]
 
-logger = logging.getLogger("routines")
+logger = get_logger("monitor")
 
 Phase: TypeAlias = Literal["new", "running", "stopping", "done"]
 
 # After the deadline, how long callbacks (on_event) still get to deliver what is queued, and how
 # long threads that already reported their end get to finish exiting.
 _CALLBACK_GRACE = 1.0
+# A routine in one of these is as it should be: running, about to, or waiting for its restart.
+_HEALTHY_STATES: frozenset[RoutineState] = frozenset({"idle", "running", "restarting"})
 _EXIT_GRACE = 1.0
 
 
@@ -89,10 +91,8 @@ class Monitor:
         self._forced = False
         self._report: ShutdownReport | None = None
         self._wake_pump: Callable[[], None] | None = None
-        # shutdown() hands its reason to the coordinator through this queue and takes no lock:
-        # it may run in a signal handler that interrupted this very thread while it held the
-        # Monitor's lock (in wait() or status()). SimpleQueue.put() is reentrant for that.
-        # None only wakes the coordinator.
+        # shutdown() takes no lock: it may run in a signal handler that interrupted this very
+        # thread inside wait() or status(). SimpleQueue.put() is reentrant; None only wakes.
         self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stop_calls = Helpers("routines:monitor:stop", "a stop() call", serial=False)
         self._started_in = StartedIn()
@@ -110,18 +110,14 @@ class Monitor:
             return self._report_when_done()
         with SignalPump(self._shutdown_signals, self._on_signal, self._shutdown_signal) as pump:
             self._wake_pump = pump.wake
-            started = False
             try:
-                self.start()
-                started = True
-                pump.pump(until=self._reported)
-            except BaseException as exc:
-                # Whatever broke the pump, the routines must not go on unsupervised: stop them
-                # (bounded, and still reading signals: a second one forces) before it goes on.
-                if started:
-                    self.shutdown(f"run() was interrupted by {describe_error(exc)}")
-                    self._finish_after_pump_broke(pump)
-                raise
+                pump.serve(
+                    self.start,
+                    done=self._reported,
+                    interrupted=self._interrupted,
+                    settle=self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE,
+                    wait=self._wait_report,
+                )
             finally:
                 self._wake_pump = None
                 pump.close(0.0 if self._forced else _CALLBACK_GRACE)
@@ -153,7 +149,7 @@ class Monitor:
             try:
                 child.thread.start()
             except RuntimeError as exc:  # the process can't have more threads
-                logger.exception("routine %r: could not start its thread", child.name)
+                log_error(logger, child.name, "thread_failed", "could not start its thread")
                 with self._cond:
                     self._finish(child, Final("failed", exc, ("failed",)))
 
@@ -196,23 +192,23 @@ class Monitor:
             for child, state, restarts, error in seen
         ]
 
-    def start_in_host(
-        self,
-        *,
-        chain_signals: bool = True,
-        shutdown_at_exit: bool = True,
-        host_deadline: float | timedelta | None = None,
-    ) -> HostHooks:
+    def healthy(self) -> bool:
+        """True while every routine runs, or waits to be restarted within its policy.
+
+        False before `start()`, once a routine has ended for good (finished, failed or given
+        up on), once shutdown has begun, and in a process forked after `start()`.
+        """
+        if self._started_in.forked():
+            return False
+        with self._cond:
+            return self._phase == "running" and all(
+                child.state in _HEALTHY_STATES for child in self._children
+            )
+
+    def start_in_host(self, **options: Unpack[HostOptions]) -> HostHooks:
         """`start()` for a host that owns the main thread and its signals (a web server): see
-        `HostHooks` for what each option installs, and docs/embedding.md for recipes."""
-        return HostHooks.start(
-            self,
-            self._shutdown_signals,
-            chain_signals=chain_signals,
-            shutdown_at_exit=shutdown_at_exit,
-            host_deadline=host_deadline,
-            stop_timeout=self._stop_timeout,
-        )
+        `HostHooks` for the options, and docs/embedding.md for recipes."""
+        return HostHooks.start(self, self._shutdown_signals, self._stop_timeout, **options)
 
     def __enter__(self) -> Self:
         self.start()
@@ -235,21 +231,20 @@ class Monitor:
         name = signal_name(signum)
         with self._cond:
             if self._phase == "running":
-                logger.info("received %s: shutting down", name)
+                logger.info("received %s: shutting down", name, extra=fields(event="signal"))
                 self._begin_shutdown(f"received {name}", signum)
             elif self._phase == "stopping" and not self._forced:
-                logger.warning("received %s during shutdown: no longer waiting for routines", name)
+                logger.warning(
+                    "received %s during shutdown: no longer waiting for routines",
+                    name,
+                    extra=fields(event="forced"),
+                )
                 self._forced = True
                 self._cond.notify_all()
 
-    def _finish_after_pump_broke(self, pump: SignalPump) -> None:
-        limit = self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE
-        deadline = time.monotonic() + limit
-        try:
-            pump.pump(until=self._reported, timeout=limit)
-        except Exception:
-            logger.exception("the signal pump broke again; waiting for the report without it")
-            self._wait_report(max(0.0, deadline - time.monotonic()))
+    def _interrupted(self, error: BaseException) -> None:
+        """Whatever broke run()'s wait, the routines must not go on unsupervised."""
+        self.shutdown(f"run() was interrupted by {describe_error(error)}")
 
     def _report_when_done(self) -> ShutdownReport:
         report = self._wait_report()
@@ -337,14 +332,14 @@ class Monitor:
             self._requests.put(None)  # wakes the coordinator
 
     def _coordinate(self) -> None:
+        reason: str | None = None
         while True:
             with self._cond:
+                if reason is not None:
+                    self._begin_shutdown(reason)
                 if self._reason is not None:
                     break
             reason = self._requests.get()
-            if reason is not None:
-                with self._cond:
-                    self._begin_shutdown(reason)
         with self._cond:
             self._phase = "stopping"
             started = time.monotonic()
@@ -362,8 +357,8 @@ class Monitor:
         for child in self._children:
             try:
                 self._stop_calls.submit(functools.partial(self._call_stop, child))
-            except Exception as exc:  # no thread to call it on: the report must still come
-                logger.exception("routine %r: could not call its stop()", child.name)
+            except Exception as exc:  # noqa: BLE001 - no thread to call it on: report it
+                log_error(logger, child.name, "stop_failed", "could not call its stop()")
                 self._call_stop(child, exc)
         with self._cond:
             # A stop() may raise after its routine returned: wait for it too, to report it.
@@ -393,15 +388,21 @@ class Monitor:
             self._cond.notify_all()
         if self._wake_pump is not None:
             self._wake_pump()
-        logger.info("%s", report)
+        logger.info(
+            "shutdown (%s) in %.3fs: %s",
+            report.reason,
+            report.duration,
+            "ok" if report.ok else "NOT ok",
+            extra=fields(event="report", report=report.to_dict()),
+        )
 
     def _call_stop(self, child: RoutineRecord, error: BaseException | None = None) -> None:
         """Call the routine's stop() (unless `error` says it can't be), and note it returned."""
         if error is None:
             try:
                 child.routine.stop()
-            except BaseException as exc:
-                logger.exception("routine %r: stop() raised", child.name)
+            except BaseException as exc:  # noqa: BLE001 - logged, and in the report
+                log_error(logger, child.name, "stop_raised", "stop() raised")
                 error = exc
         with self._cond:
             child.stop_error = error

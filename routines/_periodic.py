@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import functools
-import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Final, Literal, TypeAlias
@@ -16,6 +16,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._context import running_as, stopping
 from ._flag import Flag
 from ._lifecycle import Lifecycle
+from ._logs import RepeatedFailures, fields, get_logger
 from ._process import StartedIn
 from ._record import RunRecord
 from ._schedule import FixedDelay, FixedRate, Schedule
@@ -34,7 +35,7 @@ from ._validate import (
 
 __all__ = ["REINVOKE_IMMEDIATELY", "PeriodicRoutine", "with_error_message"]
 
-logger = logging.getLogger("routines")
+logger = get_logger("periodic")
 
 Seconds: TypeAlias = float | timedelta  # a number of seconds, or a timedelta
 
@@ -51,6 +52,8 @@ REINVOKE_IMMEDIATELY: Final = _Reinvoke.REINVOKE_IMMEDIATELY
 
 # How often a callable concurrency is read again, on the routine's clock.
 CONCURRENCY_REFRESH: Final = 30.0
+# A failure that repeats after a quiet spell this long is a new incident, logged in full.
+_QUIET_WINDOW: Final = 60.0
 # The interval used when an interval function has never returned a valid one.
 _FALLBACK_INTERVAL: Final = 1.0
 _RunState: TypeAlias = Literal["idle", "running", "stopped"]
@@ -73,7 +76,8 @@ def with_error_message(message: str, fn: Callable[[], object]) -> Callable[[], o
         try:
             return fn()
         except Exception as exc:
-            logger.exception("%s: %s", message, error_text(exc))  # noqa: TRY401 - as documented
+            # The message shows the error text, as documented.
+            logger.exception("%s: %s", message, error_text(exc), extra=fields(event="failed"))  # noqa: TRY401
             return None
 
     return handler
@@ -131,6 +135,7 @@ class PeriodicRoutine:
         "_clock",
         "_concurrency",
         "_concurrency_function",
+        "_failures",
         "_fixed_rate",
         "_handler",
         "_initial_delay",
@@ -208,6 +213,8 @@ class PeriodicRoutine:
         self._uniform = rng.random if rng is not None else random.random
         self._lifecycle = Lifecycle()
         self._record = RunRecord()
+        # A handler that keeps failing the same way: its traceback once, then one line a time.
+        self._failures = RepeatedFailures(_QUIET_WINDOW)
         self._state: _RunState = "idle"
         self._started_in = StartedIn()
         self._last_valid_interval = self._interval
@@ -336,6 +343,7 @@ class PeriodicRoutine:
             timeout, missed = schedule.next_wait(clock.now(), interval)
             if missed:
                 self._record.missed(missed)
+            self._record.scheduled(time.time() + timeout)
             if clock.wait(flag, timeout):
                 return
 
@@ -348,42 +356,58 @@ class PeriodicRoutine:
         try:
             result = self._handler()
         except Exception as exc:  # noqa: BLE001 - reported; the loop goes on
-            self._count_run(clock.now() - began)
-            self._report(exc, "the handler")
+            reported = not self._stop_asked()
+            self._count_run(clock.now() - began, exc, counted=reported)
+            if reported:
+                self._handle_error(exc, "the handler")
+            else:
+                self._log_after_stop(exc, "the handler")
             return False
         except BaseException as exc:
-            self._count_run(clock.now() - began)
+            self._count_run(clock.now() - began, exc, counted=False)
             self._record.ended_by(exc)
             raise
         self._count_run(clock.now() - began)
         return result is REINVOKE_IMMEDIATELY
 
-    def _count_run(self, duration: float) -> None:
+    def _count_run(
+        self, duration: float, failure: BaseException | None = None, *, counted: bool = True
+    ) -> None:
         overdue = self._run_timeout is not None and duration > self._run_timeout
-        self._record.ran(duration, overdue=overdue)
+        self._record.ran(duration, failure=failure, counted=counted, overdue=overdue)
         if overdue:
             logger.warning(
                 "routine %r: a run took %.3fs, longer than its run_timeout of %.3fs",
                 self.name,
                 duration,
                 self._run_timeout,
+                extra=fields(self.name, "overdue", duration=duration),
             )
 
-    def _report(self, exc: Exception, source: str) -> None:
-        """Hand an error to on_error / handle_error / the log, unless stop was already asked."""
+    def _stop_asked(self) -> bool:
         # stopping(): a Monitor marks the thread stopping a moment before its stop() arrives.
-        if self._lifecycle.stopping or stopping():
-            logger.debug(
-                "routine %r: %s raised after stop was asked: %s",
-                self.name,
-                source,
-                describe_error(exc),
-            )
+        return self._lifecycle.stopping or stopping()
+
+    def _report(self, exc: Exception, source: str) -> None:
+        """A function of the routine's (its interval or concurrency) raised: count and handle
+        it, unless stop was already asked."""
+        if self._stop_asked():
+            self._log_after_stop(exc, source)
             return
         self._record.failed(exc)
+        self._handle_error(exc, source)
+
+    def _handle_error(self, exc: Exception, source: str) -> None:
+        """Hand an error to on_error / handle_error, or else to the log."""
         if self._on_error is None:
-            logger.error(
-                "routine %r: %s raised %s", self.name, source, error_text(exc), exc_info=exc
+            self._failures.log(
+                logger,
+                exc,
+                self._clock.now(),
+                f"routine {self.name!r}: {source} raised",
+                routine=self.name,
+                event="handler_failed",
+                text=error_text(exc),
             )
             return
         try:
@@ -393,7 +417,17 @@ class PeriodicRoutine:
                 "routine %r: the error callback raised while handling %s",
                 self.name,
                 error_text(exc),
+                extra=fields(self.name, "on_error_raised"),
             )
+
+    def _log_after_stop(self, exc: Exception, source: str) -> None:
+        logger.debug(
+            "routine %r: %s raised after stop was asked: %s",
+            self.name,
+            source,
+            describe_error(exc),
+            extra=fields(self.name, "failed_after_stop"),
+        )
 
     # -- what the functions say -----------------------------------------------------------
 
@@ -429,7 +463,11 @@ class PeriodicRoutine:
         try:
             self._on_shutdown()
         except Exception:
-            logger.exception("routine %r: on_shutdown raised", self.name)
+            logger.exception(
+                "routine %r: on_shutdown raised",
+                self.name,
+                extra=fields(self.name, "on_shutdown_raised"),
+            )
 
 
 def _method(obj: object, name: str) -> Callable[..., object] | None:

@@ -8,7 +8,6 @@ still start items, so "started" and "handed back" never overlap.
 
 from __future__ import annotations
 
-import logging
 import reprlib
 import threading
 import time
@@ -23,6 +22,7 @@ from typing_extensions import final
 from ._context import running_as
 from ._errors import PoolClosed, PoolFull
 from ._flag import Flag
+from ._logs import RepeatedFailures, fields, get_logger
 from ._process import StartedIn
 from ._record import RunRecord
 from ._status import RoutineState, RoutineStatus, describe_error, error_text, forked_status
@@ -39,9 +39,11 @@ from ._validate import (
 
 __all__ = ["WorkerPool"]
 
-logger = logging.getLogger("routines")
+logger = get_logger("pool")
 
 T = TypeVar("T")
+# A failure that repeats after a quiet spell this long is a new incident, logged in full.
+_QUIET_WINDOW = 60.0
 R = TypeVar("R")
 
 # idle -> running -> stopping (stop() asked: the workers drain, or finish their item) -> stopped;
@@ -134,6 +136,8 @@ class WorkerPool(Generic[T, R]):
         self._take_back_lock = threading.RLock()
         self._handed_back: list[T] = []
         self._record = RunRecord()
+        # A handler that keeps failing the same way: its traceback once, then one line a time.
+        self._failures = RepeatedFailures(_QUIET_WINDOW)
         self._started_in = StartedIn()
 
     # -- intake ---------------------------------------------------------------------------------
@@ -366,7 +370,7 @@ class WorkerPool(Generic[T, R]):
                 except Exception as exc:  # noqa: BLE001 - the loop goes on; the future gets it
                     record.ran(monotonic() - began, failure=exc)
                     try:
-                        self._report(item, exc)
+                        self._report(item, exc, began)
                     except BaseException as fatal:  # noqa: BLE001 - on_error ends the pool
                         run.group.fail(fatal)
                         return
@@ -382,19 +386,24 @@ class WorkerPool(Generic[T, R]):
                     record.ran(monotonic() - began)
                     future.set_result(result)
 
-    def _report(self, item: T, exc: Exception) -> None:
+    def _report(self, item: T, exc: Exception, now: float) -> None:
         if self._on_error is None:
-            logger.error(
-                "pool %r: the handler raised on item %s: %s",
-                self.name,
-                reprlib.repr(item),
-                error_text(exc),
-                exc_info=exc,
+            self._failures.log(
+                logger,
+                exc,
+                now,
+                f"pool {self.name!r}: the handler raised on item {reprlib.repr(item)}",
+                routine=self.name,
+                event="job_failed",
+                text=error_text(exc),
             )
             return
         try:
             self._on_error(item, exc)
         except Exception:
             logger.exception(
-                "pool %r: on_error raised while handling %s", self.name, describe_error(exc)
+                "pool %r: on_error raised while handling %s",
+                self.name,
+                describe_error(exc),
+                extra=fields(self.name, "on_error_raised"),
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from typing_extensions import final
 
@@ -23,8 +24,11 @@ class RunRecord:
         "_lock",
         "failures",
         "last_error",
+        "last_run_at",
         "last_run_duration",
+        "last_success_at",
         "missed_runs",
+        "next_run_at",
         "overdue_runs",
         "runs",
     )
@@ -37,18 +41,35 @@ class RunRecord:
         self.overdue_runs = 0
         self.last_error: str | None = None
         self.last_run_duration: float | None = None
+        self.last_run_at: float | None = None  # wall clock, when the last run ended
+        self.last_success_at: float | None = None  # ... and the last one that did not fail
+        self.next_run_at: float | None = None  # wall clock, when the next run is due
 
     def ran(
-        self, duration: float, *, failure: BaseException | None = None, overdue: bool = False
+        self,
+        duration: float,
+        *,
+        failure: BaseException | None = None,
+        counted: bool = True,
+        overdue: bool = False,
     ) -> None:
-        """Count a run that took `duration` seconds; `failure` if it failed."""
-        described = describe_error(failure)  # outside the lock: it may run foreign code
+        """Count a run that took `duration` seconds and raised `failure`, if it did.
+
+        A `failure` that is `counted` is a failure and the last error; one that is not (raised
+        after a stop was asked, or a BaseException that ends the routine) is neither, but the
+        run is not a success either.
+        """
+        described = describe_error(failure) if counted else None  # outside the lock: foreign code
+        ended = time.time()
         with self._lock:
             self.runs += 1
             self.last_run_duration = duration
+            self.last_run_at = ended
             if overdue:
                 self.overdue_runs += 1
-            if described is not None:
+            if failure is None:
+                self.last_success_at = ended
+            elif counted:
                 self.failures += 1
                 self.last_error = described
 
@@ -70,6 +91,10 @@ class RunRecord:
         with self._lock:
             self.missed_runs += count
 
+    def scheduled(self, at: float | None) -> None:
+        """The next run is due at wall-clock time `at` (None: no run is scheduled)."""
+        self.next_run_at = at
+
     def status(self, name: str, state: RoutineState, *, queued: int = 0) -> RoutineStatus:
         """A `RoutineStatus` of these counters, read at one moment."""
         with self._lock:
@@ -83,6 +108,9 @@ class RunRecord:
                 overdue_runs=self.overdue_runs,
                 last_run_duration=self.last_run_duration,
                 queued=queued,
+                last_run_at=self.last_run_at,
+                last_success_at=self.last_success_at,
+                next_run_at=self.next_run_at,
             )
 
     def __repr__(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +12,8 @@ from typing_extensions import final
 
 from ._context import Routine
 from ._helpers import Helpers
-from ._status import RoutineState, describe_error
+from ._logs import fields, get_logger
+from ._status import RoutineState, describe_error, error_dict
 from ._threads import thread_stack
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ __all__ = [
     "ShutdownReport",
 ]
 
-logger = logging.getLogger("routines")
+logger = get_logger("monitor")
 
 OutcomeState: TypeAlias = Literal["stopped", "finished", "failed", "timed_out", "abandoned"]
 EventKind: TypeAlias = Literal[
@@ -46,6 +46,15 @@ class RoutineEvent:
     time: float  # time.time(), for people and logs; scheduling never uses it
     error: BaseException | None = None
 
+    def to_dict(self) -> dict[str, object]:
+        """A dict that `json.dumps()` takes; the error as its type and message."""
+        return {
+            "kind": self.kind,
+            "routine": self.routine,
+            "time": self.time,
+            "error": error_dict(self.error),
+        }
+
 
 @dataclass(frozen=True)
 class RoutineOutcome:
@@ -55,6 +64,15 @@ class RoutineOutcome:
     state: OutcomeState
     error: BaseException | None = None
     stack: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """A dict that `json.dumps()` takes; the error as its type and message."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "error": error_dict(self.error),
+            "stack": self.stack,
+        }
 
 
 _GOOD_STATES: Final[frozenset[str]] = frozenset({"stopped", "finished"})
@@ -78,6 +96,18 @@ class ShutdownReport:
     @property
     def exit_code(self) -> int:
         return 0 if self.ok else 1
+
+    def to_dict(self) -> dict[str, object]:
+        """A dict that `json.dumps()` takes: every field, `ok` and `exit_code`."""
+        return {
+            "reason": self.reason,
+            "signal": self.signal,
+            "forced": self.forced,
+            "duration": self.duration,
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "outcomes": [outcome.to_dict() for outcome in self.outcomes],
+        }
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else "NOT ok"
@@ -139,7 +169,9 @@ class Reporter:
         `stop()`, or a `stop()` that never returned, shown too), else timed out or abandoned."""
         name, stop_error = record.name, record.stop_error
         if record.stop_pending and not forced:
-            logger.warning("routine %r: its stop() has not returned", name)
+            logger.warning(
+                "routine %r: its stop() has not returned", name, extra=fields(name, "stop_hung")
+            )
             stop_error = TimeoutError(
                 f"stop() did not return within stop_timeout ({stop_timeout:g}s)"
             )
@@ -149,10 +181,15 @@ class Reporter:
             return record.outcome
         stack = thread_stack(record.thread) if record.thread is not None else None
         if forced:
-            logger.warning("routine %r abandoned, still running", name)
+            logger.warning(
+                "routine %r abandoned, still running", name, extra=fields(name, "abandoned")
+            )
             return RoutineOutcome(name, "abandoned", stop_error, stack)
         logger.warning(
-            "routine %r did not stop within %gs; its stack:\n%s", name, stop_timeout, stack
+            "routine %r did not stop within %gs (its thread's stack is in the report)",
+            name,
+            stop_timeout,
+            extra=fields(name, "stop_timed_out", thread_stack=stack),
         )
         self.emit(name, "stop_timed_out", stop_error)
         return RoutineOutcome(name, "timed_out", stop_error, stack)

@@ -10,7 +10,6 @@ as soon as it arrives. Everything else happens outside the handler, on ordinary 
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import socket
 import threading
@@ -21,9 +20,10 @@ from types import FrameType, TracebackType
 from typing_extensions import Self, final
 
 from ._helpers import Helpers
+from ._logs import fields, get_logger
 from ._validate import check_callable
 
-logger = logging.getLogger("routines")
+logger = get_logger("monitor")
 
 __all__ = [
     "SignalCatcher",
@@ -195,6 +195,41 @@ class SignalPump:
         """Make `pump()` look at its `until` now; from any thread, never blocks."""
         self._catcher.wake()
 
+    def serve(
+        self,
+        start: Callable[[], object],
+        *,
+        done: Callable[[], bool],
+        interrupted: Callable[[BaseException], object],
+        settle: float,
+        wait: Callable[[float], object],
+    ) -> None:
+        """`start()`, then handle signals until `done()` (call `wake()` when it turns true).
+
+        If anything breaks that after `start()` (an exception in the pump, a KeyboardInterrupt
+        of the program's), `interrupted(error)` is told, to begin a shutdown: signals are still
+        handled for up to `settle` seconds (a second one can force the end), or, should the
+        pump break again, `wait(seconds left)` waits for the end; then the error goes on.
+        """
+        started = False
+        try:
+            start()
+            started = True
+            self.pump(until=done)
+        except BaseException as error:
+            if started:
+                interrupted(error)
+                deadline = time.monotonic() + settle
+                try:
+                    self.pump(until=done, timeout=settle)
+                except Exception:
+                    logger.exception(
+                        "the signal pump broke again; waiting for the end without it",
+                        extra=fields(event="pump_failed"),
+                    )
+                    wait(max(0.0, deadline - time.monotonic()))
+            raise
+
     def pump(self, *, until: Callable[[], bool], timeout: float | None = None) -> None:
         """Handle signals until `until()` is true or `timeout` seconds have passed."""
         self._catcher.pump(self._handle, until=until, timeout=timeout)
@@ -202,7 +237,11 @@ class SignalPump:
     def _handle(self, signum: int) -> None:
         callback = self._on_signal.get(signum)
         if callback is not None and self._callbacks is not None:
-            logger.info("received %s: calling its on_signal callback", signal_name(signum))
+            logger.info(
+                "received %s: calling its on_signal callback",
+                signal_name(signum),
+                extra=fields(event="signal"),
+            )
             self._callbacks.submit(callback)
         if signum in self._shutdown_signals:
             self._on_shutdown_signal(signum)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, TypeAlias
 
 from ._validate import routine_name
@@ -12,6 +12,7 @@ __all__ = [
     "RoutineState",
     "RoutineStatus",
     "describe_error",
+    "error_dict",
     "error_text",
     "forked_status",
     "supervised_status",
@@ -28,6 +29,13 @@ def describe_error(error: BaseException | None) -> str | None:
         return None
     text = error_text(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def error_dict(error: BaseException | None) -> dict[str, str] | None:
+    """An error as JSON takes it: `{"type": "ValueError", "message": "bad thing"}`."""
+    if error is None:
+        return None
+    return {"type": type(error).__name__, "message": error_text(error)}
 
 
 def error_text(error: BaseException) -> str:
@@ -49,7 +57,10 @@ def error_text(error: BaseException) -> str:
 class RoutineStatus:
     """One routine's state at a moment; the counters are set by periodic routines and pools.
 
-    `queued` is a pool's count of accepted items that have not started yet.
+    `queued` is a pool's count of accepted items that have not started yet. `last_run_at` and
+    `last_success_at` are when the last run, and the last run that did not fail, ended;
+    `next_run_at` is when a periodic routine's next run is due. All three are wall-clock
+    `time.time()` seconds, for people and dashboards (scheduling never uses them), or None.
     """
 
     name: str
@@ -62,6 +73,13 @@ class RoutineStatus:
     overdue_runs: int = 0
     last_run_duration: float | None = None
     queued: int = 0
+    last_run_at: float | None = None
+    last_success_at: float | None = None
+    next_run_at: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """A dict that `json.dumps()` takes, with every field."""
+        return asdict(self)
 
 
 def supervised_status(
@@ -93,7 +111,9 @@ def _own_status(routine: object) -> RoutineStatus | None:
         own = status()
     except Exception:
         name = routine_name(routine)
-        logging.getLogger("routines").debug("routine %r: status() raised", name, exc_info=True)
+        logging.getLogger("routines.monitor").debug(
+            "routine %r: status() raised", name, exc_info=True, extra={"routine": name}
+        )
         return None
     return own if isinstance(own, RoutineStatus) else None
 

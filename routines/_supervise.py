@@ -9,8 +9,6 @@ Monitor's lock and stopping flag; the Monitor acts on what it is told.
 
 from __future__ import annotations
 
-import logging
-import math
 import random
 import threading
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from typing_extensions import final
 from ._clock import SYSTEM_CLOCK, Clock
 from ._context import Routine, running_as
 from ._flag import Flag
+from ._logs import RepeatedFailures, fields, get_logger
 from ._report import EventKind
 from ._status import describe_error
 from ._validate import (
@@ -48,7 +47,7 @@ __all__ = [
     "supervised",
 ]
 
-logger = logging.getLogger("routines")
+logger = get_logger("supervise")
 
 RestartMode: TypeAlias = Literal["always", "on-failure", "never"]
 GiveUpAction: TypeAlias = Literal["shutdown", "continue"]
@@ -219,8 +218,7 @@ class Supervisor:
 
     __slots__ = (
         "_clock",
-        "_last_failure",
-        "_last_failure_at",
+        "_failures",
         "_uniform",
         "last_error",
         "name",
@@ -244,9 +242,9 @@ class Supervisor:
         self.restarts = 0
         self.last_error: BaseException | None = None  # of the last run that raised, if it did
         self._uniform = uniform
-        # A crash loop repeats the same error: the last one logged in full, and when it failed.
-        self._last_failure: tuple[type[BaseException], str | None] | None = None
-        self._last_failure_at = -math.inf
+        # A crash loop repeats the same error: its traceback once, the repeats briefly; the
+        # same error after a quiet spell longer than the policy's window is a new incident.
+        self._failures = RepeatedFailures(policy.within_seconds)
 
     def after_run(self, error: BaseException | None, *, stop_asked: bool, now: float) -> Decision:
         """What follows a run that raised `error` (or returned), at monotonic time `now`.
@@ -274,7 +272,13 @@ class Supervisor:
             return self._give_up(error, happened)
         self.restarts += 1
         delay = policy.delay(number, self._uniform)
-        logger.info("routine %r: restart %d in %.3gs", self.name, number, delay)
+        logger.info(
+            "routine %r: restart %d in %.3gs",
+            self.name,
+            number,
+            delay,
+            extra=fields(self.name, "restarting", restart=number, delay=delay),
+        )
         return Restart(delay, number, (happened, "restarting"))
 
     def run(
@@ -333,6 +337,7 @@ class Supervisor:
             self.name,
             policy.max_restarts,
             policy.within_seconds,
+            extra=fields(self.name, "gave_up"),
         )
         reason = None
         if policy.on_give_up == "shutdown":
@@ -344,17 +349,7 @@ class Supervisor:
         return Final("failed", error, (happened, "gave_up"), shutdown_reason=reason)
 
     def _log_failure(self, error: BaseException, now: float) -> None:
-        # A crash loop repeats the same error: its traceback is logged once, the repeats briefly.
-        # The same error after a quiet spell longer than the policy's window is a new incident.
-        described = describe_error(error)
-        signature = (type(error), described)
-        quiet = now - self._last_failure_at >= self.policy.within_seconds
-        self._last_failure_at = now
-        if signature == self._last_failure and not quiet:
-            logger.warning("routine %r failed again: %s", self.name, described)
-            return
-        self._last_failure = signature
-        logger.error("routine %r failed: %s", self.name, described, exc_info=error)
+        self._failures.log(logger, error, now, f"routine {self.name!r} failed", routine=self.name)
 
     def __repr__(self) -> str:
         return f"<Supervisor of {self.name!r}: {self.restarts} restarts>"

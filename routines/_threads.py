@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
@@ -13,9 +12,11 @@ from typing import Final
 
 from typing_extensions import Self, final
 
+from ._logs import fields, get_logger
+
 __all__ = ["ThreadGroup", "join_all", "thread_stack"]
 
-logger = logging.getLogger("routines")
+logger = get_logger("threads")
 
 # A thread of a group has left its work once it counted itself out; this only bounds the join
 # that follows, for the moment the thread takes to end.
@@ -101,6 +102,7 @@ class ThreadGroup:
                 "%s: threads still alive after they ended their work: %s",
                 self._name,
                 [thread.name for thread in alive],
+                extra=fields(event="threads_alive"),
             )
         return alive
 

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -669,7 +670,7 @@ def test_a_handler_error_without_a_callback_is_logged_with_traceback_and_name(
     run(PeriodicRoutine(boom, name="booming", interval=10, clock=clock))
     clock.wait_for_sleepers(1)
     [record] = caplog.records
-    assert record.name == LOG
+    assert record.name == "routines.periodic"
     assert "booming" in record.getMessage()
     assert "boom" in record.getMessage()
     assert record.exc_info is not None
@@ -943,16 +944,22 @@ def test_status_counts_runs_failures_and_the_last_run_duration(
     step(clock, 10)
     step(clock, 10)
     status = routine.status()
-    assert status == routines.RoutineStatus(
-        name="counted",
-        state="running",
-        last_error="ValueError: bad",
-        runs=3,
-        failures=1,
-        missed_runs=0,
-        overdue_runs=0,
-        last_run_duration=2.0,
+    assert replace(status, last_run_at=None, last_success_at=None, next_run_at=None) == (
+        routines.RoutineStatus(
+            name="counted",
+            state="running",
+            last_error="ValueError: bad",
+            runs=3,
+            failures=1,
+            missed_runs=0,
+            overdue_runs=0,
+            last_run_duration=2.0,
+        )
     )
+    assert status.last_run_at is not None
+    assert status.last_success_at == status.last_run_at  # the third run succeeded
+    assert status.next_run_at is not None
+    assert status.next_run_at > status.last_run_at  # 10 s later: the clock is fake, not the wall
 
 
 def test_status_moves_from_idle_to_running_to_stopping_to_stopped(
@@ -1013,7 +1020,7 @@ def test_with_error_message_logs_message_and_exception_with_traceback(
     handler = with_error_message("could not say hello", boom)
     assert handler() is None
     [record] = caplog.records
-    assert record.name == LOG
+    assert record.name == "routines.periodic"
     assert record.getMessage() == "could not say hello: boom"
     assert record.exc_info is not None
 

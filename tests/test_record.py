@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import replace
 
 from routines import RoutineStatus
 from routines._record import RunRecord
@@ -11,6 +13,11 @@ from routines._record import RunRecord
 class Unprintable(Exception):
     def __str__(self) -> str:
         raise KeyError("message")
+
+
+def counters(status: RoutineStatus) -> RoutineStatus:
+    """The status without its wall-clock times."""
+    return replace(status, last_run_at=None, last_success_at=None, next_run_at=None)
 
 
 def test_a_new_record_has_counted_nothing() -> None:
@@ -23,7 +30,7 @@ def test_runs_failures_and_the_last_run_are_counted() -> None:
     record.ran(1.5, failure=ValueError("bad"), overdue=True)
     record.failed(TypeError("not a number"))
     record.missed(3)
-    assert record.status("r", "running", queued=2) == RoutineStatus(
+    assert counters(record.status("r", "running", queued=2)) == RoutineStatus(
         name="r",
         state="running",
         last_error="TypeError: not a number",
@@ -63,3 +70,32 @@ def test_counting_from_many_threads_loses_nothing() -> None:
     for thread in threads:
         thread.join(5)
     assert record.status("r", "running").runs == 8000
+
+
+def test_runs_record_when_they_ended_and_when_one_last_succeeded() -> None:
+    record = RunRecord()
+    before = time.time()
+    record.ran(0.1)
+    succeeded = record.status("r", "running").last_success_at
+    record.ran(0.1, failure=ValueError("bad"))
+    status = record.status("r", "running")
+    assert succeeded is not None
+    assert status.last_run_at is not None
+    assert before <= succeeded <= status.last_run_at
+    assert status.last_success_at == succeeded  # the failed run is no success
+
+
+def test_an_uncounted_failure_is_neither_a_failure_nor_a_success() -> None:
+    record = RunRecord()
+    record.ran(0.1, failure=ValueError("after stop"), counted=False)
+    status = record.status("r", "running")
+    assert (status.runs, status.failures, status.last_error) == (1, 0, None)
+    assert status.last_success_at is None
+
+
+def test_the_next_run_is_what_was_scheduled_last() -> None:
+    record = RunRecord()
+    record.scheduled(1234.5)
+    assert record.status("r", "running").next_run_at == 1234.5
+    record.scheduled(None)
+    assert record.status("r", "running").next_run_at is None

@@ -1103,7 +1103,9 @@ def test_status_of_a_recovered_routine_keeps_its_last_error(harness: Harness) ->
 
 def _failure_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     failed = re.compile(r"^routine '[^']*' failed")
-    return [r for r in caplog.records if r.name == "routines" and failed.match(r.getMessage())]
+    return [
+        r for r in caplog.records if r.name.startswith("routines") and failed.match(r.getMessage())
+    ]
 
 
 def _log_until_ended(
