@@ -10,12 +10,14 @@ from __future__ import annotations
 from ._errors import Fail, Retry, StoreError, StoreUnavailable
 from ._queue import Job, JobState, Queue
 from ._store import Store, open_store
+from ._worker import QueueWorker
 
 __all__ = [
     "Fail",
     "Job",
     "JobState",
     "Queue",
+    "QueueWorker",
     "Retry",
     "Store",
     "StoreError",

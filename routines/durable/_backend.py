@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Backend",
     "Claim",
+    "Listener",
     "ErrorKind",
     "Heartbeat",
     "NewJob",
@@ -203,11 +204,32 @@ class Backend(Protocol):
         write (the token stays on the row); False, changing nothing, if the token is gone."""
         ...
 
+    def listener(self) -> Listener | None:
+        """A listener for enqueues from other processes, or None if the database has none
+        (SQLite: the worker polls, and in-process enqueues wake it through the store)."""
+        ...
+
     def sweep_stalled(self, queue: str) -> int:
         """Processing jobs of `queue` whose heartbeat is older than the `stalled_after` stored on
         their row: back to `queued` (`resets` + 1, token cleared, the attempt spent),
         `canceled` if a cancel was asked, or `failed` ("the worker died N times") at the
         `max_resets` + 1-th death. Returns how many jobs it changed."""
+        ...
+
+
+class Listener(Protocol):
+    """Enqueues from any process, as the database announces them (PostgreSQL LISTEN/NOTIFY) on
+    a connection of its own. Notifications sent while it was disconnected are lost: polling
+    stays the floor."""
+
+    def wait(self, timeout: float) -> set[str]:
+        """The queues enqueued to within `timeout` seconds (empty if none); connects (and
+        LISTENs) first if it is not connected. Raises the driver's errors when the connection
+        breaks; the next call connects again."""
+        ...
+
+    def close(self) -> None:
+        """Close its connection; never raises."""
         ...
 
 

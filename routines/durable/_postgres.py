@@ -13,6 +13,7 @@ back the next call gets a fresh connection instead of tripping over each dead on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -23,6 +24,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 from typing_extensions import final
@@ -483,6 +485,9 @@ class PostgresBackend:
         )
         return bool(row[0])
 
+    def listener(self) -> PostgresListener:
+        return PostgresListener(self._url, self._settings, self.channel, self._shown)
+
     def sweep_stalled(self, queue: str) -> int:
         return self._rowcount(
             """
@@ -564,3 +569,44 @@ def _utc(moment: datetime) -> datetime:
 
 def _job(row: Sequence[Any]) -> Job:
     return job_from_row(row, _utc)
+
+
+@final
+class PostgresListener:
+    """LISTEN on the store's channel, on a connection of its own (not from the pool: a pooled
+    connection would be handed to someone else between waits)."""
+
+    def __init__(self, url: str, settings: dict[str, Any], channel: str, shown: str) -> None:
+        self._url = url
+        self._settings = settings
+        self._channel = channel
+        self._shown = shown
+        self._connection: Connection | None = None
+
+    def wait(self, timeout: float) -> set[str]:
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = psycopg.connect(self._url, **self._settings)  # autocommit
+            self._connection = connection
+            # LISTEN again on every new connection: a reconnected listener hears nothing else.
+            connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        queues: set[str] = set()
+        try:
+            for notify in connection.notifies(timeout=timeout, stop_after=1):
+                queues.add(notify.payload)
+            if queues:  # take the others already there, without waiting
+                for notify in connection.notifies(timeout=0):
+                    queues.add(notify.payload)
+        except psycopg.Error:
+            self.close()
+            raise
+        return queues
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresListener({self._shown!r}, channel={self._channel!r})"

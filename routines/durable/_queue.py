@@ -138,7 +138,9 @@ class Queue:
         options = _options(delay, run_at, priority, max_attempts, key)
         job = options.job(_encode_payload(payload))
         with self.store._using("enqueue") as backend:
-            return backend.enqueue(self.name, [job])[0]
+            job_id = backend.enqueue(self.name, [job])[0]
+        self.store._enqueued(self.name)
+        return job_id
 
     def enqueue_many(
         self,
@@ -160,8 +162,12 @@ class Queue:
             raise TypeError(msg)
         options = _options(delay, run_at, priority, max_attempts, key)
         jobs = [options.job(_encode_payload(payload)) for payload in payloads]
+        if not jobs:
+            return []
         with self.store._using("enqueue_many") as backend:
-            return backend.enqueue(self.name, jobs) if jobs else []
+            job_ids = backend.enqueue(self.name, jobs)
+        self.store._enqueued(self.name)
+        return job_ids
 
     def get(self, job_id: int) -> Job | None:
         """The job `job_id` of this queue, or None if there is none (or it was purged)."""

@@ -478,6 +478,9 @@ class SQLiteBackend:
 
         return self._run(work, write=True)
 
+    def listener(self) -> None:
+        return None  # SQLite announces nothing: workers poll, in-process enqueues wake them
+
     def sweep_stalled(self, queue: str) -> int:
         def work(connection: sqlite3.Connection) -> int:
             cursor = connection.execute(

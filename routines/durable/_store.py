@@ -20,6 +20,7 @@ from typing import Final
 
 from typing_extensions import Self, final
 
+from .._flag import Flag
 from .._status import describe_error
 from .._validate import check_seconds
 from ._backend import Backend
@@ -53,6 +54,9 @@ class Store:
         self.url = url  # the password, if any, masked
         self.timeout = timeout
         self.schema = schema
+        # In-process wake-ups: the flags of the workers waiting on each queue, set after an
+        # enqueue to it commits (other processes' enqueues reach them through the backend).
+        self._watchers: dict[str, set[Flag]] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.url!r}, schema={self.schema!r})"
@@ -83,6 +87,26 @@ class Store:
             backend.close()
 
     # -- for the queues and routines of this package --------------------------------------------
+
+    def _watch(self, queue: str, flag: Flag) -> None:
+        """Set `flag` whenever a job is enqueued to `queue` in this process."""
+        with self._lock:
+            self._watchers.setdefault(queue, set()).add(flag)
+
+    def _unwatch(self, queue: str, flag: Flag) -> None:
+        with self._lock:
+            watchers = self._watchers.get(queue)
+            if watchers is not None:
+                watchers.discard(flag)
+                if not watchers:
+                    del self._watchers[queue]
+
+    def _enqueued(self, queue: str) -> None:
+        """Jobs were enqueued to `queue` (committed): wake its workers in this process."""
+        with self._lock:
+            flags = tuple(self._watchers.get(queue, ()))
+        for flag in flags:
+            flag.set()
 
     @contextmanager
     def _using(self, operation: str) -> Iterator[Backend]:

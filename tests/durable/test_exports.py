@@ -17,6 +17,7 @@ CONTRACT = {
     "Job",
     "JobState",
     "Queue",
+    "QueueWorker",
     "Retry",
     "Store",
     "StoreError",

@@ -1,0 +1,535 @@
+"""`QueueWorker`: works the jobs of one durable queue (Sourcegraph's `worker.NewWorker`).
+
+One `start()` runs, each on its own thread:
+- the claim loop (on `start()`'s thread): claims jobs only for handler threads that are free,
+  claims again at once while some are, and otherwise waits `poll_interval`, woken early by an
+  enqueue to the queue in this process (the store) or, on PostgreSQL, in any (LISTEN/NOTIFY);
+- `concurrency` handler threads, `routine:<name>:handler-<n>`: each runs one claimed job at a
+  time and writes how its attempt ended, conditional on the claim's token;
+- the heartbeat thread: one heartbeat for all running jobs every `heartbeat_interval`, the
+  stalled sweep about every `stalled_after / 2`, and `max_runtime`; it keeps going after a stop
+  until the last handler has returned, so a job finishing after the stop is not taken for dead;
+- on PostgreSQL, the listener thread, on a connection of its own.
+
+A handler sees `routines.stopping()` turn True when the worker is stopped, when its job's cancel
+was asked, when it ran past `max_runtime`, and when its claim was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import reprlib
+import secrets
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Final, Literal, TypeAlias
+
+from typing_extensions import final
+
+from .._context import running_as
+from .._flag import Flag, wait_any
+from .._lifecycle import Lifecycle
+from .._logs import fields, get_logger
+from .._record import RunRecord
+from .._status import RoutineStatus, describe_error, error_text
+from .._threads import ThreadGroup
+from .._validate import check_callable, check_int, check_name, check_optional_seconds, check_seconds
+from ._backend import Claim, Listener, Outcome
+from ._errors import Fail, Retry, StoreUnavailable
+from ._queue import Job, Queue
+
+__all__ = ["QueueWorker"]
+
+logger = get_logger("durable.worker")
+
+_MAX_ERROR_TEXT: Final = 8192  # the longest last_error a failed attempt stores, in characters
+_LISTEN_SLICE: Final = 0.25  # a listener's longest wait: it notices a stop at least this often
+_FIRST_BACKOFF: Final = 0.1  # after a StoreUnavailable: the first wait, doubled up to...
+_LONGEST_BACKOFF: Final = 5.0  # ...this, so a worker is back within seconds of the database
+
+_State: TypeAlias = Literal["idle", "running", "stopped", "failed"]
+
+
+@final
+class QueueWorker:
+    """Works the jobs of `queue`: `handle(job)` for each, on `concurrency` threads.
+
+    It is a routine: `start()` runs it until `stop()`, under a `Monitor`, a restart policy or a
+    `CombinedRoutine` like any other. What `handle` does decides how the attempt ends: it
+    returns (`completed`, the return value stored as `result`), raises `durable.Retry(after)`
+    (`errored`, due again after `after` seconds or the backoff), raises `durable.Fail(message)`
+    (`failed`, not retried), or raises another `Exception` (`errored` with the backoff, and its
+    traceback as `last_error`). An errored attempt that was the job's last is `failed`. A
+    handler that raises anything but `Fail` after the stop was asked hands its job back to
+    `queued`, its attempt given back: a stop never spends an attempt. Handlers are at least
+    once: use `job.id` and `job.attempts` to make their effects idempotent.
+
+    A `BaseException` from a handler (not an `Exception`) ends the worker: its job is handed
+    back, the other handlers finish their job, and `start()` re-raises it.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        handle: Callable[[Job], object],
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        poll_interval: float | timedelta = 1.0,
+        heartbeat_interval: float | timedelta = 5.0,
+        stalled_after: float | timedelta = 30.0,
+        max_resets: int = 3,
+        max_runtime: float | timedelta | None = None,
+        retry_backoff: float | timedelta = 10.0,
+        max_retry_backoff: float | timedelta = 3600.0,
+    ) -> None:
+        if not isinstance(queue, Queue):
+            msg = f"queue must be a durable queue (store.queue(name)), got {queue!r}"
+            raise TypeError(msg)
+        self.queue = queue
+        self._handle = check_callable("handle", handle, takes=1)
+        self.name: str = check_name(name) or queue.name
+        self._concurrency = check_int("concurrency", concurrency, minimum=1)
+        self._poll_interval = check_seconds("poll_interval", poll_interval, allow_zero=False)
+        self._heartbeat_interval = check_seconds(
+            "heartbeat_interval", heartbeat_interval, allow_zero=False
+        )
+        self._stalled_after = check_seconds("stalled_after", stalled_after, allow_zero=False)
+        least = 2 * self._heartbeat_interval + queue.store.timeout
+        if self._stalled_after < least:
+            msg = (
+                "stalled_after must be at least 2 * heartbeat_interval + the store's timeout "
+                f"({least:g}s), or a live job could be taken for dead; got {stalled_after!r}"
+            )
+            raise ValueError(msg)
+        self._max_resets = check_int("max_resets", max_resets, minimum=0)
+        self._max_runtime = check_optional_seconds("max_runtime", max_runtime, allow_zero=False)
+        self._retry_backoff = check_seconds("retry_backoff", retry_backoff)
+        self._max_retry_backoff = check_seconds("max_retry_backoff", max_retry_backoff)
+        if self._max_retry_backoff < self._retry_backoff:
+            msg = (
+                f"max_retry_backoff must be >= retry_backoff ({self._retry_backoff:g}), "
+                f"got {max_retry_backoff!r}"
+            )
+            raise ValueError(msg)
+        self._lifecycle = Lifecycle()
+        self._record = RunRecord()
+        self._state: _State = "idle"
+        self._queued = 0  # ready jobs, as last read
+
+    def start(self) -> None:
+        """Work the queue until `stop()`; return at once if `stop()` was already called."""
+        with self._lifecycle.run(self.name) as go:
+            self._state = "running"
+            try:
+                if go:
+                    _Run(self).run()
+            except BaseException:
+                self._state = "failed"
+                raise
+            self._state = "stopped"
+
+    def stop(self) -> None:
+        """Claim nothing more; handlers see `routines.stopping()`. Quick, and never waits."""
+        self._lifecycle.stop()
+
+    def status(self) -> RoutineStatus:
+        """Attempts that ended here (`runs`: completed, errored, failed or canceled; hand-backs
+        are not runs), those that errored or failed (`failures`), and the ready jobs of the
+        queue as last read (`queued`)."""
+        state: Literal["idle", "running", "stopping", "stopped", "failed"] = self._state
+        if state == "running" and self._lifecycle.stopping:
+            state = "stopping"
+        return self._record.status(self.name, state, queued=self._queued)
+
+    def __repr__(self) -> str:
+        return f"<QueueWorker {self.name!r} on {self.queue!r}>"
+
+    # -- for one start(), on its threads ------------------------------------------------------
+
+    def _retry_delay(self, attempts: int) -> float:
+        """The wait before the retry that follows the `attempts`-th attempt."""
+        return min(self._retry_backoff * 2.0 ** min(attempts - 1, 64), self._max_retry_backoff)
+
+
+class _Attempt:
+    """One claimed job being worked: its flag (what its handler sees as stopping) and why."""
+
+    __slots__ = ("claim", "deadline", "flag", "lost", "overran")
+
+    def __init__(self, claim: Claim, deadline: float | None) -> None:
+        self.claim = claim
+        self.deadline = deadline  # monotonic; past it, max_runtime has passed
+        self.flag = Flag()
+        self.lost = False  # a heartbeat found the claim's token gone
+        self.overran = False  # it ran past max_runtime
+
+
+class _Backoff:
+    """Waits after a `StoreUnavailable`: doubling, bounded, and logged once per outage."""
+
+    __slots__ = ("_delay", "_what")
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._delay = 0.0
+
+    def failed(self, error: StoreUnavailable, worker: str) -> float:
+        if not self._delay:
+            logger.warning(
+                "worker %r: %s: %s; trying again until the store is back",
+                worker,
+                self._what,
+                describe_error(error),
+                extra=fields(worker, "store_unavailable"),
+            )
+        self._delay = min(max(self._delay * 2, _FIRST_BACKOFF), _LONGEST_BACKOFF)
+        return self._delay
+
+    def succeeded(self, worker: str) -> None:
+        if self._delay:
+            logger.info(
+                "worker %r: %s works again", worker, self._what, extra=fields(worker, "store_back")
+            )
+        self._delay = 0.0
+
+
+class _Run:
+    """One `start()` of a QueueWorker: its threads and what they share."""
+
+    def __init__(self, worker: QueueWorker) -> None:
+        self.worker = worker
+        self.name = worker.name
+        self.queue = worker.queue
+        self.store = worker.queue.store
+        self.stop = worker._lifecycle.flag
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.cond = threading.Condition(threading.Lock())
+        self.jobs: deque[Claim] = deque()  # claimed, for the next free handler
+        self.idle = 0  # handler threads waiting for a job
+        self.handlers = worker._concurrency  # handler threads not yet ended
+        self.running: dict[int, _Attempt] = {}
+        self.wake = Flag()  # the claim loop looks again: an enqueue, a free handler, a sweep
+        self.beat = Flag()  # the heartbeat thread looks again: an attempt with a deadline began
+        self.handlers_done = Flag()  # every handler thread has ended
+
+    def run(self) -> None:
+        self.store._watch(self.queue.name, self.wake)
+        self.stop.subscribe(self._notify)
+        try:
+            with ThreadGroup(
+                f"worker {self.name!r}", on_error=lambda error: self.stop.set()
+            ) as group:
+                for number in range(1, self.worker._concurrency + 1):
+                    group.start(self._handler_thread, name=f"routine:{self.name}:handler-{number}")
+                group.start(self._heartbeat_thread, name=f"routine:{self.name}:heartbeat")
+                with self.store._using("listen") as backend:
+                    listener = backend.listener()
+                if listener is not None:
+                    group.start(self._listen_thread, listener, name=f"routine:{self.name}:listen")
+                self._claim_loop()
+        finally:
+            self.stop.unsubscribe(self._notify)
+            self.store._unwatch(self.queue.name, self.wake)
+
+    def _notify(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    # -- the claim loop ---------------------------------------------------------------------
+
+    def _claim_loop(self) -> None:
+        worker = self.worker
+        backoff = _Backoff("claiming")
+        while not self.stop.is_set():
+            with self.cond:
+                free = self.idle - len(self.jobs)
+            if free <= 0:
+                wait_any((self.stop, self.wake), worker._poll_interval)
+                self.wake.clear()
+                continue
+            self.wake.clear()  # before the claim: an enqueue after it wakes the next wait
+            try:
+                with self.store._using("claim") as backend:
+                    claims = backend.claim(
+                        self.queue.name,
+                        self.worker_id,
+                        free,
+                        worker._stalled_after,
+                        worker._max_resets,
+                    )
+                    if not claims:
+                        worker._queued = backend.count_ready(self.queue.name)
+            except StoreUnavailable as error:
+                self.stop.wait(backoff.failed(error, self.name))
+                continue
+            backoff.succeeded(self.name)
+            if claims:
+                with self.cond:
+                    self.jobs.extend(claims)
+                    self.cond.notify_all()
+                continue  # claim again at once while handlers are free
+            wait_any((self.stop, self.wake), worker._poll_interval)
+
+    # -- the handlers ---------------------------------------------------------------------------
+
+    def _handler_thread(self) -> None:
+        try:
+            with running_as(self.stop):
+                while (claim := self._next_job()) is not None:
+                    self._attempt(claim)
+        finally:
+            with self.cond:
+                self.handlers -= 1
+                if not self.handlers:
+                    self.handlers_done.set()
+
+    def _next_job(self) -> Claim | None:
+        """The next claimed job, or None once the worker stops with no job left for it."""
+        with self.cond:
+            self.idle += 1
+            self.wake.set()  # a handler is free: claim for it
+            try:
+                while not self.jobs and not self.stop.is_set():
+                    self.cond.wait()
+                return self.jobs.popleft() if self.jobs else None
+            finally:
+                self.idle -= 1
+
+    def _attempt(self, claim: Claim) -> None:
+        worker = self.worker
+        if self.stop.is_set():  # claimed, but the stop came first: it never started
+            self._write(claim, Outcome.handed_back(), lost=False)
+            return
+        began = time.monotonic()
+        deadline = None if worker._max_runtime is None else began + worker._max_runtime
+        attempt = _Attempt(claim, deadline)
+        with self.cond:
+            self.running[claim.id] = attempt
+        if deadline is not None:
+            self.beat.set()
+        fatal: BaseException | None = None
+        try:
+            with running_as(attempt.flag):
+                outcome, error = self._outcome(claim, worker._handle)
+        except BaseException as exception:  # noqa: BLE001 - re-raised below: it ends the worker
+            outcome, error, fatal = Outcome.handed_back(), None, exception
+        finally:
+            with self.cond:
+                del self.running[claim.id]
+        if attempt.overran and fatal is None:
+            error = TimeoutError(
+                f"max_runtime of {worker._max_runtime:g}s passed: the handler was asked to stop"
+            )
+            outcome = Outcome.errored(error_text(error), worker._retry_delay(claim.job.attempts))
+        written = self._write(claim, outcome, lost=attempt.lost)
+        if written and outcome.kind != "handed_back":  # a hand-back is not a run
+            worker._record.ran(time.monotonic() - began, failure=error)
+        if fatal is not None:
+            raise fatal
+
+    def _outcome(
+        self, claim: Claim, handle: Callable[[Job], object]
+    ) -> tuple[Outcome, BaseException | None]:
+        """Run the handler: how its attempt ends, and its error if it failed (a BaseException
+        goes on)."""
+        job = claim.job
+        try:
+            result = handle(job)
+        except Fail as failure:
+            return Outcome.failed(failure.message), failure
+        except Exception as error:  # noqa: BLE001 - how the attempt ends
+            if self.stop.is_set():  # after the stop was asked: give the attempt back
+                return Outcome.handed_back(), None
+            after = error.after if isinstance(error, Retry) else None
+            delay = self.worker._retry_delay(job.attempts) if after is None else after
+            return Outcome.errored(_error_text(error), delay), error
+        try:
+            return Outcome.completed(
+                json.dumps(result, allow_nan=False, separators=(",", ":"))
+            ), None
+        except (TypeError, ValueError, RecursionError) as error:
+            problem = TypeError(f"the handler's result is not JSON: {reprlib.repr(result)}")
+            logger.error(  # noqa: TRY400 - the handler is fine; its result is not
+                "worker %r: job %d: %s (%s)",
+                self.name,
+                job.id,
+                describe_error(problem),
+                describe_error(error),
+                extra=fields(self.name, "result_not_json", queue=job.queue, job_id=job.id),
+            )
+            return Outcome.failed(describe_error(problem) or ""), problem
+
+    def _write(self, claim: Claim, outcome: Outcome, *, lost: bool) -> bool:
+        """Write the outcome, retried while the store is unavailable, for up to stalled_after
+        (then the stalled sweep puts the job back); True if it is on the row."""
+        give_up = time.monotonic() + self.worker._stalled_after
+        backoff = _Backoff(f"writing the outcome of job {claim.id}")
+        pause = threading.Event()  # a write is not stopped by a stop: only bounded
+        while True:
+            try:
+                with self.store._using("finish") as backend:
+                    written = backend.finish(claim, outcome)
+                break
+            except StoreUnavailable as error:
+                delay = backoff.failed(error, self.name)
+                if time.monotonic() + delay > give_up:
+                    logger.error(  # noqa: TRY400 - the outage is logged by the backoff
+                        "worker %r: job %d: could not write its outcome (%s) within "
+                        "stalled_after; the stalled sweep will put it back",
+                        self.name,
+                        claim.id,
+                        outcome.kind,
+                        extra=fields(
+                            self.name, "outcome_lost", queue=claim.job.queue, job_id=claim.id
+                        ),
+                    )
+                    return False
+                pause.wait(delay)
+        backoff.succeeded(self.name)
+        if not written:
+            logger.warning(
+                "worker %r: job %d: its claim was lost (reset by a stalled sweep, or deleted): "
+                "its outcome (%s) was not written",
+                self.name,
+                claim.id,
+                outcome.kind,
+                extra=fields(self.name, "claim_lost", queue=claim.job.queue, job_id=claim.id),
+            )
+        elif lost:
+            logger.info(
+                "worker %r: job %d: written after all", self.name, claim.id, extra=fields(self.name)
+            )
+        return written
+
+    # -- heartbeats, the stalled sweep, max_runtime ----------------------------------------------
+
+    def _heartbeat_thread(self) -> None:
+        worker = self.worker
+        next_beat = time.monotonic() + worker._heartbeat_interval
+        next_sweep = time.monotonic()  # at once: jobs of a dead worker need not wait
+        beats = _Backoff("heartbeats")
+        sweeps = _Backoff("the stalled sweep")
+        while not self.handlers_done.is_set():
+            now = time.monotonic()
+            if now >= next_sweep:
+                self._sweep(sweeps)
+                next_sweep = now + worker._stalled_after / 2
+            if now >= next_beat:
+                self._heartbeat(beats)
+                next_beat = now + worker._heartbeat_interval
+            wake_at = min(next_beat, next_sweep, self._check_runtimes(time.monotonic()))
+            self.beat.clear()
+            wait_any((self.handlers_done, self.beat), max(0.0, wake_at - time.monotonic()))
+
+    def _heartbeat(self, backoff: _Backoff) -> None:
+        with self.cond:
+            attempts = list(self.running.values())
+        if not attempts:
+            return
+        try:
+            with self.store._using("heartbeat") as backend:
+                found = backend.heartbeat([attempt.claim for attempt in attempts])
+        except StoreUnavailable as error:
+            backoff.failed(error, self.name)
+            return
+        backoff.succeeded(self.name)
+        for attempt in attempts:
+            if attempt.claim.id in found.gone and not attempt.lost:
+                attempt.lost = True
+                attempt.flag.set()
+                logger.warning(
+                    "worker %r: job %d: the claim is gone (reset or deleted): asking its handler "
+                    "to stop",
+                    self.name,
+                    attempt.claim.id,
+                    extra=fields(
+                        self.name, "claim_lost", queue=self.queue.name, job_id=attempt.claim.id
+                    ),
+                )
+            elif attempt.claim.id in found.cancel_requested and not attempt.flag.is_set():
+                attempt.flag.set()
+                logger.info(
+                    "worker %r: job %d: cancel asked: asking its handler to stop",
+                    self.name,
+                    attempt.claim.id,
+                    extra=fields(
+                        self.name, "cancel_asked", queue=self.queue.name, job_id=attempt.claim.id
+                    ),
+                )
+
+    def _check_runtimes(self, now: float) -> float:
+        """Ask handlers past max_runtime to stop; when the next deadline falls (or inf)."""
+        earliest = float("inf")
+        with self.cond:
+            attempts = list(self.running.values())
+        for attempt in attempts:
+            if attempt.deadline is None or attempt.overran:
+                continue
+            if now >= attempt.deadline:
+                attempt.overran = True
+                attempt.flag.set()
+                logger.warning(
+                    "worker %r: job %d: past max_runtime: asking its handler to stop",
+                    self.name,
+                    attempt.claim.id,
+                    extra=fields(
+                        self.name, "max_runtime", queue=self.queue.name, job_id=attempt.claim.id
+                    ),
+                )
+            else:
+                earliest = min(earliest, attempt.deadline)
+        return earliest
+
+    def _sweep(self, backoff: _Backoff) -> None:
+        try:
+            with self.store._using("sweep") as backend:
+                changed = backend.sweep_stalled(self.queue.name)
+        except StoreUnavailable as error:
+            backoff.failed(error, self.name)
+            return
+        backoff.succeeded(self.name)
+        if changed:
+            logger.warning(
+                "worker %r: the stalled sweep put back %d jobs whose worker died",
+                self.name,
+                changed,
+                extra=fields(self.name, "stalled_reset", queue=self.queue.name, jobs=changed),
+            )
+            self.wake.set()
+
+    # -- LISTEN/NOTIFY --------------------------------------------------------------------------
+
+    def _listen_thread(self, listener: Listener) -> None:
+        backoff = _Backoff("listening for enqueues")
+        try:
+            while not self.stop.is_set():
+                try:
+                    with self.store._using("listen") as _:
+                        queues = listener.wait(_LISTEN_SLICE)
+                except StoreUnavailable as error:
+                    listener.close()
+                    self.stop.wait(backoff.failed(error, self.name))
+                    continue
+                backoff.succeeded(self.name)
+                if self.queue.name in queues:
+                    self.wake.set()
+        finally:
+            listener.close()
+
+
+def _error_text(error: BaseException) -> str:
+    """Type, message and traceback of an attempt's error, at most 8 KiB (the head, the tail)."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    if len(text) <= _MAX_ERROR_TEXT:
+        return text
+    head = describe_error(error) or type(error).__name__
+    marker = "\n...(traceback shortened)...\n"
+    tail = text[-max(0, _MAX_ERROR_TEXT - len(head) - len(marker)) :]
+    return f"{head}{marker}{tail}"[:_MAX_ERROR_TEXT]
