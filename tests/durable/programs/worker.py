@@ -1,0 +1,70 @@
+"""A worker process of the multi-process tests: a QueueWorker under a Monitor.
+
+usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY]
+
+Appends "<job id> <attempt>" to the file RECORD as each handler starts a job (one line per
+write, flushed), and prints "ready" once the Monitor is about to run. MODE says what a handler
+does with its job:
+  fast       returns at once
+  slow       waits half a second (returns early on a stop), then returns
+  hang       waits for a stop (a minute at most), then returns: a job that is always mid-way
+  interrupt  waits for a stop, then raises: the job is handed back, its attempt not spent
+
+Small intervals, so that a death is noticed within about a second: the store's timeout 0.3 s,
+heartbeats every 0.2 s, stalled after 1 s. SIGTERM ends it through the Monitor; it exits with
+the report's exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import routines
+from routines import durable
+
+
+def main() -> int:
+    url, schema, queue_name, record_path, mode = sys.argv[1:6]
+    concurrency = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    lock = threading.Lock()
+    with (
+        open(record_path, "a") as record,
+        durable.open_store(url, schema=schema, timeout=0.3) as store,
+    ):
+
+        def handle(job: durable.Job) -> str:
+            with lock:
+                record.write(f"{job.id} {job.attempts}\n")
+                record.flush()
+            if mode == "slow":
+                routines.sleep(0.5)
+            elif mode == "hang":
+                routines.sleep(60)
+            elif mode == "interrupt" and routines.sleep(60):
+                raise RuntimeError("interrupted by the stop")
+            return f"done by {os.getpid()}"
+
+        worker = durable.QueueWorker(
+            store.queue(queue_name),
+            handle,
+            concurrency=concurrency,
+            poll_interval=0.1,
+            heartbeat_interval=0.2,
+            stalled_after=1.0,
+        )
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        monitor = routines.Monitor(worker, stop_timeout=10)
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        report = monitor.run()
+        sys.stdout.write(f"{report}\n")
+        sys.stdout.flush()
+        return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
