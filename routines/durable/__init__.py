@@ -7,8 +7,11 @@ when a `postgresql://` store is opened.
 
 from __future__ import annotations
 
+from ._backend import ScheduleRun
 from ._errors import Fail, Retry, StoreError, StoreUnavailable
+from ._lease import Lease, Singleton
 from ._queue import Job, JobState, Queue
+from ._scheduled import Scheduled
 from ._store import Store, open_store
 from ._worker import QueueWorker
 
@@ -16,9 +19,13 @@ __all__ = [
     "Fail",
     "Job",
     "JobState",
+    "Lease",
     "Queue",
     "QueueWorker",
     "Retry",
+    "ScheduleRun",
+    "Scheduled",
+    "Singleton",
     "Store",
     "StoreError",
     "StoreUnavailable",

@@ -34,6 +34,8 @@ __all__ = [
     "Backend",
     "Claim",
     "Listener",
+    "ScheduleRun",
+    "TickClaim",
     "ErrorKind",
     "Heartbeat",
     "NewJob",
@@ -46,6 +48,10 @@ __all__ = [
 # "error": any other failure of the database; None: not the driver's error at all.
 ErrorKind: TypeAlias = Literal["unavailable", "error"]
 OutcomeKind: TypeAlias = Literal["completed", "errored", "failed", "canceled", "handed_back"]
+# How a claim of a schedule's tick went: this process runs it; a run of the schedule was still
+# going, so the tick is recorded skipped; or another process claimed (or skipped) it first.
+TickClaim: TypeAlias = Literal["claimed", "skipped", "taken"]
+RunState: TypeAlias = Literal["running", "completed", "failed", "skipped"]
 
 
 @final
@@ -131,6 +137,21 @@ class Outcome:
         return cls("handed_back")
 
 
+@final
+@dataclass(frozen=True)
+class ScheduleRun:
+    """One tick of a fleet-wide schedule, as the store holds it: which process ran it, when,
+    and how it ended. Times are aware UTC datetimes from the database's clock."""
+
+    name: str
+    tick: datetime
+    state: RunState
+    worker: str
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
 class Backend(Protocol):
     """What the durable tier asks of a database. Seconds are floats; times aware UTC datetimes."""
 
@@ -202,6 +223,44 @@ class Backend(Protocol):
         """Write how the claimed attempt ended, if the claim's token still holds the job. True
         if this claim's outcome is on the row: written now, or by an earlier try of the same
         write (the token stays on the row); False, changing nothing, if the token is gone."""
+        ...
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        """Take the lease `name` for `ttl` seconds if it is free, expired or already `holder`'s;
+        its token (a new, larger one for a new holder; the same on renewal), or None."""
+        ...
+
+    def renew_lease(self, name: str, holder: str, token: int, ttl: float) -> bool:
+        """Extend `holder`'s unexpired lease by `ttl` seconds from now; False once lost."""
+        ...
+
+    def release_lease(self, name: str, holder: str, token: int) -> None:
+        """Free the lease if `holder` still holds it under `token` (its token is kept)."""
+        ...
+
+    # -- fleet-wide schedules -----------------------------------------------------------------
+
+    def claim_tick(self, name: str, tick: datetime, worker: str, stalled_after: float) -> TickClaim:
+        """Claim the run of `name` at `tick`, serialised with every other claim of `name` (a
+        row of the schedule locked for it). First, runs whose heartbeat is older than their
+        `stalled_after` are marked failed ("worker died"). A tick that already has a record is
+        "taken"; while a run is going, the tick is recorded skipped; else it is `worker`'s,
+        running. Keeps the latest 1,000 runs of `name`."""
+        ...
+
+    def heartbeat_run(self, name: str, tick: datetime, worker: str) -> bool:
+        """Keep `worker`'s run of `name` at `tick` alive; False if it is no longer running."""
+        ...
+
+    def finish_run(self, name: str, tick: datetime, worker: str, error: str | None) -> bool:
+        """End `worker`'s run: completed, or failed with `error`. True if that is on the row
+        (written now, or by an earlier try of the same write)."""
+        ...
+
+    def schedule_runs(self, name: str, limit: int) -> list[ScheduleRun]:
+        """The latest `limit` runs of `name`, newest tick first."""
         ...
 
     def listener(self) -> Listener | None:

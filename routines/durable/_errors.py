@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import traceback
 from datetime import timedelta
 
 from .._errors import RoutinesError
+from .._status import describe_error
 from .._validate import check_optional_seconds
 
-__all__ = ["Fail", "Retry", "StoreError", "StoreUnavailable"]
+__all__ = ["Fail", "Retry", "StoreError", "StoreUnavailable", "error_report"]
+
+# The longest error a job or a run stores, in characters.
+MAX_ERROR_TEXT = 8192
 
 
 class StoreError(RoutinesError):
@@ -51,3 +56,15 @@ class Fail(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def error_report(error: BaseException) -> str:
+    """The type, message and traceback of an error, at most `MAX_ERROR_TEXT` characters: the
+    head (type and message) and the tail (where it was raised) when it is longer."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    if len(text) <= MAX_ERROR_TEXT:
+        return text
+    head = describe_error(error) or type(error).__name__
+    marker = "\n...(traceback shortened)...\n"
+    tail = text[-max(0, MAX_ERROR_TEXT - len(head) - len(marker)) :]
+    return f"{head}{marker}{tail}"[:MAX_ERROR_TEXT]

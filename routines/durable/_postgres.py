@@ -37,6 +37,8 @@ from ._backend import (
     NewJob,
     Outcome,
     OutcomeKind,
+    ScheduleRun,
+    TickClaim,
     newer_schema_error,
 )
 from ._errors import StoreError
@@ -51,6 +53,7 @@ _POOL_MIN_SIZE: Final = 1
 _POOL_MAX_SIZE: Final = 10
 _POOL_WORKERS: Final = 2
 _CLOSE_TIMEOUT: Final = 5.0
+_KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first
 _KEY_RACE_ROUNDS: Final = 10  # insert-or-find rounds for a key whose live job keeps changing
 
 # The schema, one step per version: step n turns version n into n + 1. Later steps add tables;
@@ -96,6 +99,32 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             WHERE state = 'processing'
         """,
         "CREATE INDEX jobs_by_state ON {s}.jobs (queue, state, finished_at)",
+    ),
+    (
+        """
+        CREATE TABLE {s}.leases (
+            name text PRIMARY KEY,
+            holder text,
+            token bigint NOT NULL,
+            expires_at timestamptz
+        )
+        """,
+        "CREATE TABLE {s}.schedules (name text PRIMARY KEY)",
+        """
+        CREATE TABLE {s}.schedule_runs (
+            name text NOT NULL,
+            tick timestamptz NOT NULL,
+            state text NOT NULL CHECK (state IN ('running', 'completed', 'failed', 'skipped')),
+            worker text NOT NULL,
+            started_at timestamptz NOT NULL,
+            finished_at timestamptz,
+            heartbeat_at timestamptz,
+            stalled_after interval,
+            error text,
+            PRIMARY KEY (name, tick)
+        )
+        """,
+        "CREATE INDEX schedule_runs_running ON {s}.schedule_runs (name) WHERE state = 'running'",
     ),
 )
 
@@ -484,6 +513,161 @@ class PostgresBackend:
             },
         )
         return bool(row[0])
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        # Two takers of an expired lease race on the row lock of ON CONFLICT: the second sees
+        # the first's new expiry in its WHERE, and gets nothing.
+        row = self._one(
+            """
+            INSERT INTO {s}.leases AS lease (name, holder, token, expires_at)
+            VALUES (%(name)s, %(holder)s, 1, now() + %(ttl)s::float8 * interval '1 second')
+            ON CONFLICT (name) DO UPDATE SET
+                token = CASE WHEN lease.holder = %(holder)s AND lease.expires_at > now()
+                             THEN lease.token ELSE lease.token + 1 END,
+                holder = %(holder)s,
+                expires_at = now() + %(ttl)s::float8 * interval '1 second'
+            WHERE lease.holder IS NULL OR lease.expires_at <= now()
+                OR lease.holder = %(holder)s
+            RETURNING token
+            """,
+            {"name": name, "holder": holder, "ttl": ttl},
+        )
+        return None if row is None else int(row[0])
+
+    def renew_lease(self, name: str, holder: str, token: int, ttl: float) -> bool:
+        return (
+            self._rowcount(
+                """
+            UPDATE {s}.leases SET expires_at = now() + %(ttl)s::float8 * interval '1 second'
+            WHERE name = %(name)s AND holder = %(holder)s AND token = %(token)s
+                AND expires_at > now()
+            """,
+                {"name": name, "holder": holder, "token": token, "ttl": ttl},
+            )
+            == 1
+        )
+
+    def release_lease(self, name: str, holder: str, token: int) -> None:
+        self._rowcount(
+            "UPDATE {s}.leases SET holder = NULL, expires_at = NULL"
+            " WHERE name = %s AND holder = %s AND token = %s",
+            [name, holder, token],
+        )
+
+    # -- fleet-wide schedules -------------------------------------------------------------------
+
+    def claim_tick(self, name: str, tick: datetime, worker: str, stalled_after: float) -> TickClaim:
+        key = {"name": name, "tick": tick, "worker": worker, "stalled": stalled_after}
+        with self._connection() as connection, connection.transaction():
+            run = connection.execute
+            run(
+                self._sql("INSERT INTO {s}.schedules VALUES (%(name)s) ON CONFLICT DO NOTHING"), key
+            )
+            # Every claim of this schedule waits here for the one before it: "claim unless a
+            # run is going" races under READ COMMITTED otherwise.
+            run(self._sql("SELECT 1 FROM {s}.schedules WHERE name = %(name)s FOR UPDATE"), key)
+            run(
+                self._sql(
+                    """
+                    UPDATE {s}.schedule_runs SET state = 'failed', finished_at = now(),
+                        error = 'worker died: no heartbeat for ' || stalled_after::text
+                    WHERE name = %(name)s AND state = 'running'
+                        AND heartbeat_at + stalled_after < now()
+                    """
+                ),
+                key,
+            )
+            taken = run(
+                self._sql(
+                    "SELECT 1 FROM {s}.schedule_runs WHERE name = %(name)s AND tick = %(tick)s"
+                ),
+                key,
+            ).fetchone()
+            if taken:
+                return "taken"
+            going = run(
+                self._sql(
+                    "SELECT 1 FROM {s}.schedule_runs WHERE name = %(name)s AND state = 'running'"
+                ),
+                key,
+            ).fetchone()
+            state: TickClaim = "skipped" if going else "claimed"
+            run(
+                self._sql(
+                    """
+                    INSERT INTO {s}.schedule_runs
+                        (name, tick, state, worker, started_at, finished_at, heartbeat_at,
+                         stalled_after)
+                    VALUES (%(name)s, %(tick)s, %(state)s, %(worker)s, now(),
+                            CASE WHEN %(state)s = 'skipped' THEN now() END, now(),
+                            %(stalled)s::float8 * interval '1 second')
+                    """
+                ),
+                {**key, "state": "skipped" if going else "running"},
+            )
+            run(
+                self._sql(
+                    """
+                    DELETE FROM {s}.schedule_runs WHERE name = %(name)s AND tick < (
+                        SELECT tick FROM {s}.schedule_runs WHERE name = %(name)s
+                        ORDER BY tick DESC OFFSET %(keep)s LIMIT 1)
+                    """
+                ),
+                {**key, "keep": _KEEP_RUNS - 1},
+            )
+            return state
+
+    def heartbeat_run(self, name: str, tick: datetime, worker: str) -> bool:
+        return (
+            self._rowcount(
+                "UPDATE {s}.schedule_runs SET heartbeat_at = now() WHERE name = %s AND tick = %s"
+                " AND worker = %s AND state = 'running'",
+                [name, tick, worker],
+            )
+            == 1
+        )
+
+    def finish_run(self, name: str, tick: datetime, worker: str, error: str | None) -> bool:
+        state = "completed" if error is None else "failed"
+        row = self._one(
+            """
+            WITH ended AS (
+                UPDATE {s}.schedule_runs SET state = %(state)s, finished_at = now(),
+                    error = %(error)s
+                WHERE name = %(name)s AND tick = %(tick)s AND worker = %(worker)s
+                    AND state = 'running'
+                RETURNING 1)
+            SELECT EXISTS (SELECT 1 FROM ended) OR EXISTS (
+                SELECT 1 FROM {s}.schedule_runs WHERE name = %(name)s AND tick = %(tick)s
+                    AND worker = %(worker)s AND state = %(state)s)
+            """,
+            {"name": name, "tick": tick, "worker": worker, "state": state, "error": error},
+        )
+        return bool(row and row[0])
+
+    def schedule_runs(self, name: str, limit: int) -> list[ScheduleRun]:
+        with self._connection() as connection:
+            rows = connection.execute(
+                self._sql(
+                    "SELECT name, tick, state, worker, started_at, finished_at, error"
+                    " FROM {s}.schedule_runs WHERE name = %s ORDER BY tick DESC LIMIT %s"
+                ),
+                [name, limit],
+            ).fetchall()
+        return [
+            ScheduleRun(
+                name=row[0],
+                tick=_utc(row[1]),
+                state=row[2],
+                worker=row[3],
+                started_at=_utc(row[4]),
+                finished_at=None if row[5] is None else _utc(row[5]),
+                error=row[6],
+            )
+            for row in rows
+        ]
 
     def listener(self) -> PostgresListener:
         return PostgresListener(self._url, self._settings, self.channel, self._shown)

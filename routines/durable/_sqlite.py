@@ -32,6 +32,8 @@ from ._backend import (
     NewJob,
     Outcome,
     OutcomeKind,
+    ScheduleRun,
+    TickClaim,
     newer_schema_error,
 )
 from ._errors import StoreError
@@ -56,6 +58,7 @@ _SQLITE_LOCKED: Final = 6
 _FIRST_RETRY_WAIT: Final = 0.001
 _MAX_RETRY_WAIT: Final = 0.05
 _PURGE_BATCH: Final = 500  # rows per purge transaction, so other writers get their turn
+_KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first
 _HEARTBEAT_BATCH: Final = 400  # (id, token) pairs per statement: 800 of SQLite's 999 variables
 
 # The schema, one step per version: step n turns version n into n + 1. Later steps add tables;
@@ -102,6 +105,34 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         'CREATE INDEX "{p}_jobs_by_state" ON "{p}_jobs" (queue, state, finished_at)',
     ),
+    (
+        """
+        CREATE TABLE "{p}_leases" (
+            name TEXT PRIMARY KEY,
+            holder TEXT,
+            token INTEGER NOT NULL,
+            expires_at INTEGER
+        )
+        """,
+        """
+        CREATE TABLE "{p}_schedule_runs" (
+            name TEXT NOT NULL,
+            tick INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('running', 'completed', 'failed', 'skipped')),
+            worker TEXT NOT NULL,
+            started_at INTEGER NOT NULL,
+            finished_at INTEGER,
+            heartbeat_at INTEGER,
+            stalled_after INTEGER,
+            error TEXT,
+            PRIMARY KEY (name, tick)
+        )
+        """,
+        """
+        CREATE INDEX "{p}_schedule_runs_running" ON "{p}_schedule_runs" (name)
+            WHERE state = 'running'
+        """,
+    ),
 )
 
 _JOB_COLUMNS: Final = (
@@ -146,6 +177,8 @@ class SQLiteBackend:
         self._timeout = timeout
         self._prefix = schema
         self._jobs = f'"{schema}_jobs"'
+        self._leases = f'"{schema}_leases"'
+        self._runs = f'"{schema}_schedule_runs"'
         self._version_table = f'"{schema}_schema_version"'
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -477,6 +510,160 @@ class SQLiteBackend:
             )
 
         return self._run(work, write=True)
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        def work(connection: sqlite3.Connection) -> int | None:
+            now = _now(connection)
+            expires = now + round(ttl * 1_000_000)
+            connection.execute(
+                f"""
+                INSERT INTO {self._leases} AS lease (name, holder, token, expires_at)
+                VALUES (:name, :holder, 1, :expires)
+                ON CONFLICT (name) DO UPDATE SET
+                    token = CASE WHEN lease.holder = :holder AND lease.expires_at > :now
+                                 THEN lease.token ELSE lease.token + 1 END,
+                    holder = :holder, expires_at = :expires
+                WHERE lease.holder IS NULL OR lease.expires_at <= :now
+                    OR lease.holder = :holder
+                """,
+                {"name": name, "holder": holder, "now": now, "expires": expires},
+            )
+            rows = connection.execute(
+                f"SELECT token FROM {self._leases}"
+                " WHERE name = ? AND holder = ? AND expires_at = ?",
+                (name, holder, expires),
+            ).fetchall()
+            return int(rows[0][0]) if rows else None
+
+        return self._run(work, write=True)
+
+    def renew_lease(self, name: str, holder: str, token: int, ttl: float) -> bool:
+        def work(connection: sqlite3.Connection) -> bool:
+            now = _now(connection)
+            cursor = connection.execute(
+                f"UPDATE {self._leases} SET expires_at = ? WHERE name = ? AND holder = ?"
+                " AND token = ? AND expires_at > ?",
+                (now + round(ttl * 1_000_000), name, holder, token, now),
+            )
+            return cursor.rowcount == 1
+
+        return self._run(work, write=True)
+
+    def release_lease(self, name: str, holder: str, token: int) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"UPDATE {self._leases} SET holder = NULL, expires_at = NULL"
+                " WHERE name = ? AND holder = ? AND token = ?",
+                (name, holder, token),
+            )
+
+        self._run(work, write=True)
+
+    # -- fleet-wide schedules -------------------------------------------------------------------
+
+    def claim_tick(self, name: str, tick: datetime, worker: str, stalled_after: float) -> TickClaim:
+        # One BEGIN IMMEDIATE transaction: it holds the database's write lock, which serialises
+        # every claim (of every schedule) on this host.
+        def work(connection: sqlite3.Connection) -> TickClaim:
+            now = _now(connection)
+            key = {
+                "name": name,
+                "tick": _microseconds(tick),
+                "worker": worker,
+                "now": now,
+                "stalled": round(stalled_after * 1_000_000),
+                "keep": _KEEP_RUNS - 1,
+            }
+            connection.execute(
+                f"""
+                UPDATE {self._runs} SET state = 'failed', finished_at = :now,
+                    error = 'worker died: no heartbeat for ' || (stalled_after / 1000000.0) || 's'
+                WHERE name = :name AND state = 'running' AND heartbeat_at + stalled_after < :now
+                """,
+                key,
+            )
+            if connection.execute(
+                f"SELECT 1 FROM {self._runs} WHERE name = :name AND tick = :tick", key
+            ).fetchall():
+                return "taken"
+            going = connection.execute(
+                f"SELECT 1 FROM {self._runs} WHERE name = :name AND state = 'running'", key
+            ).fetchall()
+            connection.execute(
+                f"""
+                INSERT INTO {self._runs} (name, tick, state, worker, started_at, finished_at,
+                    heartbeat_at, stalled_after)
+                VALUES (:name, :tick, :state, :worker, :now,
+                        CASE WHEN :state = 'skipped' THEN :now END, :now, :stalled)
+                """,
+                {**key, "state": "skipped" if going else "running"},
+            )
+            connection.execute(
+                f"""
+                DELETE FROM {self._runs} WHERE name = :name AND tick < (
+                    SELECT tick FROM {self._runs} WHERE name = :name
+                    ORDER BY tick DESC LIMIT 1 OFFSET :keep)
+                """,
+                key,
+            )
+            return "skipped" if going else "claimed"
+
+        return self._run(work, write=True)
+
+    def heartbeat_run(self, name: str, tick: datetime, worker: str) -> bool:
+        def work(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                f"UPDATE {self._runs} SET heartbeat_at = ? WHERE name = ? AND tick = ?"
+                " AND worker = ? AND state = 'running'",
+                (_now(connection), name, _microseconds(tick), worker),
+            )
+            return cursor.rowcount == 1
+
+        return self._run(work, write=True)
+
+    def finish_run(self, name: str, tick: datetime, worker: str, error: str | None) -> bool:
+        state = "completed" if error is None else "failed"
+
+        def work(connection: sqlite3.Connection) -> bool:
+            where = "name = ? AND tick = ? AND worker = ?"
+            key = (name, _microseconds(tick), worker)
+            cursor = connection.execute(
+                f"UPDATE {self._runs} SET state = ?, finished_at = ?, error = ?"
+                f" WHERE {where} AND state = 'running'",
+                (state, _now(connection), error, *key),
+            )
+            if cursor.rowcount == 1:
+                return True
+            return bool(
+                connection.execute(
+                    f"SELECT 1 FROM {self._runs} WHERE {where} AND state = ?", (*key, state)
+                ).fetchall()
+            )
+
+        return self._run(work, write=True)
+
+    def schedule_runs(self, name: str, limit: int) -> list[ScheduleRun]:
+        def work(connection: sqlite3.Connection) -> list[Any]:
+            return connection.execute(
+                f"SELECT name, tick, state, worker, started_at, finished_at, error"
+                f" FROM {self._runs} WHERE name = ? ORDER BY tick DESC LIMIT ?",
+                (name, limit),
+            ).fetchall()
+
+        return [
+            ScheduleRun(
+                name=row[0],
+                tick=_datetime(row[1]),
+                state=row[2],
+                worker=row[3],
+                started_at=_datetime(row[4]),
+                finished_at=None if row[5] is None else _datetime(row[5]),
+                error=row[6],
+            )
+            for row in self._run(work, write=False)
+        ]
 
     def listener(self) -> None:
         return None  # SQLite announces nothing: workers poll, in-process enqueues wake them

@@ -22,9 +22,10 @@ from typing_extensions import Self, final
 
 from .._flag import Flag
 from .._status import describe_error
-from .._validate import check_seconds
-from ._backend import Backend
+from .._validate import check_int, check_seconds
+from ._backend import Backend, ScheduleRun
 from ._errors import StoreError, StoreUnavailable
+from ._lease import Lease
 from ._queue import Queue, check_text
 
 __all__ = ["MAX_TIMEOUT", "Store", "open_store"]
@@ -77,6 +78,19 @@ class Store:
         name = check_text("name", name)
         self._check_usable()
         return Queue(self, name)
+
+    def lease(self, name: str, ttl: float | timedelta) -> Lease:
+        """A handle on the lease `name`, held for `ttl` seconds at a time (see `Lease`)."""
+        self._check_usable()
+        return Lease(self, name, ttl)
+
+    def schedule_runs(self, name: str, limit: int = 20) -> list[ScheduleRun]:
+        """The latest `limit` runs of the fleet-wide schedule `name`, newest tick first: did it
+        run, where, and how did it end."""
+        name = check_text("name", name)
+        limit = check_int("limit", limit, minimum=1)
+        with self._using("schedule_runs") as backend:
+            return backend.schedule_runs(name, limit)
 
     def close(self) -> None:
         """Close the store's connections; closing again does nothing."""

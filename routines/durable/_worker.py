@@ -24,7 +24,6 @@ import secrets
 import socket
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
@@ -41,14 +40,13 @@ from .._status import RoutineStatus, describe_error, error_text
 from .._threads import ThreadGroup
 from .._validate import check_callable, check_int, check_name, check_optional_seconds, check_seconds
 from ._backend import Claim, Listener, Outcome
-from ._errors import Fail, Retry, StoreUnavailable
+from ._errors import Fail, Retry, StoreUnavailable, error_report
 from ._queue import Job, Queue
 
 __all__ = ["QueueWorker"]
 
 logger = get_logger("durable.worker")
 
-_MAX_ERROR_TEXT: Final = 8192  # the longest last_error a failed attempt stores, in characters
 _LISTEN_SLICE: Final = 0.25  # a listener's longest wait: it notices a stop at least this often
 _FIRST_BACKOFF: Final = 0.1  # after a StoreUnavailable: the first wait, doubled up to...
 _LONGEST_BACKOFF: Final = 5.0  # ...this, so a worker is back within seconds of the database
@@ -349,7 +347,7 @@ class _Run:
                 return Outcome.handed_back(), None
             after = error.after if isinstance(error, Retry) else None
             delay = self.worker._retry_delay(job.attempts) if after is None else after
-            return Outcome.errored(_error_text(error), delay), error
+            return Outcome.errored(error_report(error), delay), error
         try:
             return Outcome.completed(
                 json.dumps(result, allow_nan=False, separators=(",", ":"))
@@ -522,14 +520,3 @@ class _Run:
                     self.wake.set()
         finally:
             listener.close()
-
-
-def _error_text(error: BaseException) -> str:
-    """Type, message and traceback of an attempt's error, at most 8 KiB (the head, the tail)."""
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    if len(text) <= _MAX_ERROR_TEXT:
-        return text
-    head = describe_error(error) or type(error).__name__
-    marker = "\n...(traceback shortened)...\n"
-    tail = text[-max(0, _MAX_ERROR_TEXT - len(head) - len(marker)) :]
-    return f"{head}{marker}{tail}"[:_MAX_ERROR_TEXT]

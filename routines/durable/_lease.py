@@ -1,0 +1,311 @@
+"""Leases: one holder at a time across a fleet, decided by the database's clock, with fencing
+tokens; and `Singleton`, a routine that runs on one replica at a time under a lease."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+
+from typing_extensions import final
+
+from .._context import Routine, running_as
+from .._flag import Flag, wait_any
+from .._lifecycle import Lifecycle
+from .._logs import fields, get_logger
+from .._status import RoutineStatus, describe_error, supervised_status
+from .._threads import ThreadGroup
+from .._validate import (
+    check_name,
+    check_optional_seconds,
+    check_routine,
+    check_seconds,
+    routine_name,
+)
+from ._errors import StoreUnavailable
+from ._queue import check_text
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = ["Lease", "Singleton", "holder_id"]
+
+logger = get_logger("durable.lease")
+
+_State: TypeAlias = Literal["idle", "waiting", "holding", "stopped", "failed"]
+_STANDING_BY: Final = "standing by: another replica holds the lease"
+
+
+def holder_id() -> str:
+    """Who holds a lease or runs a tick: host, pid and a random part (a restarted container
+    that reuses its hostname is someone else)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@final
+class Lease:
+    """The lease `name` in a store, as seen by one holder (this handle); get one with
+    `store.lease(name, ttl)`.
+
+    `acquire()` never blocks for long (at most the store's timeout): True if this handle holds
+    the lease now, because it was free, had expired, or was already its own. `renew()` extends
+    it by `ttl` from the database's now, False once it was lost. `release()` frees it. `token`
+    is the fencing token of the hold, None while not held: every new holder gets a larger one,
+    and renewing keeps it. Write it into what the holder changes, to fence off a stale holder.
+    """
+
+    __slots__ = ("_holder", "_store", "name", "token", "ttl")
+
+    def __init__(self, store: Store, name: str, ttl: float | timedelta) -> None:
+        self.name = check_text("name", name)
+        self.ttl = check_seconds("ttl", ttl, allow_zero=False)
+        self._store = store
+        self._holder = holder_id()
+        self.token: int | None = None
+
+    def acquire(self) -> bool:
+        with self._store._using("lease.acquire") as backend:
+            self.token = backend.acquire_lease(self.name, self._holder, self.ttl)
+        return self.token is not None
+
+    def renew(self) -> bool:
+        token = self.token
+        if token is None:
+            return False
+        with self._store._using("lease.renew") as backend:
+            held = backend.renew_lease(self.name, self._holder, token, self.ttl)
+        if not held:
+            self.token = None
+        return held
+
+    def release(self) -> None:
+        token, self.token = self.token, None
+        if token is not None:
+            with self._store._using("lease.release") as backend:
+                backend.release_lease(self.name, self._holder, token)
+
+    def __repr__(self) -> str:
+        return f"Lease({self.name!r}, ttl={self.ttl:g}, token={self.token})"
+
+
+@final
+class Singleton:
+    """Runs `routine` on one replica at a time: only while this process holds the lease `name`.
+
+    It tries to take the lease every `retry_interval` (default `ttl / 3`); once it holds it, it
+    starts the routine on its own thread and renews every `ttl / 3`. If a renewal fails, or
+    none has succeeded for `2 * ttl / 3` (watched by its own timer, not after a call that may
+    block), it stops the routine before the lease can expire, waits for it to return, and goes
+    back to trying. `stop()` stops the routine and releases the lease, so another replica takes
+    over within its `retry_interval`. A routine that returns or raises on its own ends the
+    Singleton the same way (so a restart policy applies). `ttl` must be at least 3 times the
+    store's timeout. `token` is the fencing token of the lease it holds now, or None.
+
+    The promise: at most one holder acts at a time, as long as a holder's pauses (a GC, a frozen
+    VM) stay under `ttl / 3`; the fencing token covers the rest.
+    """
+
+    def __init__(
+        self,
+        routine: Routine,
+        store: Store,
+        *,
+        name: str | None = None,
+        ttl: float | timedelta = 30.0,
+        retry_interval: float | timedelta | None = None,
+    ) -> None:
+        from ._store import Store
+
+        self.routine = check_routine("routine", routine)
+        if not isinstance(store, Store):
+            msg = f"store must be a durable store (durable.open_store()), got {store!r}"
+            raise TypeError(msg)
+        self.name: str = check_name(name) or routine_name(routine)
+        self._lease = Lease(store, self.name, ttl)
+        ttl_seconds = self._lease.ttl
+        if ttl_seconds < 3 * store.timeout:
+            msg = (
+                f"ttl must be at least 3 times the store's timeout ({3 * store.timeout:g}s), so "
+                f"that a renewal that waits out the timeout still comes in time; got {ttl!r}"
+            )
+            raise ValueError(msg)
+        retry = check_optional_seconds("retry_interval", retry_interval, allow_zero=False)
+        self._retry_interval = ttl_seconds / 3 if retry is None else retry
+        self._lifecycle = Lifecycle()
+        self._state: _State = "idle"
+
+    @property
+    def token(self) -> int | None:
+        return self._lease.token
+
+    def start(self) -> None:
+        """Hold the lease and run the routine while holding it, until `stop()` or the routine
+        ends by itself (then what it raised is raised here)."""
+        with self._lifecycle.run(self.name) as go:
+            try:
+                if go:
+                    _Hold(self._lease, self.routine, self.name, self._retry_interval).run(
+                        self._lifecycle.flag, self._set_state
+                    )
+            except BaseException:
+                self._state = "failed"
+                raise
+            self._state = "stopped"
+
+    def stop(self) -> None:
+        self._lifecycle.stop()
+
+    def status(self) -> RoutineStatus:
+        """The routine's status while this replica holds the lease; while it stands by, its
+        counters and a last error that says so."""
+        state = self._state
+        inner = supervised_status(self.routine, self.name, "running", 0, None)
+        if state == "holding":
+            return inner
+        if state == "waiting":
+            return RoutineStatus(self.name, "running", last_error=_STANDING_BY, runs=inner.runs)
+        return RoutineStatus(self.name, state if state != "failed" else "failed", runs=inner.runs)
+
+    def _set_state(self, state: _State) -> None:
+        self._state = state
+
+    def __repr__(self) -> str:
+        return f"<Singleton {self.name!r} of {self.routine!r}>"
+
+
+class _Hold:
+    """One `start()` of a Singleton: take the lease, run the routine while it holds."""
+
+    def __init__(self, lease: Lease, routine: Routine, name: str, retry_interval: float) -> None:
+        self.lease = lease
+        self.routine = routine
+        self.name = name
+        self.retry_interval = retry_interval
+
+    def run(self, stop: Flag, set_state: Callable[[_State], None]) -> None:
+        while not stop.is_set():
+            set_state("waiting")
+            if not self._acquire():
+                stop.wait(self.retry_interval)
+                continue
+            set_state("holding")
+            logger.info(
+                "singleton %r: holding the lease (token %s): starting its routine",
+                self.name,
+                self.lease.token,
+                extra=fields(self.name, "lease_acquired", token=self.lease.token),
+            )
+            try:
+                ended_by_itself = self._run_while_held(stop)
+            except BaseException:  # the routine raised: it ends the Singleton, as its own end
+                self._release()
+                raise
+            if ended_by_itself or stop.is_set():
+                self._release()
+                return
+
+    def _acquire(self) -> bool:
+        try:
+            return self.lease.acquire()
+        except StoreUnavailable as error:
+            logger.warning(
+                "singleton %r: could not reach the store to take the lease: %s",
+                self.name,
+                describe_error(error),
+                extra=fields(self.name, "store_unavailable"),
+            )
+            return False
+
+    def _release(self) -> None:
+        try:
+            self.lease.release()
+        except StoreUnavailable as error:  # it expires by itself within ttl
+            logger.warning(
+                "singleton %r: could not release the lease (it expires by itself): %s",
+                self.name,
+                describe_error(error),
+                extra=fields(self.name, "store_unavailable"),
+            )
+
+    def _run_while_held(self, stop: Flag) -> bool:
+        """Run the routine while the lease holds; True if it ended by itself (its error, if
+        any, is raised)."""
+        ttl = self.lease.ttl
+        routine_ended = Flag()
+        lost = Flag()
+        renewed = [time.monotonic()]  # when the last renewal succeeded
+        # What the routine's thread sees as stopping: also true, at once, when the last renewal
+        # is older than 2/3 of the ttl, so that a holder thawed from a long pause sees it in
+        # its first `routines.stopping()` before the watchdog thread has even run.
+        held = _HeldFlag(lambda: renewed[0] + 2 * ttl / 3)
+        group = ThreadGroup(f"singleton {self.name!r}")
+
+        def run_routine() -> None:
+            try:
+                with running_as(held):
+                    self.routine.start()
+            finally:
+                routine_ended.set()
+
+        def renew() -> None:
+            while not wait_any((stop, routine_ended, lost), ttl / 3):
+                try:
+                    held = self.lease.renew()
+                except StoreUnavailable as error:
+                    logger.warning(
+                        "singleton %r: a renewal could not reach the store: %s",
+                        self.name,
+                        describe_error(error),
+                        extra=fields(self.name, "store_unavailable"),
+                    )
+                    continue
+                if not held:
+                    lost.set()
+                    return
+                renewed[0] = time.monotonic()
+
+        with group:
+            group.start(run_routine, name=f"routine:{self.name}")
+            group.start(renew, name=f"routine:{self.name}:lease")
+            while not (stop.is_set() or routine_ended.is_set() or lost.is_set()):
+                # Our own timer: a renewal that blocks can't keep the routine running past it.
+                left = renewed[0] + 2 * ttl / 3 - time.monotonic()
+                if left <= 0:
+                    logger.warning(
+                        "singleton %r: no renewal for 2/3 of the ttl: stopping its routine "
+                        "before the lease can expire",
+                        self.name,
+                        extra=fields(self.name, "lease_lost"),
+                    )
+                    lost.set()
+                    break
+                wait_any((stop, routine_ended, lost), min(left, ttl / 3))
+            ended_by_itself = routine_ended.is_set() and not stop.is_set() and not lost.is_set()
+            if lost.is_set() and not routine_ended.is_set():
+                logger.warning(
+                    "singleton %r: the lease was lost: stopping its routine",
+                    self.name,
+                    extra=fields(self.name, "lease_lost"),
+                )
+            if not routine_ended.is_set():
+                held.set()
+                self.routine.stop()
+            lost.set()  # ends the renewals
+        return ended_by_itself
+
+
+class _HeldFlag(Flag):
+    """A stop flag that is also set once `deadline()` (monotonic) has passed."""
+
+    __slots__ = ("_deadline",)
+
+    def __init__(self, deadline: Callable[[], float]) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def is_set(self) -> bool:
+        return super().is_set() or time.monotonic() >= self._deadline()

@@ -1,0 +1,418 @@
+"""`Scheduled`: a job that every replica schedules and exactly one runs, tick by tick.
+
+Every process running the same schedule reckons its ticks on the database's clock, sleeps
+locally (on monotonic time, re-reading the database's clock at least once a minute, so a clock
+step or a suspended laptop can't strand it) until the next tick, then claims `(name, tick)`.
+Claims of one schedule are serialised in the database: the first claim of a tick runs it; the
+others find it taken; a tick that comes due while a run is still going is recorded `skipped`,
+so runs never overlap anywhere in the fleet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+
+from typing_extensions import final
+
+from .._context import running_as
+from .._flag import Flag
+from .._lifecycle import Lifecycle
+from .._logs import RepeatedFailures, fields, get_logger
+from .._record import RunRecord
+from .._status import RoutineStatus, describe_error
+from .._threads import ThreadGroup
+from .._validate import check_bool, check_callable, check_name, check_seconds, describe_callable
+from ._errors import StoreUnavailable, error_report
+from ._lease import holder_id
+from ._queue import check_text
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = ["Scheduled"]
+
+logger = get_logger("durable.scheduled")
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_REREAD_CLOCK: Final = 60.0  # the longest local wait before the database's clock is read again
+_FIRST_BACKOFF: Final = 0.1
+_LONGEST_BACKOFF: Final = 5.0
+
+_State: TypeAlias = Literal["idle", "running", "stopped", "failed"]
+
+
+@final
+class Scheduled:
+    """Run `handler` at each tick of a schedule, once across the fleet (a `Routine`).
+
+    Exactly one of `every` (seconds or a timedelta: ticks aligned to the Unix epoch, so
+    `every=300` ticks at :00, :05, ...) and `cron` (a five-field cron expression, in `timezone`;
+    needs the extra `routines[cron]`). `name` is the schedule's identity across the fleet
+    (default: the handler's qualified name). With `catch_up=True`, a process that starts when
+    the latest tick has no run (every replica was down) runs that tick once; missed ticks
+    coalesce into one. A run heartbeats; one whose process died is marked `failed` once its
+    heartbeat is older than `stalled_after` (at least 3 times the store's timeout), and the
+    next tick runs normally. `store.schedule_runs(name)` gives the fleet-wide history.
+
+    The handler's `Exception` is logged and its run recorded `failed`; the schedule goes on. A
+    `BaseException` records the run `failed` and ends the routine: `start()` re-raises it.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[], object],
+        store: Store,
+        *,
+        every: float | timedelta | None = None,
+        cron: str | None = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+        catch_up: bool = False,
+        stalled_after: float | timedelta = 60.0,
+    ) -> None:
+        from ._store import Store
+
+        self._handler = check_callable("handler", handler, takes=0)
+        if not isinstance(store, Store):
+            msg = f"store must be a durable store (durable.open_store()), got {store!r}"
+            raise TypeError(msg)
+        self._store = store
+        if (every is None) == (cron is None):
+            msg = f"pass exactly one of every and cron, got every={every!r} and cron={cron!r}"
+            raise ValueError(msg)
+        zone = _zone(timezone)
+        self._ticks: _Ticks = (
+            _Every(check_seconds("every", every, allow_zero=False))
+            if every is not None
+            else _Cron(cron, zone)
+        )
+        self.name: str = check_text("name", check_name(name) or describe_callable(handler))
+        self._catch_up = check_bool("catch_up", catch_up)
+        self._stalled_after = check_seconds("stalled_after", stalled_after, allow_zero=False)
+        if self._stalled_after < 3 * store.timeout:
+            msg = (
+                "stalled_after must be at least 3 times the store's timeout "
+                f"({3 * store.timeout:g}s): two heartbeats and a call that waits out the timeout "
+                f"must fit in it; got {stalled_after!r}"
+            )
+            raise ValueError(msg)
+        self._lifecycle = Lifecycle()
+        self._record = RunRecord()
+        self._failures = RepeatedFailures(self._stalled_after)
+        self._state: _State = "idle"
+
+    def start(self) -> None:
+        """Take part in the schedule until `stop()`; a run going on finishes first."""
+        with self._lifecycle.run(self.name) as go:
+            self._state = "running"
+            try:
+                if go:
+                    _Schedule(self).run()
+            except BaseException:
+                self._state = "failed"
+                raise
+            self._state = "stopped"
+
+    def stop(self) -> None:
+        self._lifecycle.stop()
+
+    def status(self) -> RoutineStatus:
+        """Runs of this process (`runs`, `failures`, `last_run_duration`, when it last ran and
+        last succeeded) and when the next tick is (`next_run_at`)."""
+        state: Literal["idle", "running", "stopping", "stopped", "failed"] = self._state
+        if state == "running" and self._lifecycle.stopping:
+            state = "stopping"
+        return self._record.status(self.name, state)
+
+    def __repr__(self) -> str:
+        return f"<Scheduled {self.name!r} {self._ticks}>"
+
+
+class _Ticks:
+    """A schedule's ticks: aware UTC datetimes."""
+
+    def after(self, moment: datetime) -> datetime:
+        """The first tick strictly after `moment`."""
+        raise NotImplementedError
+
+    def latest(self, moment: datetime) -> datetime:
+        """The last tick at or before `moment`."""
+        raise NotImplementedError
+
+
+@final
+class _Every(_Ticks):
+    def __init__(self, every: float) -> None:
+        self._every = max(1, round(every * 1_000_000))  # microseconds
+
+    def after(self, moment: datetime) -> datetime:
+        since = (moment - _EPOCH) // timedelta(microseconds=1)
+        return _EPOCH + timedelta(microseconds=(since // self._every + 1) * self._every)
+
+    def latest(self, moment: datetime) -> datetime:
+        since = (moment - _EPOCH) // timedelta(microseconds=1)
+        return _EPOCH + timedelta(microseconds=since // self._every * self._every)
+
+    def __repr__(self) -> str:
+        return f"every {self._every / 1_000_000:g}s"
+
+
+@final
+class _Cron(_Ticks):
+    def __init__(self, expression: object, zone: tzinfo) -> None:
+        if not isinstance(expression, str):
+            msg = f"cron must be a str such as '*/5 * * * *', got {expression!r}"
+            raise TypeError(msg)
+        try:
+            from croniter import croniter
+        except ImportError as error:
+            msg = (
+                "cron schedules need croniter: pip install 'routines[cron]' "
+                f"({describe_error(error)})"
+            )
+            raise ImportError(msg) from error
+        if len(expression.split()) != 5 or not croniter.is_valid(expression):
+            msg = f"cron must be a valid five-field cron expression, got {expression!r}"
+            raise ValueError(msg)
+        self._zone = zone
+        self._expression = expression
+        self._croniter: Any = croniter
+
+    def after(self, moment: datetime) -> datetime:
+        found: datetime = self._croniter(self._expression, moment.astimezone(self._zone)).get_next(
+            datetime
+        )
+        return found.astimezone(timezone.utc)
+
+    def latest(self, moment: datetime) -> datetime:
+        # croniter's get_prev is strictly before: nudge the moment so a tick at it counts.
+        nudged = moment.astimezone(self._zone) + timedelta(microseconds=1)
+        found: datetime = self._croniter(self._expression, nudged).get_prev(datetime)
+        return found.astimezone(timezone.utc)
+
+    def __repr__(self) -> str:
+        return f"cron {self._expression!r} in {self._zone}"
+
+
+def _zone(name: object) -> tzinfo:
+    """The time zone `name` (IANA), for cron schedules."""
+    import zoneinfo
+
+    if not isinstance(name, str):
+        msg = f"timezone must be a str such as 'Europe/Paris', got {name!r}"
+        raise TypeError(msg)
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        msg = f"timezone must be an IANA time zone such as 'Europe/Paris', got {name!r}"
+        raise ValueError(msg) from error
+
+
+class _Schedule:
+    """One `start()` of a Scheduled: the tick loop on start()'s thread, a thread per run."""
+
+    def __init__(self, scheduled: Scheduled) -> None:
+        self.scheduled = scheduled
+        self.name = scheduled.name
+        self.store = scheduled._store
+        self.stop = scheduled._lifecycle.flag
+        self.worker = holder_id()
+        self.lock = threading.Lock()
+        self.running: datetime | None = None  # the tick of this process's run going on
+        self.run_ended = Flag()
+        self.clock_read_at = -float("inf")  # monotonic, when the database's clock was read
+        self.clock_offset = timedelta(0)  # database's now - this host's wall clock, then
+        self.backoff = 0.0
+
+    def run(self) -> None:
+        scheduled = self.scheduled
+        with ThreadGroup(
+            f"schedule {self.name!r}", on_error=lambda error: self.stop.set()
+        ) as group:
+            now = self._database_now()
+            if now is None:
+                return
+            last = now
+            if scheduled._catch_up:
+                latest = scheduled._ticks.latest(now)
+                self._claim(group, latest)
+                last = max(last, latest)
+            while not self.stop.is_set():
+                tick = scheduled._ticks.after(last)
+                scheduled._record.scheduled(tick.timestamp())
+                if not self._wait_for(tick):
+                    break
+                self._claim(group, tick)
+                last = tick
+            scheduled._record.scheduled(None)
+            # A run going on after the stop finishes first: keep it alive meanwhile, or another
+            # replica would take it for dead.
+            while self._running_tick() is not None:
+                self._heartbeat()
+                self.run_ended.wait(scheduled._stalled_after / 3)
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def _database_now(self) -> datetime | None:
+        """The database's clock, read now (retried while unavailable); None once stopping."""
+        while not self.stop.is_set():
+            try:
+                with self.store._using("now") as backend:
+                    now = backend.now()
+            except StoreUnavailable as error:
+                self._unavailable(error, "reading the database's clock")
+                continue
+            self.backoff = 0.0
+            self.clock_read_at = time.monotonic()
+            self.clock_offset = now - datetime.now(timezone.utc)
+            return now
+        return None
+
+    def _estimated_now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.clock_offset
+
+    def _wait_for(self, tick: datetime) -> bool:
+        """Wait until the database's clock reaches `tick`, heartbeating a run meanwhile;
+        False once stopping."""
+        heartbeat_every = self.scheduled._stalled_after / 3
+        next_beat = time.monotonic() + heartbeat_every
+        while not self.stop.is_set():
+            stale = time.monotonic() - self.clock_read_at >= _REREAD_CLOCK
+            if stale and self._database_now() is None:
+                return False
+            left = (tick - self._estimated_now()).total_seconds()
+            if left <= 0:
+                now = self._database_now()  # due by the estimate: ask the database
+                if now is None:
+                    return False
+                if now >= tick:
+                    return True
+                left = (tick - now).total_seconds()
+            if self._running_tick() is not None and time.monotonic() >= next_beat:
+                self._heartbeat()
+                next_beat = time.monotonic() + heartbeat_every
+            wait = min(left, _REREAD_CLOCK)
+            if self._running_tick() is not None:
+                wait = min(wait, max(0.0, next_beat - time.monotonic()))
+            self.stop.wait(max(wait, 0.0))
+        return False
+
+    def _unavailable(self, error: StoreUnavailable, what: str) -> None:
+        if not self.backoff:
+            logger.warning(
+                "schedule %r: %s: %s; trying again until the store is back",
+                self.name,
+                what,
+                describe_error(error),
+                extra=fields(self.name, "store_unavailable"),
+            )
+        self.backoff = min(max(self.backoff * 2, _FIRST_BACKOFF), _LONGEST_BACKOFF)
+        self.stop.wait(self.backoff)
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def _running_tick(self) -> datetime | None:
+        with self.lock:
+            return self.running
+
+    def _claim(self, group: ThreadGroup, tick: datetime) -> None:
+        scheduled = self.scheduled
+        while not self.stop.is_set():
+            try:
+                with self.store._using("claim_tick") as backend:
+                    claimed = backend.claim_tick(
+                        self.name, tick, self.worker, scheduled._stalled_after
+                    )
+                break
+            except StoreUnavailable as error:
+                self._unavailable(error, f"claiming the tick {tick:%Y-%m-%d %H:%M:%S}")
+        else:
+            return
+        self.backoff = 0.0
+        if claimed == "skipped":
+            logger.info(
+                "schedule %r: tick %s skipped: the previous run is still going",
+                self.name,
+                tick.isoformat(),
+                extra=fields(self.name, "tick_skipped"),
+            )
+        if claimed != "claimed":
+            return
+        with self.lock:
+            self.running = tick
+        self.run_ended.clear()
+        group.start(self._run, tick, name=f"routine:{self.name}:run")
+
+    def _run(self, tick: datetime) -> None:
+        scheduled = self.scheduled
+        began = time.monotonic()
+        error: BaseException | None = None
+        try:
+            with running_as(self.stop):
+                scheduled._handler()
+        except BaseException as exc:  # noqa: BLE001 - recorded; a BaseException is re-raised below
+            error = exc
+        finally:
+            with self.lock:
+                self.running = None
+            self.run_ended.set()
+        duration = time.monotonic() - began
+        if error is None:
+            scheduled._record.ran(duration)
+        else:
+            scheduled._record.ran(duration, failure=error)
+            scheduled._failures.log(
+                logger,
+                error,
+                time.monotonic(),
+                f"schedule {self.name!r}: the run of {tick.isoformat()} failed",
+                routine=self.name,
+                event="run_failed",
+            )
+        self._finish(tick, None if error is None else error_report(error))
+        if error is not None and not isinstance(error, Exception):
+            raise error
+
+    def _heartbeat(self) -> None:
+        tick = self._running_tick()
+        if tick is None:
+            return
+        try:
+            with self.store._using("heartbeat_run") as backend:
+                backend.heartbeat_run(self.name, tick, self.worker)
+        except StoreUnavailable as error:
+            logger.warning(
+                "schedule %r: a heartbeat could not reach the store: %s",
+                self.name,
+                describe_error(error),
+                extra=fields(self.name, "store_unavailable"),
+            )
+
+    def _finish(self, tick: datetime, error: str | None) -> None:
+        """Record how the run ended, retried while the store is unavailable for up to
+        stalled_after (then the run is marked failed by the next claim, as a dead one)."""
+        give_up = time.monotonic() + self.scheduled._stalled_after
+        pause = threading.Event()  # not stopped by a stop: only bounded
+        delay = _FIRST_BACKOFF
+        while True:
+            try:
+                with self.store._using("finish_run") as backend:
+                    backend.finish_run(self.name, tick, self.worker, error)
+            except StoreUnavailable as unavailable:
+                if time.monotonic() + delay > give_up:
+                    logger.error(  # noqa: TRY400 - the outage is the news, not a traceback
+                        "schedule %r: could not record the end of the run of %s: %s",
+                        self.name,
+                        tick.isoformat(),
+                        describe_error(unavailable),
+                        extra=fields(self.name, "run_unrecorded"),
+                    )
+                    return
+                pause.wait(delay)
+                delay = min(delay * 2, _LONGEST_BACKOFF)
+            else:
+                return
