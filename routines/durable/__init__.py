@@ -7,9 +7,10 @@ when a `postgresql://` store is opened.
 
 from __future__ import annotations
 
-from ._backend import ScheduleRun
+from ._backend import MigrationError, MigrationStatus, ScheduleRun
 from ._errors import Fail, Retry, StoreError, StoreUnavailable
 from ._lease import Lease, Singleton
+from ._migrations import Migration, MigrationRunner, MigrationsIncomplete
 from ._queue import Job, JobState, Queue
 from ._scheduled import Scheduled
 from ._store import Store, open_store
@@ -20,6 +21,11 @@ __all__ = [
     "Job",
     "JobState",
     "Lease",
+    "Migration",
+    "MigrationError",
+    "MigrationRunner",
+    "MigrationStatus",
+    "MigrationsIncomplete",
     "Queue",
     "QueueWorker",
     "Retry",

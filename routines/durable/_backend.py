@@ -18,10 +18,10 @@ worker's last heartbeat is not lost. The result or error the worker wrote is kep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from typing_extensions import final
 
@@ -34,6 +34,8 @@ __all__ = [
     "Backend",
     "Claim",
     "Listener",
+    "MigrationError",
+    "MigrationStatus",
     "ScheduleRun",
     "TickClaim",
     "ErrorKind",
@@ -41,6 +43,7 @@ __all__ = [
     "NewJob",
     "Outcome",
     "OutcomeKind",
+    "migration_statuses",
     "newer_schema_error",
 ]
 
@@ -150,6 +153,34 @@ class ScheduleRun:
     started_at: datetime
     finished_at: datetime | None
     error: str | None
+
+
+@final
+@dataclass(frozen=True)
+class MigrationError:
+    """An exception a batch of an out-of-band migration raised: when, and its text."""
+
+    at: datetime
+    error: str
+
+
+@final
+@dataclass(frozen=True)
+class MigrationStatus:
+    """An out-of-band migration as the store holds it: its progress (0.0 to 1.0) as last
+    computed from its data, its direction, when either last changed, and its latest errors
+    (the last 100, newest first)."""
+
+    id: str
+    progress: float
+    reverse: bool
+    updated_at: datetime
+    errors: tuple[MigrationError, ...]
+
+    @property
+    def complete(self) -> bool:
+        """Done in its direction: 1.0 forward, 0.0 in reverse."""
+        return self.progress <= 0.0 if self.reverse else self.progress >= 1.0
 
 
 class Backend(Protocol):
@@ -263,6 +294,28 @@ class Backend(Protocol):
         """The latest `limit` runs of `name`, newest tick first."""
         ...
 
+    # -- out-of-band migrations ---------------------------------------------------------------
+
+    def register_migrations(self, ids: Sequence[str]) -> None:
+        """Record the migrations `ids` that the store has not seen: progress 0, forward."""
+        ...
+
+    def set_migration_direction(self, migration_id: str, reverse: bool) -> None:
+        """Run `migration_id` forward or in reverse from now on (recorded if it was not)."""
+        ...
+
+    def store_migration_progress(self, migration_id: str, progress: float) -> None:
+        """The progress last computed from the migration's data."""
+        ...
+
+    def record_migration_error(self, migration_id: str, error: str) -> None:
+        """An error of a batch, at the database's now; keeps the last 100 per migration."""
+        ...
+
+    def migrations(self, ids: Sequence[str] | None = None) -> list[MigrationStatus]:
+        """The migrations the store has seen (only `ids`, if given), by id."""
+        ...
+
     def listener(self) -> Listener | None:
         """A listener for enqueues from other processes, or None if the database has none
         (SQLite: the worker polls, and in-process enqueues wake it through the store)."""
@@ -290,6 +343,32 @@ class Listener(Protocol):
     def close(self) -> None:
         """Close its connection; never raises."""
         ...
+
+
+def migration_statuses(
+    rows: Sequence[Sequence[Any]], moment: Callable[[Any], datetime]
+) -> list[MigrationStatus]:
+    """Statuses from rows of (id, progress, reverse, updated_at, error's at, error), ordered by
+    id then newest error first, an error's columns None where a migration has none."""
+    statuses: list[MigrationStatus] = []
+    for row in rows:
+        if not statuses or statuses[-1].id != row[0]:
+            statuses.append(
+                MigrationStatus(
+                    id=row[0],
+                    progress=float(row[1]),
+                    reverse=bool(row[2]),
+                    updated_at=moment(row[3]),
+                    errors=(),
+                )
+            )
+        if row[4] is not None:
+            last = statuses[-1]
+            error = MigrationError(at=moment(row[4]), error=row[5])
+            statuses[-1] = MigrationStatus(
+                last.id, last.progress, last.reverse, last.updated_at, (*last.errors, error)
+            )
+    return statuses
 
 
 def newer_schema_error(store: str, found: int, known: int) -> StoreError:

@@ -34,12 +34,16 @@ from ._backend import (
     Claim,
     ErrorKind,
     Heartbeat,
+    MigrationStatus,
     NewJob,
     Outcome,
     OutcomeKind,
     ScheduleRun,
     TickClaim,
     newer_schema_error,
+)
+from ._backend import (
+    migration_statuses as _migration_statuses,
 )
 from ._errors import StoreError
 from ._queue import JOB_STATES, Job, JobState, job_from_row
@@ -54,6 +58,7 @@ _POOL_MAX_SIZE: Final = 10
 _POOL_WORKERS: Final = 2
 _CLOSE_TIMEOUT: Final = 5.0
 _KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first
+_KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
 _KEY_RACE_ROUNDS: Final = 10  # insert-or-find rounds for a key whose live job keeps changing
 
 # The schema, one step per version: step n turns version n into n + 1. Later steps add tables;
@@ -125,6 +130,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
         "CREATE INDEX schedule_runs_running ON {s}.schedule_runs (name) WHERE state = 'running'",
+    ),
+    (
+        """
+        CREATE TABLE {s}.migrations (
+            id text PRIMARY KEY,
+            progress double precision NOT NULL DEFAULT 0,
+            reverse boolean NOT NULL DEFAULT false,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )
+        """,
+        """
+        CREATE TABLE {s}.migration_errors (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            migration_id text NOT NULL,
+            at timestamptz NOT NULL DEFAULT now(),
+            error text NOT NULL
+        )
+        """,
+        "CREATE INDEX migration_errors_latest ON {s}.migration_errors (migration_id, id DESC)",
     ),
 )
 
@@ -668,6 +692,65 @@ class PostgresBackend:
             )
             for row in rows
         ]
+
+    # -- out-of-band migrations -----------------------------------------------------------------
+
+    def register_migrations(self, ids: Sequence[str]) -> None:
+        with self._connection() as connection:
+            connection.cursor().executemany(
+                self._sql("INSERT INTO {s}.migrations (id) VALUES (%s) ON CONFLICT DO NOTHING"),
+                [(migration_id,) for migration_id in ids],
+            )
+
+    def set_migration_direction(self, migration_id: str, reverse: bool) -> None:
+        self._rowcount(
+            """
+            INSERT INTO {s}.migrations (id, reverse) VALUES (%(id)s, %(reverse)s)
+            ON CONFLICT (id) DO UPDATE SET reverse = %(reverse)s, updated_at = now()
+                WHERE {s}.migrations.reverse <> %(reverse)s
+            """,
+            {"id": migration_id, "reverse": reverse},
+        )
+
+    def store_migration_progress(self, migration_id: str, progress: float) -> None:
+        self._rowcount(
+            "UPDATE {s}.migrations SET progress = %(progress)s, updated_at = now()"
+            " WHERE id = %(id)s AND progress <> %(progress)s",
+            {"id": migration_id, "progress": progress},
+        )
+
+    def record_migration_error(self, migration_id: str, error: str) -> None:
+        with self._connection() as connection, connection.transaction():
+            connection.execute(
+                self._sql("INSERT INTO {s}.migration_errors (migration_id, error) VALUES (%s, %s)"),
+                [migration_id, error],
+            )
+            connection.execute(
+                self._sql(
+                    """
+                    DELETE FROM {s}.migration_errors WHERE migration_id = %(id)s AND id < (
+                        SELECT id FROM {s}.migration_errors WHERE migration_id = %(id)s
+                        ORDER BY id DESC OFFSET %(keep)s LIMIT 1)
+                    """
+                ),
+                {"id": migration_id, "keep": _KEEP_MIGRATION_ERRORS - 1},
+            )
+
+    def migrations(self, ids: Sequence[str] | None = None) -> list[MigrationStatus]:
+        where = "" if ids is None else "WHERE m.id = ANY(%(ids)s)"
+        with self._connection() as connection:
+            rows = connection.execute(
+                self._sql(
+                    f"""
+                    SELECT m.id, m.progress, m.reverse, m.updated_at, e.at, e.error
+                    FROM {{s}}.migrations m LEFT JOIN {{s}}.migration_errors e
+                        ON e.migration_id = m.id
+                    {where} ORDER BY m.id, e.id DESC
+                    """
+                ),
+                {"ids": list(ids or ())},
+            ).fetchall()
+        return _migration_statuses(rows, _utc)
 
     def listener(self) -> PostgresListener:
         return PostgresListener(self._url, self._settings, self.channel, self._shown)

@@ -29,11 +29,13 @@ from ._backend import (
     Claim,
     ErrorKind,
     Heartbeat,
+    MigrationStatus,
     NewJob,
     Outcome,
     OutcomeKind,
     ScheduleRun,
     TickClaim,
+    migration_statuses,
     newer_schema_error,
 )
 from ._errors import StoreError
@@ -59,6 +61,7 @@ _FIRST_RETRY_WAIT: Final = 0.001
 _MAX_RETRY_WAIT: Final = 0.05
 _PURGE_BATCH: Final = 500  # rows per purge transaction, so other writers get their turn
 _KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first
+_KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
 _HEARTBEAT_BATCH: Final = 400  # (id, token) pairs per statement: 800 of SQLite's 999 variables
 
 # The schema, one step per version: step n turns version n into n + 1. Later steps add tables;
@@ -133,6 +136,28 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             WHERE state = 'running'
         """,
     ),
+    (
+        """
+        CREATE TABLE "{p}_migrations" (
+            id TEXT PRIMARY KEY,
+            progress REAL NOT NULL DEFAULT 0,
+            reverse INTEGER NOT NULL DEFAULT 0,
+            updated_at INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE "{p}_migration_errors" (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            migration_id TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            error TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE INDEX "{p}_migration_errors_latest" ON "{p}_migration_errors"
+            (migration_id, id DESC)
+        """,
+    ),
 )
 
 _JOB_COLUMNS: Final = (
@@ -179,6 +204,8 @@ class SQLiteBackend:
         self._jobs = f'"{schema}_jobs"'
         self._leases = f'"{schema}_leases"'
         self._runs = f'"{schema}_schedule_runs"'
+        self._migrations = f'"{schema}_migrations"'
+        self._migration_errors = f'"{schema}_migration_errors"'
         self._version_table = f'"{schema}_schema_version"'
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -664,6 +691,79 @@ class SQLiteBackend:
             )
             for row in self._run(work, write=False)
         ]
+
+    # -- out-of-band migrations -----------------------------------------------------------------
+
+    def register_migrations(self, ids: Sequence[str]) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            now = _now(connection)
+            connection.executemany(
+                f"INSERT INTO {self._migrations} (id, updated_at) VALUES (?, ?)"
+                " ON CONFLICT DO NOTHING",
+                [(migration_id, now) for migration_id in ids],
+            )
+
+        self._run(work, write=True)
+
+    def set_migration_direction(self, migration_id: str, reverse: bool) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"""
+                INSERT INTO {self._migrations} (id, reverse, updated_at)
+                VALUES (:id, :reverse, :now)
+                ON CONFLICT (id) DO UPDATE SET reverse = :reverse, updated_at = :now
+                    WHERE reverse <> :reverse
+                """,
+                {"id": migration_id, "reverse": int(reverse), "now": _now(connection)},
+            )
+
+        self._run(work, write=True)
+
+    def store_migration_progress(self, migration_id: str, progress: float) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"UPDATE {self._migrations} SET progress = ?, updated_at = ?"
+                " WHERE id = ? AND progress <> ?",
+                (progress, _now(connection), migration_id, progress),
+            )
+
+        self._run(work, write=True)
+
+    def record_migration_error(self, migration_id: str, error: str) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"INSERT INTO {self._migration_errors} (migration_id, at, error) VALUES (?, ?, ?)",
+                (migration_id, _now(connection), error),
+            )
+            connection.execute(
+                f"""
+                DELETE FROM {self._migration_errors} WHERE migration_id = :id AND id < (
+                    SELECT id FROM {self._migration_errors} WHERE migration_id = :id
+                    ORDER BY id DESC LIMIT 1 OFFSET :keep)
+                """,
+                {"id": migration_id, "keep": _KEEP_MIGRATION_ERRORS - 1},
+            )
+
+        self._run(work, write=True)
+
+    def migrations(self, ids: Sequence[str] | None = None) -> list[MigrationStatus]:
+        chosen = list(ids or ())
+        where = "" if ids is None else f"WHERE m.id IN ({', '.join('?' * len(chosen))})"
+
+        def work(connection: sqlite3.Connection) -> list[Any]:
+            return connection.execute(
+                f"""
+                SELECT m.id, m.progress, m.reverse, m.updated_at, e.at, e.error
+                FROM {self._migrations} m LEFT JOIN {self._migration_errors} e
+                    ON e.migration_id = m.id
+                {where} ORDER BY m.id, e.id DESC
+                """,
+                chosen,
+            ).fetchall()
+
+        if ids is not None and not chosen:
+            return []
+        return migration_statuses(self._run(work, write=False), _datetime)
 
     def listener(self) -> None:
         return None  # SQLite announces nothing: workers poll, in-process enqueues wake them

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from types import TracebackType
@@ -22,10 +22,11 @@ from typing_extensions import Self, final
 
 from .._flag import Flag
 from .._status import describe_error
-from .._validate import check_int, check_seconds
-from ._backend import Backend, ScheduleRun
+from .._validate import check_bool, check_int, check_seconds
+from ._backend import Backend, MigrationStatus, ScheduleRun
 from ._errors import StoreError, StoreUnavailable
 from ._lease import Lease
+from ._migrations import MigrationsIncomplete, check_migration_ids
 from ._queue import Queue, check_text
 
 __all__ = ["MAX_TIMEOUT", "Store", "open_store"]
@@ -91,6 +92,37 @@ class Store:
         limit = check_int("limit", limit, minimum=1)
         with self._using("schedule_runs") as backend:
             return backend.schedule_runs(name, limit)
+
+    def migrations(self) -> list[MigrationStatus]:
+        """Every out-of-band migration the store has seen: its progress as last computed, its
+        direction, when either changed, and its latest errors."""
+        with self._using("migrations") as backend:
+            return backend.migrations()
+
+    def set_migration_direction(self, migration_id: str, *, reverse: bool) -> None:
+        """Run the migration forward (`reverse=False`) or back; its runners follow at their next
+        interval, each batch finished first."""
+        migration_id = check_text("migration_id", migration_id)
+        reverse = check_bool("reverse", reverse)
+        with self._using("set_migration_direction") as backend:
+            backend.set_migration_direction(migration_id, reverse)
+
+    def require_migrations_complete(self, ids: Iterable[str]) -> None:
+        """Raise `MigrationsIncomplete`, naming them, unless every migration of `ids` is
+        complete forward (an id the store has never seen is not); for an app's start-up,
+        before code that needs the new data (Sourcegraph's `Validate`)."""
+        wanted = check_migration_ids(ids)
+        with self._using("migrations") as backend:
+            found = {status.id: status for status in backend.migrations(wanted)}
+        incomplete = tuple(
+            migration_id
+            for migration_id in wanted
+            if migration_id not in found
+            or found[migration_id].reverse
+            or not found[migration_id].complete
+        )
+        if incomplete:
+            raise MigrationsIncomplete(incomplete)
 
     def close(self) -> None:
         """Close the store's connections; closing again does nothing."""

@@ -1,0 +1,302 @@
+"""Out-of-band migrations: data migrations too slow for a deploy, run in batches in the
+background, their progress recorded, reversible (Sourcegraph's `oobmigration`)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias, runtime_checkable
+
+from typing_extensions import final
+
+from .._errors import RoutinesError
+from .._flag import Flag
+from .._lifecycle import Lifecycle
+from .._logs import RepeatedFailures, fields, get_logger
+from .._record import RunRecord
+from .._status import RoutineStatus, describe_error
+from .._validate import check_name, check_seconds
+from ._errors import StoreUnavailable, error_report
+from ._lease import Lease
+from ._queue import check_text
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = ["Migration", "MigrationRunner", "MigrationsIncomplete", "check_migration_ids"]
+
+logger = get_logger("durable.migrations")
+
+# A migration's lease lasts this many intervals (and at least 3 store timeouts), renewed every
+# third of it while a batch runs: a runner that died mid-batch frees it that soon.
+_LEASE_INTERVALS: Final = 5
+
+_State: TypeAlias = Literal["idle", "running", "stopped", "failed"]
+
+
+@runtime_checkable
+class Migration(Protocol):
+    """An out-of-band migration: `up()` and `down()` each do one batch, idempotently;
+    `progress()` says how far it is (0.0 to 1.0), computed from the data itself."""
+
+    id: str  # stable across releases
+
+    def progress(self) -> float: ...
+
+    def up(self) -> None: ...
+
+    def down(self) -> None: ...
+
+
+class MigrationsIncomplete(RoutinesError):
+    """`store.require_migrations_complete()` found migrations not complete: `ids` names them."""
+
+    def __init__(self, ids: tuple[str, ...]) -> None:
+        self.ids = ids
+        super().__init__(
+            f"out-of-band migrations not complete: {', '.join(ids)}; let their MigrationRunner "
+            "finish them (store.migrations() shows their progress) before this code runs"
+        )
+
+
+@final
+class MigrationRunner:
+    """Runs out-of-band migrations in the background, one batch per interval each (a Routine).
+
+    Every `interval` seconds, for each migration not yet complete in its direction (progress
+    1.0 forward, 0.0 in reverse, as `store.set_migration_direction()` says), it takes the lease
+    `migration:<id>` (so only one replica runs a migration's batch at a time), runs one batch
+    (`up()` or `down()`), records an exception as an error instead of raising it (the last 100
+    are kept), recomputes `progress()` and stores it. A batch is never interrupted: a stop is
+    seen between batches. The migrations are recorded in the store as the runner starts.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        migrations: Iterable[Migration],
+        *,
+        interval: float | timedelta = 1.0,
+        name: str = "migrations",
+    ) -> None:
+        from ._store import Store
+
+        if not isinstance(store, Store):
+            msg = f"store must be a durable store (durable.open_store()), got {store!r}"
+            raise TypeError(msg)
+        self._store = store
+        self._migrations = _check_migrations(migrations)
+        self._interval = check_seconds("interval", interval, allow_zero=False)
+        self.name: str = check_name(name) or "migrations"
+        self._lease_ttl = max(3 * store.timeout, _LEASE_INTERVALS * self._interval, 1.0)
+        self._lifecycle = Lifecycle()
+        self._record = RunRecord()
+        self._failures = RepeatedFailures(max(60.0, 10 * self._interval))
+        self._state: _State = "idle"
+        self._registered = False
+
+    def start(self) -> None:
+        """Run batches until `stop()` (a batch going on finishes first)."""
+        with self._lifecycle.run(self.name) as go:
+            self._state = "running"
+            try:
+                if go:
+                    self._run(self._lifecycle.flag)
+            except BaseException:
+                self._state = "failed"
+                raise
+            self._state = "stopped"
+
+    def stop(self) -> None:
+        self._lifecycle.stop()
+
+    def status(self) -> RoutineStatus:
+        """Batches run here (`runs`), those that raised (`failures`), the last error."""
+        state: Literal["idle", "running", "stopping", "stopped", "failed"] = self._state
+        if state == "running" and self._lifecycle.stopping:
+            state = "stopping"
+        return self._record.status(self.name, state)
+
+    def __repr__(self) -> str:
+        return f"<MigrationRunner {self.name!r}: {', '.join(m.id for m in self._migrations)}>"
+
+    # -- on start()'s thread ------------------------------------------------------------------
+
+    def _run(self, stop: Flag) -> None:
+        store = self._store
+        ttl = self._lease_ttl
+        leases = {m.id: store.lease(f"migration:{m.id}", ttl) for m in self._migrations}
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                self._register()
+                for migration in self._migrations:
+                    if stop.is_set():
+                        return
+                    self._step(migration, leases[migration.id])
+            except StoreUnavailable as error:
+                logger.warning(
+                    "migration runner %r: the store is unavailable: %s; trying again in %gs",
+                    self.name,
+                    describe_error(error),
+                    self._interval,
+                    extra=fields(self.name, "store_unavailable"),
+                )
+            self._record.scheduled(time.time() + self._interval)
+            stop.wait(max(0.0, began + self._interval - time.monotonic()))
+
+    def _register(self) -> None:
+        """Record the migrations in the store, so that it lists them before any batch ran."""
+        if self._registered:
+            return
+        with self._store._using("register_migrations") as backend:
+            backend.register_migrations([migration.id for migration in self._migrations])
+        self._registered = True
+
+    def _step(self, migration: Migration, lease: Lease) -> None:
+        """One batch of `migration`, if it is not complete and no other replica runs one."""
+        with self._store._using("migrations") as backend:
+            (status,) = backend.migrations([migration.id])
+        progress = self._progress(migration)
+        if progress is None:
+            return
+        if progress != status.progress:
+            self._store_progress(migration, progress)
+        if (progress <= 0.0) if status.reverse else (progress >= 1.0):
+            return
+        if not lease.acquire():
+            return  # another replica runs this migration's batches now
+        try:
+            self._batch(migration, lease, reverse=status.reverse)
+        finally:
+            try:
+                lease.release()
+            except StoreUnavailable:  # it expires by itself
+                logger.debug("migration %r: could not release its lease", migration.id)
+        progress = self._progress(migration)
+        if progress is not None:
+            self._store_progress(migration, progress)
+
+    def _batch(self, migration: Migration, lease: Lease, *, reverse: bool) -> None:
+        """Run one batch, never interrupted; keep its lease alive meanwhile."""
+        done = Flag()
+
+        def renew() -> None:
+            while not done.wait(lease.ttl / 3):
+                try:
+                    if not lease.renew():
+                        logger.warning(
+                            "migration %r: its lease was lost during a batch",
+                            migration.id,
+                            extra=fields(self.name, "lease_lost", migration=migration.id),
+                        )
+                        return
+                except StoreUnavailable:
+                    continue
+
+        renewer = threading.Thread(target=renew, name=f"routine:{self.name}:lease", daemon=True)
+        renewer.start()
+        began = time.monotonic()
+        try:
+            (migration.down if reverse else migration.up)()
+        except Exception as error:  # noqa: BLE001 - recorded, and retried at the next interval
+            self._record.ran(time.monotonic() - began, failure=error)
+            self._failures.log(
+                logger,
+                error,
+                time.monotonic(),
+                f"migration {migration.id!r}: a batch {'down' if reverse else 'up'} raised",
+                routine=self.name,
+                event="batch_failed",
+            )
+            self._record_error(migration, error)
+        else:
+            self._record.ran(time.monotonic() - began)
+        finally:
+            done.set()
+            renewer.join(lease.ttl)
+
+    def _progress(self, migration: Migration) -> float | None:
+        """`migration.progress()`, checked; None (and an error recorded) if it fails."""
+        try:
+            progress = migration.progress()
+            if isinstance(progress, bool) or not isinstance(progress, (int, float)):
+                msg = f"progress() must return a number from 0.0 to 1.0, got {progress!r}"
+                raise TypeError(msg)  # noqa: TRY301 - recorded like any error of the migration
+            if not (math.isfinite(progress) and 0.0 <= progress <= 1.0):
+                msg = f"progress() must return a number from 0.0 to 1.0, got {progress!r}"
+                raise ValueError(msg)  # noqa: TRY301 - recorded like any error of the migration
+        except Exception as error:  # noqa: BLE001 - recorded; tried again at the next interval
+            self._failures.log(
+                logger,
+                error,
+                time.monotonic(),
+                f"migration {migration.id!r}: progress() failed",
+                routine=self.name,
+                event="progress_failed",
+            )
+            self._record_error(migration, error)
+            return None
+        return float(progress)
+
+    def _store_progress(self, migration: Migration, progress: float) -> None:
+        try:
+            with self._store._using("store_migration_progress") as backend:
+                backend.store_migration_progress(migration.id, progress)
+        except StoreUnavailable as error:
+            logger.warning(
+                "migration %r: could not store its progress: %s",
+                migration.id,
+                describe_error(error),
+                extra=fields(self.name, "store_unavailable", migration=migration.id),
+            )
+
+    def _record_error(self, migration: Migration, error: BaseException) -> None:
+        try:
+            with self._store._using("record_migration_error") as backend:
+                backend.record_migration_error(migration.id, error_report(error))
+        except StoreUnavailable as unavailable:
+            logger.warning(
+                "migration %r: could not record an error: %s",
+                migration.id,
+                describe_error(unavailable),
+                extra=fields(self.name, "store_unavailable", migration=migration.id),
+            )
+
+
+def _check_migrations(migrations: object) -> tuple[Migration, ...]:
+    if isinstance(migrations, (str, bytes)) or not isinstance(migrations, Iterable):
+        msg = f"migrations must be an iterable of migrations, got {migrations!r}"
+        raise TypeError(msg)
+    checked: list[Migration] = []
+    seen: set[str] = set()
+    for index, migration in enumerate(migrations):
+        for method in ("progress", "up", "down"):
+            if not callable(getattr(migration, method, None)):
+                msg = (
+                    f"migrations[{index}] must have progress(), up() and down(), got "
+                    f"{migration!r} without a callable {method}()"
+                )
+                raise TypeError(msg)
+        migration_id = check_text(f"migrations[{index}].id", getattr(migration, "id", None))
+        if migration_id in seen:
+            msg = f"migrations[{index}].id {migration_id!r} is given twice"
+            raise ValueError(msg)
+        seen.add(migration_id)
+        checked.append(migration)
+    if not checked:
+        msg = "migrations must hold at least one migration, got none"
+        raise ValueError(msg)
+    return tuple(checked)
+
+
+def check_migration_ids(ids: object) -> tuple[str, ...]:
+    """Migration ids for `require_migrations_complete`: a non-empty iterable of names."""
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        msg = f"ids must be an iterable of migration ids (a list, say), got {ids!r}"
+        raise TypeError(msg)
+    checked = tuple(check_text(f"ids[{index}]", value) for index, value in enumerate(ids))
+    return tuple(dict.fromkeys(checked))
