@@ -192,6 +192,12 @@ class Monitor:
             for child, state, restarts, error in seen
         ]
 
+    @property
+    def routines(self) -> tuple[Routine, ...]:
+        """The routines it supervises, in the order given (those given to `supervised()`
+        unwrapped)."""
+        return tuple(child.routine for child in self._children)
+
     def healthy(self) -> bool:
         """True while every routine runs, or waits to be restarted within its policy.
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 import time
 
 from typing_extensions import final
 
-from ._status import RoutineState, RoutineStatus, describe_error
+from ._status import (
+    DURATION_BUCKETS,
+    DurationHistogram,
+    RoutineState,
+    RoutineStatus,
+    describe_error,
+)
 
 __all__ = ["RunRecord"]
 
@@ -21,6 +29,8 @@ class RunRecord:
     """
 
     __slots__ = (
+        "_buckets",
+        "_duration_sum",
         "_lock",
         "failures",
         "last_error",
@@ -44,6 +54,8 @@ class RunRecord:
         self.last_run_at: float | None = None  # wall clock, when the last run ended
         self.last_success_at: float | None = None  # ... and the last one that did not fail
         self.next_run_at: float | None = None  # wall clock, when the next run is due
+        self._buckets = [0] * len(DURATION_BUCKETS)  # runs per bucket (not cumulative)
+        self._duration_sum = 0.0
 
     def ran(
         self,
@@ -61,10 +73,14 @@ class RunRecord:
         """
         described = describe_error(failure) if counted else None  # outside the lock: foreign code
         ended = time.time()
+        bucket = bisect.bisect_left(DURATION_BUCKETS, duration)
         with self._lock:
             self.runs += 1
             self.last_run_duration = duration
             self.last_run_at = ended
+            self._duration_sum += duration
+            if bucket < len(self._buckets):
+                self._buckets[bucket] += 1
             if overdue:
                 self.overdue_runs += 1
             if failure is None:
@@ -111,6 +127,9 @@ class RunRecord:
                 last_run_at=self.last_run_at,
                 last_success_at=self.last_success_at,
                 next_run_at=self.next_run_at,
+                run_durations=DurationHistogram(
+                    tuple(itertools.accumulate(self._buckets)), self.runs, self._duration_sum
+                ),
             )
 
     def __repr__(self) -> str:

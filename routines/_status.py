@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, TypeAlias
 
 from ._validate import routine_name
 
 __all__ = [
+    "DURATION_BUCKETS",
+    "DurationHistogram",
     "RoutineState",
     "RoutineStatus",
     "describe_error",
@@ -21,6 +23,42 @@ __all__ = [
 RoutineState: TypeAlias = Literal[
     "idle", "running", "stopping", "stopped", "finished", "failed", "restarting"
 ]
+
+
+# Upper bounds of the run-duration histograms, in seconds (Prometheus' defaults, and longer).
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+
+
+@dataclass(frozen=True)
+class DurationHistogram:
+    """How long runs took: `counts[i]` runs took at most `DURATION_BUCKETS[i]` seconds
+    (cumulative, as Prometheus has them), `count` runs in all, `sum` seconds in all."""
+
+    counts: tuple[int, ...]
+    count: int
+    sum: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "buckets": dict(zip(map(str, DURATION_BUCKETS), self.counts, strict=True)),
+            "count": self.count,
+            "sum": self.sum,
+        }
 
 
 def describe_error(error: BaseException | None) -> str | None:
@@ -76,10 +114,15 @@ class RoutineStatus:
     last_run_at: float | None = None
     last_success_at: float | None = None
     next_run_at: float | None = None
+    # For metrics (a histogram of the run durations): not part of what a status says it is.
+    run_durations: DurationHistogram | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         """A dict that `json.dumps()` takes, with every field."""
-        return asdict(self)
+        found = asdict(self)
+        if self.run_durations is not None:
+            found["run_durations"] = self.run_durations.to_dict()
+        return found
 
 
 def supervised_status(

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from routines import RoutineStatus
 from routines._record import RunRecord
+from routines._status import DURATION_BUCKETS
 
 
 class Unprintable(Exception):
@@ -99,3 +100,31 @@ def test_the_next_run_is_what_was_scheduled_last() -> None:
     assert record.status("r", "running").next_run_at == 1234.5
     record.scheduled(None)
     assert record.status("r", "running").next_run_at is None
+
+
+def test_run_durations_are_counted_into_cumulative_buckets() -> None:
+    record = RunRecord()
+    for duration in (0.001, 0.005, 0.3, 7.0, 1000.0):
+        record.ran(duration, failure=ValueError("counted too") if duration > 1 else None)
+    histogram = record.status("r", "running").run_durations
+    assert histogram is not None
+    buckets = dict(zip(DURATION_BUCKETS, histogram.counts, strict=True))
+    # 0.005 is in the 0.005 bucket: a bucket's bound is inclusive, as in Prometheus.
+    assert (buckets[0.005], buckets[0.25], buckets[0.5], buckets[5.0], buckets[10.0]) == (
+        2,
+        2,
+        3,
+        3,
+        4,
+    )
+    assert buckets[300.0] == 4  # the longest run is only in the count (Prometheus' +Inf)
+    assert histogram.count == 5
+    assert histogram.sum == 0.001 + 0.005 + 0.3 + 7.0 + 1000.0
+    assert histogram.to_dict()["buckets"] == {str(bound): n for bound, n in buckets.items()}
+
+
+def test_a_status_without_runs_has_an_empty_histogram_that_does_not_change_equality() -> None:
+    histogram = RunRecord().status("r", "idle").run_durations
+    assert histogram is not None
+    assert (set(histogram.counts), histogram.count, histogram.sum) == ({0}, 0, 0.0)
+    assert RunRecord().status("r", "idle") == RoutineStatus("r", "idle", run_durations=None)

@@ -230,6 +230,10 @@ class Backend(Protocol):
         """The queued and errored jobs that are due now."""
         ...
 
+    def oldest_ready_age(self, queue: str) -> float | None:
+        """Seconds since the longest-waiting ready job became due (None: no job is ready)."""
+        ...
+
     def purge(self, queue: str, *, older_than: float, states: Sequence[JobState]) -> int:
         """Delete the jobs in `states` finished more than `older_than` seconds ago."""
         ...

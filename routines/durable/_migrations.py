@@ -113,6 +113,16 @@ class MigrationRunner:
     def stop(self) -> None:
         self._lifecycle.stop()
 
+    @property
+    def store(self) -> Store:
+        """The store the migrations' progress is recorded in."""
+        return self._store
+
+    @property
+    def migration_ids(self) -> tuple[str, ...]:
+        """The ids of the migrations it runs, in the order given."""
+        return tuple(migration.id for migration in self._migrations)
+
     def status(self) -> RoutineStatus:
         """Batches run here (`runs`), those that raised (`failures`), the last error."""
         state: Literal["idle", "running", "stopping", "stopped", "failed"] = self._state

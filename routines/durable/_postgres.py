@@ -452,6 +452,14 @@ class PostgresBackend:
         )
         return int(row[0])
 
+    def oldest_ready_age(self, queue: str) -> float | None:
+        row = self._one(
+            "SELECT extract(epoch FROM now() - min(run_after)) FROM {s}.jobs"
+            " WHERE queue = %s AND state IN ('queued', 'errored') AND run_after <= now()",
+            [queue],
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
     def purge(self, queue: str, *, older_than: float, states: Sequence[JobState]) -> int:
         return self._rowcount(
             "DELETE FROM {s}.jobs WHERE queue = %s AND state = ANY(%s)"

@@ -200,6 +200,12 @@ class Queue:
         with self.store._using("counts") as backend:
             return backend.counts(self.name)
 
+    def oldest_ready_age(self) -> float | None:
+        """Seconds since the longest-waiting ready job (queued or errored, due) became due, on
+        the database's clock; None when no job is ready. How far behind the workers are."""
+        with self.store._using("oldest_ready_age") as backend:
+            return backend.oldest_ready_age(self.name)
+
     def purge(
         self,
         *,

@@ -120,6 +120,11 @@ class Scheduled:
     def stop(self) -> None:
         self._lifecycle.stop()
 
+    @property
+    def store(self) -> Store:
+        """The store the schedule's ticks are claimed in."""
+        return self._store
+
     def status(self) -> RoutineStatus:
         """Runs of this process (`runs`, `failures`, `last_run_duration`, when it last ran and
         last succeeded) and when the next tick is (`next_run_at`)."""

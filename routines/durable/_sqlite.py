@@ -436,6 +436,18 @@ class SQLiteBackend:
         )
         return int(rows[0][0])
 
+    def oldest_ready_age(self, queue: str) -> float | None:
+        def work(connection: sqlite3.Connection) -> Any:
+            now = _now(connection)
+            return connection.execute(
+                f"SELECT ? - min(run_after) FROM {self._jobs}"
+                " WHERE queue = ? AND state IN ('queued', 'errored') AND run_after <= ?",
+                (now, queue, now),
+            ).fetchall()[0][0]
+
+        age = self._run(work, write=False)
+        return None if age is None else age / 1_000_000
+
     def purge(self, queue: str, *, older_than: float, states: Sequence[JobState]) -> int:
         cutoff = self._run(_now, write=False) - round(older_than * 1_000_000)
         marks = ", ".join("?" * len(states))

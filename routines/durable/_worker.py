@@ -17,6 +17,7 @@ was asked, when it ran past `max_runtime`, and when its claim was lost.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import reprlib
@@ -120,6 +121,8 @@ class QueueWorker:
         self._record = RunRecord()
         self._state: _State = "idle"
         self._queued = 0  # ready jobs, as last read
+        self._counts_lock = threading.Lock()
+        self._counts: collections.Counter[str] = collections.Counter()
 
     def start(self) -> None:
         """Work the queue until `stop()`; return at once if `stop()` was already called."""
@@ -145,6 +148,18 @@ class QueueWorker:
         if state == "running" and self._lifecycle.stopping:
             state = "stopping"
         return self._record.status(self.name, state, queued=self._queued)
+
+    def outcome_counts(self) -> dict[str, int]:
+        """How the attempts of this worker ended, over all its starts: `completed`, `errored`,
+        `failed`, `canceled` (as written; the store may have turned one into `canceled` or
+        `failed`), `handed_back`, and `lost` (its claim was gone), and how many jobs its stalled
+        sweeps put back (`stalled_resets`)."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def _count(self, what: str, amount: int = 1) -> None:
+        with self._counts_lock:
+            self._counts[what] += amount
 
     def __repr__(self) -> str:
         return f"<QueueWorker {self.name!r} on {self.queue!r}>"
@@ -303,7 +318,8 @@ class _Run:
     def _attempt(self, claim: Claim) -> None:
         worker = self.worker
         if self.stop.is_set():  # claimed, but the stop came first: it never started
-            self._write(claim, Outcome.handed_back(), lost=False)
+            if self._write(claim, Outcome.handed_back(), lost=False):
+                worker._count("handed_back")
             return
         began = time.monotonic()
         deadline = None if worker._max_runtime is None else began + worker._max_runtime
@@ -327,6 +343,7 @@ class _Run:
             )
             outcome = Outcome.errored(error_text(error), worker._retry_delay(claim.job.attempts))
         written = self._write(claim, outcome, lost=attempt.lost)
+        worker._count(outcome.kind if written else "lost")
         if written and outcome.kind != "handed_back":  # a hand-back is not a run
             worker._record.ran(time.monotonic() - began, failure=error)
         if fatal is not None:
@@ -494,6 +511,7 @@ class _Run:
             return
         backoff.succeeded(self.name)
         if changed:
+            self.worker._count("stalled_resets", changed)
             logger.warning(
                 "worker %r: the stalled sweep put back %d jobs whose worker died",
                 self.name,

@@ -190,6 +190,25 @@ def test_counts_count_each_state_of_this_queue_only(store: durable.Store) -> Non
     }
 
 
+def test_the_oldest_ready_age_is_how_long_the_longest_waiting_due_job_has_been_due(
+    store: durable.Store,
+) -> None:
+    queue = store.queue("emails")
+    assert queue.oldest_ready_age() is None
+    queue.enqueue(1, run_at=FAR_AHEAD)  # not due: not ready
+    store.queue("sms").enqueue(2, run_at=LONG_AGO)  # another queue's
+    assert queue.oldest_ready_age() is None
+    queue.enqueue(3, run_at=datetime.now(timezone.utc) - timedelta(hours=1))
+    queue.enqueue(4)
+    age = queue.oldest_ready_age()
+    assert age is not None
+    assert 3600 <= age < 3600 + 60
+    claim_one(queue)  # the hour-old job is claimed: it is no longer waiting
+    age = queue.oldest_ready_age()
+    assert age is not None
+    assert 0 <= age < 60
+
+
 def test_cancel_of_a_queued_job_cancels_it_at_once(queue: durable.Queue) -> None:
     job_id = queue.enqueue(1)
     assert queue.cancel(job_id) is True
