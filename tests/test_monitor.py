@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import math
 import signal
 import threading
 from dataclasses import replace
@@ -396,80 +395,6 @@ def test_report_is_ok_only_when_every_routine_stopped_or_finished() -> None:
         bad = replace(base, outcomes=(routines.RoutineOutcome("a", state),))  # type: ignore[arg-type]
         assert not bad.ok
         assert bad.exit_code == 1
-
-
-def test_rejects_something_that_is_not_a_routine() -> None:
-    with pytest.raises(TypeError, match=r"routines\[0\] must be a routine"):
-        routines.Monitor("not a routine", signals=())  # type: ignore[arg-type]
-
-
-def test_rejects_the_same_routine_twice() -> None:
-    gate = Gate()
-    with pytest.raises(ValueError, match="passed twice"):
-        routines.Monitor(gate, gate, signals=())
-
-
-def test_rejects_the_same_routine_twice_also_when_supervised() -> None:
-    gate = Gate()
-    with pytest.raises(ValueError, match="passed twice"):
-        routines.Monitor(gate, routines.supervised(gate, NO_RESTART), signals=())
-
-
-@pytest.mark.parametrize("bad", [-1, math.nan, math.inf])
-def test_rejects_a_bad_stop_timeout(bad: float) -> None:
-    with pytest.raises(ValueError, match="stop_timeout"):
-        routines.Monitor(Gate(), stop_timeout=bad)
-
-
-@pytest.mark.parametrize("bad", [True, "10", None])
-def test_rejects_a_stop_timeout_that_is_not_a_number(bad: object) -> None:
-    with pytest.raises(TypeError, match="stop_timeout"):
-        routines.Monitor(Gate(), stop_timeout=bad)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("bad", [signal.SIGTERM, "SIGTERM", None, [True], ["x"]])
-def test_rejects_signals_of_the_wrong_type(bad: object) -> None:
-    with pytest.raises(TypeError, match="signals"):
-        routines.Monitor(Gate(), signals=bad)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("bad", [0, -1, 10_000, signal.SIGKILL, signal.SIGSTOP])
-def test_rejects_signal_numbers_that_cannot_be_caught(bad: int) -> None:
-    with pytest.raises(ValueError, match="signals"):
-        routines.Monitor(Gate(), signals=[bad])
-
-
-def test_rejects_on_signal_that_is_not_a_mapping() -> None:
-    with pytest.raises(TypeError, match="on_signal"):
-        routines.Monitor(Gate(), on_signal=[signal.SIGHUP])  # type: ignore[arg-type]
-
-
-def test_rejects_an_on_signal_callback_that_is_not_callable() -> None:
-    with pytest.raises(TypeError, match="on_signal"):
-        routines.Monitor(Gate(), on_signal={signal.SIGHUP: "reload"})  # type: ignore[dict-item]
-
-
-def test_rejects_a_restart_that_is_not_a_policy() -> None:
-    with pytest.raises(TypeError, match="restart"):
-        routines.Monitor(Gate(), restart="always")  # type: ignore[arg-type]
-
-
-def test_rejects_an_on_event_that_is_not_callable() -> None:
-    with pytest.raises(TypeError, match="on_event"):
-        routines.Monitor(Gate(), on_event=42)  # type: ignore[arg-type]
-
-
-def test_rejects_a_shutdown_reason_that_is_not_a_string() -> None:
-    monitor = routines.Monitor(Gate(), signals=())
-    with pytest.raises(TypeError, match="reason"):
-        monitor.shutdown(3)  # type: ignore[arg-type]
-
-
-def test_rejects_a_bad_wait_timeout() -> None:
-    monitor = started_monitor(Gate())
-    with pytest.raises(ValueError, match="timeout"):
-        monitor.wait(-1)
-    finish(monitor)
 
 
 def test_a_stop_that_never_returns_is_reported_even_when_its_routine_stopped() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import math
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -84,60 +83,7 @@ def double(item: int) -> int:
     return item * 2
 
 
-# -- construction and bad input ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "fragment"),
-    [
-        ({"handler": 3}, TypeError, "handler"),
-        ({"workers": 0}, ValueError, "workers must be >= 1, got 0"),
-        ({"workers": True}, TypeError, "workers"),
-        ({"workers": 2.0}, TypeError, "workers"),
-        ({"buffer": 0}, ValueError, "buffer must be >= 1, got 0"),
-        ({"buffer": False}, TypeError, "buffer"),
-        ({"buffer": "10"}, TypeError, "buffer"),
-        ({"name": ""}, ValueError, "name"),
-        ({"name": 7}, TypeError, "name"),
-        ({"on_error": "log"}, TypeError, "on_error"),
-        ({"drain_on_stop": 1}, TypeError, "drain_on_stop"),
-        ({"drain_timeout": -1}, ValueError, "drain_timeout"),
-        ({"drain_timeout": math.nan}, ValueError, "drain_timeout"),
-        ({"drain_timeout": math.inf}, ValueError, "drain_timeout"),
-        ({"drain_timeout": True}, TypeError, "drain_timeout"),
-        ({"drain_timeout": "5"}, TypeError, "drain_timeout"),
-        ({"drain_timeout": timedelta(seconds=-1)}, ValueError, "drain_timeout"),
-    ],
-)
-def test_bad_constructor_arguments_raise_naming_the_argument(
-    kwargs: dict[str, Any], error: type[Exception], fragment: str
-) -> None:
-    arguments: dict[str, Any] = {"handler": double, **kwargs}
-    handler = arguments.pop("handler")
-    with pytest.raises(error, match=fragment):
-        WorkerPool(handler, **arguments)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "fragment"),
-    [
-        ({"block": 1}, TypeError, "block must be a bool, got 1"),
-        ({"block": None}, TypeError, "block"),
-        ({"timeout": -1}, ValueError, "timeout"),
-        ({"timeout": math.nan}, ValueError, "timeout"),
-        ({"timeout": math.inf}, ValueError, "timeout"),
-        ({"timeout": "1"}, TypeError, "timeout"),
-        ({"timeout": True}, TypeError, "timeout"),
-        ({"block": False, "timeout": 1.0}, ValueError, "timeout must be None when block is False"),
-    ],
-)
-def test_bad_submit_arguments_raise_naming_the_argument(
-    kwargs: dict[str, Any], error: type[Exception], fragment: str
-) -> None:
-    pool = WorkerPool(double)
-    with pytest.raises(error, match=fragment):
-        pool.submit(1, **kwargs)
-    assert pool.status().queued == 0
+# -- construction ------------------------------------------------------------------------------
 
 
 def test_the_default_name_is_the_handler_qualified_name() -> None:
