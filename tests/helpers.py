@@ -218,6 +218,11 @@ class EventLog:
         with self._cond:
             return sum(1 for e in self.events if (e.routine, e.kind) == (routine, kind))
 
+    def kinds(self, routine: str | None = None) -> list[str]:
+        """The kinds of the events so far, in order: of one routine, or of all."""
+        with self._cond:
+            return [e.kind for e in self.events if routine is None or e.routine == routine]
+
     def wait_for(self, routine: str, kind: str, count: int = 1, timeout: float = WAIT) -> None:
         with self._cond:
             assert self._cond.wait_for(lambda: self.count(routine, kind) >= count, timeout), (

@@ -8,7 +8,7 @@ import pytest
 
 import routines
 
-from helpers import WAIT, Gate, LogWatcher, Stubborn
+from helpers import WAIT, EventLog, Gate, LogWatcher, Stubborn
 
 NO_RESTART = routines.RestartPolicy(restart="never")
 
@@ -61,8 +61,8 @@ def test_wait_returns_none_while_still_running() -> None:
 
 def test_a_routine_that_ignores_stop_times_out_with_its_stack() -> None:
     stubborn, gate = Stubborn("stubborn"), Gate("polite")
-    events: list[routines.RoutineEvent] = []
-    monitor = started_monitor(stubborn, gate, stop_timeout=0.2, on_event=events.append)
+    events = EventLog()
+    monitor = started_monitor(stubborn, gate, stop_timeout=0.2, on_event=events)
     assert stubborn.started.wait(WAIT)
     try:
         report = finish(monitor)
@@ -76,7 +76,7 @@ def test_a_routine_that_ignores_stop_times_out_with_its_stack() -> None:
     assert report.ok is False
     assert report.exit_code == 1
     assert 0.2 <= report.duration < WAIT
-    assert [e.kind for e in events if e.routine == "stubborn"] == ["started", "stop_timed_out"]
+    assert events.kinds("stubborn") == ["started", "stop_timed_out"]
 
 
 def test_stop_timeout_zero_stops_without_waiting() -> None:

@@ -7,7 +7,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from routines._flag import Flag
 from routines._supervise import Decision, Final, Restart, RestartWindow, Supervisor
 from routines.testing import FakeClock
 
-from helpers import LogWatcher, join
+from helpers import EventLog, LogWatcher, join
 
 WAIT = 5.0  # the bound on every wait for something that should happen soon
 
@@ -101,33 +101,6 @@ class Blocked:
 
     def stop(self) -> None:
         self.stop_called.set()
-
-
-class Events:
-    """An `on_event` callback that records every event and lets a test wait for one."""
-
-    def __init__(self, then: Callable[[RoutineEvent], object] | None = None) -> None:
-        self._cond = threading.Condition()
-        self.items: list[RoutineEvent] = []
-        self._then = then
-
-    def __call__(self, event: RoutineEvent) -> None:
-        with self._cond:
-            self.items.append(event)
-            self._cond.notify_all()
-        if self._then is not None:
-            self._then(event)
-
-    def kinds(self, routine: str | None = None) -> list[str]:
-        with self._cond:
-            return [e.kind for e in self.items if routine is None or e.routine == routine]
-
-    def wait_for(self, kind: str, routine: str | None = None, count: int = 1) -> bool:
-        def seen() -> bool:
-            return self.kinds(routine).count(kind) >= count
-
-        with self._cond:
-            return self._cond.wait_for(seen, WAIT)
 
 
 class Harness:
@@ -474,10 +447,10 @@ def test_supervised_keeps_the_routine_name() -> None:
 
 def test_supervised_twice_uses_the_outer_policy(harness: Harness) -> None:
     flaky = Flaky("flaky")
-    events = Events()
+    events = EventLog()
     inner = RestartPolicy(restart="never")
     harness.monitor(supervised(supervised(flaky, inner), FAST), on_event=events)
-    assert events.wait_for("started", "flaky", count=2)
+    events.wait_for("flaky", "started", count=2)
 
 
 # -- the three restart modes -------------------------------------------------------------------
@@ -487,9 +460,9 @@ def test_supervised_twice_uses_the_outer_policy(harness: Harness) -> None:
 def test_default_policy_restarts_a_routine_that_raised(
     harness: Harness, restart: RestartPolicy | None
 ) -> None:
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(Flaky("flaky"), restart=restart, on_event=events)
-    assert events.wait_for("restarting", "flaky")
+    events.wait_for("flaky", "restarting")
     assert status_of(monitor, "flaky").state == "restarting"
 
 
@@ -497,7 +470,7 @@ def test_default_policy_restarts_a_routine_that_raised(
 def test_default_policy_leaves_a_routine_that_returned_finished(
     harness: Harness, restart: RestartPolicy | None
 ) -> None:
-    events = Events()
+    events = EventLog()
     returner = Returner("returner")
     monitor = harness.monitor(returner, restart=restart, on_event=events)
     report = ended(monitor)
@@ -521,9 +494,9 @@ def test_on_failure_restarts_until_the_routine_recovers(harness: Harness) -> Non
 
 def test_on_failure_leaves_a_returned_routine_finished_while_others_run(harness: Harness) -> None:
     returner, counting = Returner("returner"), Counting("counting")
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(returner, counting, restart=FAST, on_event=events)
-    assert events.wait_for("finished", "returner")
+    events.wait_for("returner", "finished")
     assert status_of(monitor, "returner").state == "finished"
     assert monitor.wait(0) is None  # the other routine keeps the monitor running
     report = finish(monitor)
@@ -533,7 +506,7 @@ def test_on_failure_leaves_a_returned_routine_finished_while_others_run(harness:
 
 def test_always_restarts_a_routine_that_returned(harness: Harness) -> None:
     returner = Returner("returner", returns=2)
-    events = Events()
+    events = EventLog()
     policy = RestartPolicy(restart="always", backoff=0.001, max_backoff=0.001)
     monitor = harness.monitor(returner, restart=policy, on_event=events)
     assert returner.waiting.wait(WAIT)
@@ -566,7 +539,7 @@ def test_always_counts_returns_toward_max_restarts(harness: Harness) -> None:
 
 def test_never_leaves_a_routine_that_raised_failed(harness: Harness) -> None:
     flaky = Flaky("flaky")
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(flaky, restart=RestartPolicy(restart="never"), on_event=events)
     report = ended(monitor)
     assert flaky.starts == 1
@@ -586,10 +559,10 @@ def test_never_leaves_a_routine_that_returned_finished(harness: Harness) -> None
 
 def test_never_leaves_the_other_routines_running(harness: Harness) -> None:
     counting = Counting("counting")
-    events = Events()
+    events = EventLog()
     policy = RestartPolicy(restart="never")
     monitor = harness.monitor(Flaky("flaky"), counting, restart=policy, on_event=events)
-    assert events.wait_for("failed", "flaky")
+    events.wait_for("flaky", "failed")
     assert counting.running.wait(WAIT)
     assert monitor.wait(0) is None
     assert [s.state for s in monitor.status()] == ["failed", "running"]
@@ -600,9 +573,9 @@ def test_never_leaves_the_other_routines_running(harness: Harness) -> None:
 
 def test_shutdown_ends_a_backoff_wait_at_once(harness: Harness) -> None:
     flaky = Flaky("flaky")
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(flaky, restart=SLOW, on_event=events)
-    assert events.wait_for("restarting", "flaky")
+    events.wait_for("flaky", "restarting")
     monitor.shutdown("done")
     report = monitor.wait(WAIT)  # far less than the 60 s backoff
     assert report is not None
@@ -615,18 +588,18 @@ def test_shutdown_ends_a_backoff_wait_at_once(harness: Harness) -> None:
 
 def test_a_backoff_interrupted_by_shutdown_ends_with_a_failed_event(harness: Harness) -> None:
     # The last event of a routine always tells how it ended.
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(Flaky("flaky"), restart=SLOW, on_event=events)
-    assert events.wait_for("restarting", "flaky")
+    events.wait_for("flaky", "restarting")
     finish(monitor)
     assert events.kinds() == ["started", "failed", "restarting", "failed"]
 
 
 def test_shutdown_before_a_restart_after_a_return_is_stopped(harness: Harness) -> None:
-    events = Events()
+    events = EventLog()
     policy = RestartPolicy(restart="always", backoff=60.0, max_backoff=60.0)
     monitor = harness.monitor(Returner("returner"), restart=policy, on_event=events)
-    assert events.wait_for("restarting", "returner")
+    events.wait_for("returner", "restarting")
     report = finish(monitor)
     assert [(o.state, o.error) for o in report.outcomes] == [("stopped", None)]
 
@@ -636,7 +609,7 @@ def test_shutdown_before_a_restart_after_a_return_is_stopped(harness: Harness) -
 
 def test_max_restarts_three_means_at_most_four_starts(harness: Harness) -> None:
     flaky = Flaky("flaky")
-    events = Events()
+    events = EventLog()
     policy = RestartPolicy(backoff=0, max_backoff=0, max_restarts=3)
     monitor = harness.monitor(flaky, restart=policy, on_event=events)
     report = ended(monitor)
@@ -653,7 +626,7 @@ def test_max_restarts_three_means_at_most_four_starts(harness: Harness) -> None:
 
 def test_max_restarts_zero_never_restarts(harness: Harness) -> None:
     flaky = Flaky("flaky")
-    events = Events()
+    events = EventLog()
     policy = RestartPolicy(max_restarts=0)
     report = ended(harness.monitor(flaky, restart=policy, on_event=events))
     assert flaky.starts == 1
@@ -702,10 +675,10 @@ def test_give_up_reason_tells_the_last_error(harness: Harness) -> None:
 
 def test_give_up_with_continue_leaves_the_others_running(harness: Harness) -> None:
     counting = Counting("counting")
-    events = Events()
+    events = EventLog()
     policy = RestartPolicy(backoff=0, max_backoff=0, max_restarts=1, on_give_up="continue")
     monitor = harness.monitor(Flaky("crashy"), counting, restart=policy, on_event=events)
-    assert events.wait_for("gave_up", "crashy")
+    events.wait_for("crashy", "gave_up")
     assert counting.running.wait(WAIT)
     assert monitor.wait(0) is None
     crashy = status_of(monitor, "crashy")
@@ -736,12 +709,12 @@ def test_supervised_policy_overrides_the_monitors(harness: Harness) -> None:
 
 def test_routines_without_their_own_policy_use_the_monitors(harness: Harness) -> None:
     own, plain = Flaky("own", failures=1), Flaky("plain", failures=1)
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(
         supervised(own, FAST), plain, restart=RestartPolicy(restart="never"), on_event=events
     )
     assert own.recovered.wait(WAIT)
-    assert events.wait_for("failed", "plain")
+    events.wait_for("plain", "failed")
     assert [(s.name, s.state) for s in monitor.status()] == [
         ("own", "running"),
         ("plain", "failed"),
@@ -806,12 +779,12 @@ def test_a_noop_routine_stopped_from_outside_is_restarted_and_waits_again(
     harness: Harness,
 ) -> None:
     noop = routines.NoopRoutine("noop")
-    events = Events()
+    events = EventLog()
     policy = RestartPolicy(restart="always", backoff=0, max_backoff=0, max_restarts=1)
     monitor = harness.monitor(noop, restart=policy, on_event=events)
-    assert events.wait_for("started", "noop")
+    events.wait_for("noop", "started")
     noop.stop()  # it returns on its own, as far as the monitor knows
-    assert events.wait_for("started", "noop", count=2)
+    events.wait_for("noop", "started", count=2)
     report = finish(monitor)
     assert report.outcomes[0].state == "stopped"
     assert events.kinds() == ["started", "finished", "restarting", "started", "stopped"]
@@ -819,11 +792,11 @@ def test_a_noop_routine_stopped_from_outside_is_restarted_and_waits_again(
 
 def test_a_combined_routine_is_restarted_as_one(harness: Harness) -> None:
     flaky, counting = Flaky("flaky", failures=1), Counting("counting")
-    events = Events()
+    events = EventLog()
     combined = routines.CombinedRoutine(flaky, counting, name="group")
     monitor = harness.monitor(combined, restart=FAST, on_event=events)
     assert flaky.recovered.wait(WAIT)
-    assert events.wait_for("started", "group", count=2)
+    events.wait_for("group", "started", count=2)
     assert counting.running.wait(WAIT)
     assert status_of(monitor, "group").restarts == 1
     report = finish(monitor)
@@ -852,7 +825,7 @@ def test_a_start_that_raises_after_stop_was_asked_is_stopped_with_its_error(
     harness: Harness,
 ) -> None:
     routine = FailsOnStop()
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(routine, restart=FAST, on_event=events)
     assert routine.running.wait(WAIT)
     report = finish(monitor)
@@ -866,11 +839,11 @@ def test_a_start_that_raises_after_stop_was_asked_is_stopped_with_its_error(
 
 def test_events_carry_the_routine_name_wall_clock_time_and_error(harness: Harness) -> None:
     flaky = Flaky("flaky")
-    events = Events()
+    events = EventLog()
     before = time.time()
     harness.monitor(flaky, restart=RestartPolicy(restart="never"), on_event=events)
-    assert events.wait_for("failed", "flaky")
-    started, failed = events.items
+    events.wait_for("flaky", "failed")
+    started, failed = events.events
     assert (started.routine, started.error) == ("flaky", None)
     assert (failed.routine, failed.error) == ("flaky", flaky.errors[0])
     assert before <= started.time <= failed.time <= time.time()
@@ -878,7 +851,7 @@ def test_events_carry_the_routine_name_wall_clock_time_and_error(harness: Harnes
 
 def test_every_event_is_delivered_before_wait_returns(harness: Harness) -> None:
     slow_delivery = threading.Event()
-    events = Events(then=lambda event: slow_delivery.wait(0.01))
+    events = EventLog(then=lambda event: slow_delivery.wait(0.01))
     policy = RestartPolicy(backoff=0, max_backoff=0, max_restarts=2)
     monitor = harness.monitor(
         Flaky("crashy"), Returner("returner"), restart=policy, on_event=events
@@ -896,7 +869,7 @@ def test_every_event_is_delivered_before_wait_returns(harness: Harness) -> None:
 
 def test_a_stop_timed_out_event_is_delivered_before_wait_returns(harness: Harness) -> None:
     blocked = harness.blocker()
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(blocked, stop_timeout=0.05, on_event=events)
     assert blocked.entered.wait(WAIT)
     report = finish(monitor)
@@ -910,7 +883,7 @@ def test_an_on_event_that_raises_is_logged_and_delivery_goes_on(
     def explode(event: RoutineEvent) -> None:
         raise ValueError(f"bad handler for {event.kind}")
 
-    events = Events(then=explode)
+    events = EventLog(then=explode)
     with caplog.at_level(logging.ERROR, logger="routines"):
         monitor = harness.monitor(Returner("returner"), on_event=events)
         ended(monitor)
@@ -929,7 +902,7 @@ def test_shutdown_from_on_event_works(harness: Harness) -> None:
         if event.kind == "started":
             harness.monitors[0].shutdown("asked by on_event")
 
-    events = Events(then=stop_on_start)
+    events = EventLog(then=stop_on_start)
     monitor = harness.monitor(Counting("counting"), on_event=events)
     report = monitor.wait(WAIT)
     assert report is not None
@@ -944,9 +917,9 @@ def test_status_from_on_event_works(harness: Harness) -> None:
         if event.kind == "restarting":
             seen.append([s.state for s in harness.monitors[0].status()])
 
-    events = Events(then=look)
+    events = EventLog(then=look)
     monitor = harness.monitor(Flaky("flaky"), restart=SLOW, on_event=events)
-    assert events.wait_for("restarting", "flaky")
+    events.wait_for("flaky", "restarting")
     finish(monitor)
     assert seen == [["restarting"]]
 
@@ -984,9 +957,9 @@ def test_status_works_from_another_thread(harness: Harness) -> None:
 
 
 def test_status_during_a_backoff_is_restarting_with_the_count_and_error(harness: Harness) -> None:
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(Flaky("flaky"), restart=SLOW, on_event=events)
-    assert events.wait_for("restarting", "flaky")
+    events.wait_for("flaky", "restarting")
     status = status_of(monitor, "flaky")
     assert (status.state, status.restarts, status.last_error) == (
         "restarting",
@@ -1099,10 +1072,10 @@ def test_shutdown_right_after_start_never_deadlocks() -> None:
 def test_shutdown_during_a_crash_loop_never_deadlocks() -> None:
     for _ in range(50):
         flaky = Flaky("flaky")
-        events = Events()
+        events = EventLog()
         monitor = Monitor(flaky, signals=(), restart=FAST, on_event=events)
         monitor.start()
-        assert events.wait_for("restarting", "flaky")
+        events.wait_for("flaky", "restarting")
         monitor.shutdown()
         report = monitor.wait(WAIT)
         assert report is not None, "the monitor deadlocked"
@@ -1127,12 +1100,12 @@ def test_a_periodic_routine_is_restartable(harness: Harness) -> None:
     periodic = routines.PeriodicRoutine(
         handler, interval=60, name="periodic", on_shutdown=lambda: shutdowns.append(1)
     )
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(periodic, restart=FAST, on_event=events)
     assert ran_again.wait(WAIT)
-    assert events.wait_for("started", "periodic", count=2)
+    events.wait_for("periodic", "started", count=2)
     assert events.kinds() == ["started", "failed", "restarting", "started"]
-    assert isinstance(events.items[1].error, Fatal)
+    assert isinstance(events.events[1].error, Fatal)
     report = finish(monitor)
     assert [(o.state, o.error) for o in report.outcomes] == [("stopped", None)]
     assert len(shutdowns) == 2  # once per start()
@@ -1153,7 +1126,7 @@ def test_a_worker_pool_restarted_after_a_failed_start_keeps_its_queue(harness: H
     pool = pool_class(handler, workers=1, name="pool")
     pool.submit("poison")
     queued = [pool.submit(item) for item in ("a", "b")]
-    events = Events()
+    events = EventLog()
     monitor = harness.monitor(pool, restart=FAST, on_event=events)
     assert [future.result(WAIT) for future in queued] == ["A", "B"]
     assert events.kinds()[:3] == ["started", "failed", "restarting"]
