@@ -1,5 +1,5 @@
 """House rules every test obeys: no routine thread left behind, no uncaught thread exception,
-and the signal handlers as they were."""
+and the signal handlers as they were. Then the fixtures that more than one test file uses."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from routines._threads import join_all
+
+from helpers import Harness
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,3 +73,16 @@ def signal_handlers_restored() -> Iterator[None]:
     wakeup_after = signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(wakeup_after)
     assert wakeup_after == wakeup_before, "the test left a signal wakeup fd installed"
+
+
+# -- fixtures shared by several test files -----------------------------------------------------
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    """Started monitors for the test; at teardown, blocked routines released and all shut down."""
+    made = Harness()
+    try:
+        yield made
+    finally:
+        made.close()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import routines
 
@@ -45,6 +47,7 @@ class Stubborn:
         self.started = threading.Event()
         self.release = threading.Event()
         self.stop_calls = 0
+        self.stop_called = threading.Event()
 
     def start(self) -> None:
         self.started.set()
@@ -52,6 +55,7 @@ class Stubborn:
 
     def stop(self) -> None:
         self.stop_calls += 1
+        self.stop_called.set()
 
 
 def start_in_thread(routine: routines.Routine, name: str = "test-routine") -> threading.Thread:
@@ -228,3 +232,114 @@ class EventLog:
             assert self._cond.wait_for(lambda: self.count(routine, kind) >= count, timeout), (
                 f"no {count} {kind!r} events of {routine!r} within {timeout}s: {self.events}"
             )
+
+
+# -- supervision: routines that fail, return or count their starts, and monitors to run them ----
+
+# Restarts at once, never gives up in a test's lifetime unless told.
+FAST = routines.RestartPolicy(backoff=0.001, max_backoff=0.001, jitter=0.0, max_restarts=100)
+SLOW = routines.RestartPolicy(backoff=60.0, max_backoff=60.0, jitter=0.0)
+
+
+class Flaky(routines.BackgroundRoutine):
+    """Raises on its first `failures` starts (every start by default), then runs until stopped."""
+
+    def __init__(self, name: str | None = None, *, failures: float = math.inf) -> None:
+        super().__init__(name)
+        self.failures = failures
+        self.starts = 0
+        self.start_times: list[float] = []
+        self.started_as: list[object] = []
+        self.errors: list[BaseException] = []
+        self.recovered = threading.Event()
+
+    def run(self) -> None:
+        self.starts += 1
+        self.start_times.append(time.monotonic())
+        self.started_as.append(self)
+        if self.starts <= self.failures:
+            error = RuntimeError(f"{self.name} crashed")
+            self.errors.append(error)
+            raise error
+        self.recovered.set()
+        self.wait(None)
+
+
+class Returner(routines.BackgroundRoutine):
+    """Returns on its own on its first `returns` starts, then runs until stopped."""
+
+    def __init__(self, name: str | None = None, *, returns: float = math.inf) -> None:
+        super().__init__(name)
+        self.returns = returns
+        self.starts = 0
+        self.waiting = threading.Event()
+
+    def run(self) -> None:
+        self.starts += 1
+        if self.starts <= self.returns:
+            return
+        self.waiting.set()
+        self.wait(None)
+
+
+class Counting(routines.BackgroundRoutine):
+    """Runs until stopped; counts its starts and signals each one."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name)
+        self.starts = 0
+        self.running = threading.Event()
+
+    def run(self) -> None:
+        self.starts += 1
+        self.running.set()
+        self.wait(None)
+
+
+class Harness:
+    """Makes started monitors and, at teardown, releases blocked routines and shuts all down.
+
+    The `harness` fixture (conftest.py) gives a test one and closes it after the test.
+    """
+
+    def __init__(self) -> None:
+        self.monitors: list[routines.Monitor] = []
+        self.blocked: list[Stubborn] = []
+
+    def monitor(self, *given: routines.Routine, **options: Any) -> routines.Monitor:
+        options.setdefault("signals", ())
+        monitor = routines.Monitor(*given, **options)
+        self.monitors.append(monitor)
+        monitor.start()
+        return monitor
+
+    def blocker(self, name: str = "blocked") -> Stubborn:
+        """A routine whose start() blocks, whatever stop() says, until the test ends."""
+        blocked = Stubborn(name)
+        self.blocked.append(blocked)
+        return blocked
+
+    def finish(self, monitor: routines.Monitor) -> routines.ShutdownReport:
+        """Shut the monitor down and return its report."""
+        monitor.shutdown("test over")
+        report = monitor.wait(WAIT)
+        assert report is not None, "the monitor did not shut down"
+        return report
+
+    def ended(self, monitor: routines.Monitor) -> routines.ShutdownReport:
+        """The report of a monitor that ends by itself."""
+        report = monitor.wait(WAIT)
+        assert report is not None, "the monitor did not end by itself"
+        return report
+
+    def close(self) -> None:
+        for blocked in self.blocked:
+            blocked.release.set()
+        for monitor in self.monitors:
+            monitor.shutdown("test over")
+            assert monitor.wait(WAIT) is not None, "the monitor did not shut down"
+
+
+def status_of(monitor: routines.Monitor, name: str) -> routines.RoutineStatus:
+    (status,) = (s for s in monitor.status() if s.name == name)
+    return status
