@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+import routines
 from routines._threads import join_all
+from routines.testing import FakeClock
 
-from helpers import Harness
+from helpers import Harness, Started
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,3 +88,23 @@ def harness() -> Iterator[Harness]:
         yield made
     finally:
         made.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def run() -> Iterator[Callable[[routines.Routine], Started]]:
+    """Start routines on threads; stop them and join their threads after the test."""
+    started: list[Started] = []
+
+    def start(routine: routines.Routine) -> Started:
+        started.append(Started(routine))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.routine.stop()
+        each.thread.join(5)

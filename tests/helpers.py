@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import routines
+from routines.testing import FakeClock
 
 WAIT = 5.0  # the bound on every wait for something that should happen at once
 
@@ -58,6 +59,35 @@ class Stubborn:
         self.stop_called.set()
 
 
+class Started:
+    """A routine whose start() runs on a thread; `finish()` joins it (bounded).
+
+    The `run` fixture (conftest.py) starts routines this way and stops them after the test.
+    """
+
+    def __init__(self, routine: routines.Routine, name: str = "test-start") -> None:
+        self.routine = routine
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._start, name=name)
+        self.thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.routine.start()
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self, timeout: float = WAIT) -> BaseException | None:
+        """Wait for start() to return; what it raised, if anything."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "start() did not return"
+        return self.error
+
+    def stop(self) -> BaseException | None:
+        self.routine.stop()
+        return self.finish()
+
+
 def start_in_thread(routine: routines.Routine, name: str = "test-routine") -> threading.Thread:
     thread = threading.Thread(target=routine.start, name=name, daemon=True)
     thread.start()
@@ -81,6 +111,9 @@ def in_background(fn: Callable[[], object], name: str = "test-driver") -> Iterat
         yield
     finally:
         join(thread)
+
+
+LOG = "routines"  # the library's logger
 
 
 class LogWatcher(logging.Handler):
@@ -343,3 +376,63 @@ class Harness:
 def status_of(monitor: routines.Monitor, name: str) -> routines.RoutineStatus:
     (status,) = (s for s in monitor.status() if s.name == name)
     return status
+
+
+# -- periodic routines on a FakeClock ----------------------------------------------------------
+
+
+class Calls:
+    """A handler that records the fake time of each run and may take fake time itself.
+
+    `takes` is how long every run takes, or the durations of the first runs (then 0).
+    """
+
+    def __init__(
+        self, clock: FakeClock, *, takes: float | list[float] = 0.0, result: object = None
+    ) -> None:
+        self.clock = clock
+        self.durations = iter(takes) if isinstance(takes, list) else None
+        self.takes = 0.0 if isinstance(takes, list) else takes
+        self.result = result
+        self.times: list[float] = []
+        self.threads: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self) -> object:
+        with self.lock:
+            self.times.append(self.clock.now())
+            self.threads.append(threading.current_thread().name)
+        takes = next(self.durations, 0.0) if self.durations is not None else self.takes
+        if takes:
+            self.clock.advance(takes)
+        return self.result
+
+    @property
+    def count(self) -> int:
+        with self.lock:
+            return len(self.times)
+
+
+def step(clock: FakeClock, seconds: float, sleepers: int = 1) -> None:
+    """Advance the clock, then wait until the routine is waiting again."""
+    clock.advance(seconds)
+    clock.wait_for_sleepers(sleepers)
+
+
+class ObjectHandler:
+    """A handler object with Sourcegraph's ErrorHandler and Finalizer hooks."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.handled: list[Exception] = []
+        self.shutdowns: list[str] = []
+
+    def __call__(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def handle_error(self, exc: Exception) -> None:
+        self.handled.append(exc)
+
+    def on_shutdown(self) -> None:
+        self.shutdowns.append(threading.current_thread().name)
