@@ -91,6 +91,14 @@ def harness() -> Iterator[Harness]:
 
 
 @pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Set at the end of the test: what hangs on it ends, so no thread outlives the test."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

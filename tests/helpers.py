@@ -88,6 +88,19 @@ class Started:
         return self.finish()
 
 
+class Fatal(BaseException):
+    """Not an `Exception`: it ends a periodic routine or a pool instead of being reported and
+    skipped."""
+
+
+class Unprintable(Exception):
+    """An API error whose `__str__` reads a key that is not there."""
+
+    def __str__(self) -> str:
+        fields: dict[str, str] = {}
+        return fields["message"]
+
+
 def start_in_thread(routine: routines.Routine, name: str = "test-routine") -> threading.Thread:
     thread = threading.Thread(target=routine.start, name=name, daemon=True)
     thread.start()
@@ -267,7 +280,9 @@ class EventLog:
             )
 
 
-# -- supervision: routines that fail, return or count their starts, and monitors to run them ----
+# -- monitors, and routines that fail, return or count their starts ----------------------------
+
+NO_RESTART = routines.RestartPolicy(restart="never")
 
 # Restarts at once, never gives up in a test's lifetime unless told.
 FAST = routines.RestartPolicy(backoff=0.001, max_backoff=0.001, jitter=0.0, max_restarts=100)
@@ -327,6 +342,14 @@ class Counting(routines.BackgroundRoutine):
         self.starts += 1
         self.running.set()
         self.wait(None)
+
+
+def started_monitor(*members: routines.Routine, **options: object) -> routines.Monitor:
+    """A Monitor over `members` (catching no signals unless told), started."""
+    options.setdefault("signals", ())
+    monitor = routines.Monitor(*members, **options)  # type: ignore[arg-type]
+    monitor.start()
+    return monitor
 
 
 class Harness:

@@ -23,7 +23,7 @@ import routines
 from routines import PeriodicRoutine, WorkerPool, with_error_message
 from routines.testing import FakeClock
 
-from helpers import WAIT, Gate, LogWatcher
+from helpers import WAIT, Gate, LogWatcher, started_monitor
 
 HUGE_INT = 10**400  # not representable as a float
 NAN, INF = math.nan, math.inf
@@ -451,12 +451,6 @@ def test_worker_pool_bad_submit_arguments_raise_naming_the_argument(
 # -- Monitor and routines.monitor() ------------------------------------------------------------
 
 
-def started_monitor() -> routines.Monitor:
-    monitor = routines.Monitor(routines.NoopRoutine(), signals=())
-    monitor.start()
-    return monitor
-
-
 MONITOR_TARGETS = [
     Target(
         "Monitor",
@@ -478,13 +472,13 @@ MONITOR_TARGETS = [
         "Monitor.shutdown",
         lambda obj, **kw: obj.shutdown(**kw),
         {"reason": TEXT},
-        setup=started_monitor,
+        setup=lambda: started_monitor(routines.NoopRoutine()),
     ),
     Target(
         "Monitor.wait",
         lambda obj, **kw: obj.wait(**kw),
         {"timeout": DURATION},
-        setup=started_monitor,
+        setup=lambda: started_monitor(routines.NoopRoutine()),
     ),
     Target(
         "monitor",

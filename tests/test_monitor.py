@@ -1,19 +1,19 @@
 """The Monitor: a thread per routine, shutdown within `stop_timeout`, stop() calls that block or
-fail, events, status and the report."""
+fail, shutdown asked from inside, events and status. Restarts are in test_monitor_restarts.py,
+the report's own rendering in test_report.py."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 
 import routines
 
 from helpers import (
+    NO_RESTART,
     SLOW,
     WAIT,
     Counting,
@@ -24,17 +24,9 @@ from helpers import (
     LogWatcher,
     Returner,
     Stubborn,
+    started_monitor,
     status_of,
 )
-
-NO_RESTART = routines.RestartPolicy(restart="never")
-
-
-def started_monitor(*members: routines.Routine, **options: object) -> routines.Monitor:
-    options.setdefault("signals", ())
-    monitor = routines.Monitor(*members, **options)  # type: ignore[arg-type]
-    monitor.start()
-    return monitor
 
 
 def finish(monitor: routines.Monitor, reason: str = "test over") -> routines.ShutdownReport:
@@ -557,36 +549,3 @@ def test_shutdown_right_after_start_never_deadlocks() -> None:
         report = monitor.wait(WAIT)
         assert report is not None, "the monitor deadlocked"
         assert report.outcomes[0].state == "stopped"
-
-
-# -- the report --------------------------------------------------------------------------------
-
-
-def test_report_str_is_a_table_of_routine_state_error() -> None:
-    report = routines.ShutdownReport(
-        reason="received SIGTERM",
-        signal=signal.SIGTERM,
-        forced=False,
-        duration=0.0123,
-        outcomes=(
-            routines.RoutineOutcome("web", "stopped"),
-            routines.RoutineOutcome("flaky-job", "failed", RuntimeError("boom")),
-        ),
-    )
-    assert str(report).splitlines() == [
-        "shutdown (received SIGTERM) in 0.012s: NOT ok",
-        "  routine    state    error",
-        "  web        stopped  -",
-        "  flaky-job  failed   RuntimeError: boom",
-    ]
-
-
-def test_report_is_ok_only_when_every_routine_stopped_or_finished() -> None:
-    base = routines.ShutdownReport(
-        "r", None, False, 0.0, (routines.RoutineOutcome("a", "finished"),)
-    )
-    assert base.ok
-    for state in ("failed", "timed_out", "abandoned"):
-        bad = replace(base, outcomes=(routines.RoutineOutcome("a", state),))  # type: ignore[arg-type]
-        assert not bad.ok
-        assert bad.exit_code == 1

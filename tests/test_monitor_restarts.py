@@ -17,7 +17,18 @@ import pytest
 import routines
 from routines import Monitor, RestartPolicy, RoutineEvent, supervised
 
-from helpers import FAST, SLOW, WAIT, Counting, EventLog, Flaky, Harness, Returner, status_of
+from helpers import (
+    FAST,
+    SLOW,
+    WAIT,
+    Counting,
+    EventLog,
+    Fatal,
+    Flaky,
+    Harness,
+    Returner,
+    status_of,
+)
 
 # -- the three restart modes -------------------------------------------------------------------
 
@@ -376,10 +387,6 @@ def test_a_combined_routine_is_restarted_as_one(harness: Harness) -> None:
     report = harness.finish(monitor)
     assert counting.starts == 2
     assert [(o.state, o.error) for o in report.outcomes] == [("stopped", None)]
-
-
-class Fatal(BaseException):
-    """Not an `Exception`: it ends a periodic routine instead of being reported and skipped."""
 
 
 def test_a_periodic_routine_is_restartable(harness: Harness) -> None:

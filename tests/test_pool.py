@@ -15,11 +15,7 @@ import pytest
 import routines
 from routines import Monitor, PoolClosed, PoolFull, WorkerPool
 
-from helpers import WAIT, LogWatcher, Started
-
-
-class Fatal(BaseException):
-    """A BaseException that is not an Exception: it ends the pool."""
+from helpers import WAIT, Fatal, LogWatcher, Started
 
 
 class Blocking:

@@ -7,10 +7,7 @@ import threading
 from routines import RoutineStatus
 from routines._record import RunRecord
 
-
-class Unprintable(Exception):
-    def __str__(self) -> str:
-        raise KeyError("message")
+from helpers import Unprintable
 
 
 def test_a_new_record_has_counted_nothing() -> None:
