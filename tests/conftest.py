@@ -1,15 +1,19 @@
 """House rules every test obeys: no routine thread left behind, no uncaught thread exception,
-and the signal handlers as they were."""
+and the signal handlers as they were. Then the fixtures that more than one test file uses."""
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+import routines
 from routines._threads import join_all
+from routines.testing import FakeClock
+
+from helpers import Harness, Started
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,3 +75,44 @@ def signal_handlers_restored() -> Iterator[None]:
     wakeup_after = signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(wakeup_after)
     assert wakeup_after == wakeup_before, "the test left a signal wakeup fd installed"
+
+
+# -- fixtures shared by several test files -----------------------------------------------------
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    """Started monitors for the test; at teardown, blocked routines released and all shut down."""
+    made = Harness()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Set at the end of the test: what hangs on it ends, so no thread outlives the test."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def run() -> Iterator[Callable[[routines.Routine], Started]]:
+    """Start routines on threads; stop them and join their threads after the test."""
+    started: list[Started] = []
+
+    def start(routine: routines.Routine) -> Started:
+        started.append(Started(routine))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.routine.stop()
+        each.thread.join(5)

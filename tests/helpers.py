@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import routines
+from routines.testing import FakeClock
 
 WAIT = 5.0  # the bound on every wait for something that should happen at once
 
@@ -45,6 +48,7 @@ class Stubborn:
         self.started = threading.Event()
         self.release = threading.Event()
         self.stop_calls = 0
+        self.stop_called = threading.Event()
 
     def start(self) -> None:
         self.started.set()
@@ -52,6 +56,49 @@ class Stubborn:
 
     def stop(self) -> None:
         self.stop_calls += 1
+        self.stop_called.set()
+
+
+class Started:
+    """A routine whose start() runs on a thread; `finish()` joins it (bounded).
+
+    The `run` fixture (conftest.py) starts routines this way and stops them after the test.
+    """
+
+    def __init__(self, routine: routines.Routine, name: str = "test-start") -> None:
+        self.routine = routine
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._start, name=name)
+        self.thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.routine.start()
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self, timeout: float = WAIT) -> BaseException | None:
+        """Wait for start() to return; what it raised, if anything."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "start() did not return"
+        return self.error
+
+    def stop(self) -> BaseException | None:
+        self.routine.stop()
+        return self.finish()
+
+
+class Fatal(BaseException):
+    """Not an `Exception`: it ends a periodic routine or a pool instead of being reported and
+    skipped."""
+
+
+class Unprintable(Exception):
+    """An API error whose `__str__` reads a key that is not there."""
+
+    def __str__(self) -> str:
+        fields: dict[str, str] = {}
+        return fields["message"]
 
 
 def start_in_thread(routine: routines.Routine, name: str = "test-routine") -> threading.Thread:
@@ -77,6 +124,9 @@ def in_background(fn: Callable[[], object], name: str = "test-driver") -> Iterat
         yield
     finally:
         join(thread)
+
+
+LOG = "routines"  # the library's logger
 
 
 class LogWatcher(logging.Handler):
@@ -218,8 +268,194 @@ class EventLog:
         with self._cond:
             return sum(1 for e in self.events if (e.routine, e.kind) == (routine, kind))
 
+    def kinds(self, routine: str | None = None) -> list[str]:
+        """The kinds of the events so far, in order: of one routine, or of all."""
+        with self._cond:
+            return [e.kind for e in self.events if routine is None or e.routine == routine]
+
     def wait_for(self, routine: str, kind: str, count: int = 1, timeout: float = WAIT) -> None:
         with self._cond:
             assert self._cond.wait_for(lambda: self.count(routine, kind) >= count, timeout), (
                 f"no {count} {kind!r} events of {routine!r} within {timeout}s: {self.events}"
             )
+
+
+# -- monitors, and routines that fail, return or count their starts ----------------------------
+
+NO_RESTART = routines.RestartPolicy(restart="never")
+
+# Restarts at once, never gives up in a test's lifetime unless told.
+FAST = routines.RestartPolicy(backoff=0.001, max_backoff=0.001, jitter=0.0, max_restarts=100)
+SLOW = routines.RestartPolicy(backoff=60.0, max_backoff=60.0, jitter=0.0)
+
+
+class Flaky(routines.BackgroundRoutine):
+    """Raises on its first `failures` starts (every start by default), then runs until stopped."""
+
+    def __init__(self, name: str | None = None, *, failures: float = math.inf) -> None:
+        super().__init__(name)
+        self.failures = failures
+        self.starts = 0
+        self.start_times: list[float] = []
+        self.started_as: list[object] = []
+        self.errors: list[BaseException] = []
+        self.recovered = threading.Event()
+
+    def run(self) -> None:
+        self.starts += 1
+        self.start_times.append(time.monotonic())
+        self.started_as.append(self)
+        if self.starts <= self.failures:
+            error = RuntimeError(f"{self.name} crashed")
+            self.errors.append(error)
+            raise error
+        self.recovered.set()
+        self.wait(None)
+
+
+class Returner(routines.BackgroundRoutine):
+    """Returns on its own on its first `returns` starts, then runs until stopped."""
+
+    def __init__(self, name: str | None = None, *, returns: float = math.inf) -> None:
+        super().__init__(name)
+        self.returns = returns
+        self.starts = 0
+        self.waiting = threading.Event()
+
+    def run(self) -> None:
+        self.starts += 1
+        if self.starts <= self.returns:
+            return
+        self.waiting.set()
+        self.wait(None)
+
+
+class Counting(routines.BackgroundRoutine):
+    """Runs until stopped; counts its starts and signals each one."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name)
+        self.starts = 0
+        self.running = threading.Event()
+
+    def run(self) -> None:
+        self.starts += 1
+        self.running.set()
+        self.wait(None)
+
+
+def started_monitor(*members: routines.Routine, **options: object) -> routines.Monitor:
+    """A Monitor over `members` (catching no signals unless told), started."""
+    options.setdefault("signals", ())
+    monitor = routines.Monitor(*members, **options)  # type: ignore[arg-type]
+    monitor.start()
+    return monitor
+
+
+class Harness:
+    """Makes started monitors and, at teardown, releases blocked routines and shuts all down.
+
+    The `harness` fixture (conftest.py) gives a test one and closes it after the test.
+    """
+
+    def __init__(self) -> None:
+        self.monitors: list[routines.Monitor] = []
+        self.blocked: list[Stubborn] = []
+
+    def monitor(self, *given: routines.Routine, **options: Any) -> routines.Monitor:
+        options.setdefault("signals", ())
+        monitor = routines.Monitor(*given, **options)
+        self.monitors.append(monitor)
+        monitor.start()
+        return monitor
+
+    def blocker(self, name: str = "blocked") -> Stubborn:
+        """A routine whose start() blocks, whatever stop() says, until the test ends."""
+        blocked = Stubborn(name)
+        self.blocked.append(blocked)
+        return blocked
+
+    def finish(self, monitor: routines.Monitor) -> routines.ShutdownReport:
+        """Shut the monitor down and return its report."""
+        monitor.shutdown("test over")
+        report = monitor.wait(WAIT)
+        assert report is not None, "the monitor did not shut down"
+        return report
+
+    def ended(self, monitor: routines.Monitor) -> routines.ShutdownReport:
+        """The report of a monitor that ends by itself."""
+        report = monitor.wait(WAIT)
+        assert report is not None, "the monitor did not end by itself"
+        return report
+
+    def close(self) -> None:
+        for blocked in self.blocked:
+            blocked.release.set()
+        for monitor in self.monitors:
+            monitor.shutdown("test over")
+            assert monitor.wait(WAIT) is not None, "the monitor did not shut down"
+
+
+def status_of(monitor: routines.Monitor, name: str) -> routines.RoutineStatus:
+    (status,) = (s for s in monitor.status() if s.name == name)
+    return status
+
+
+# -- periodic routines on a FakeClock ----------------------------------------------------------
+
+
+class Calls:
+    """A handler that records the fake time of each run and may take fake time itself.
+
+    `takes` is how long every run takes, or the durations of the first runs (then 0).
+    """
+
+    def __init__(
+        self, clock: FakeClock, *, takes: float | list[float] = 0.0, result: object = None
+    ) -> None:
+        self.clock = clock
+        self.durations = iter(takes) if isinstance(takes, list) else None
+        self.takes = 0.0 if isinstance(takes, list) else takes
+        self.result = result
+        self.times: list[float] = []
+        self.threads: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self) -> object:
+        with self.lock:
+            self.times.append(self.clock.now())
+            self.threads.append(threading.current_thread().name)
+        takes = next(self.durations, 0.0) if self.durations is not None else self.takes
+        if takes:
+            self.clock.advance(takes)
+        return self.result
+
+    @property
+    def count(self) -> int:
+        with self.lock:
+            return len(self.times)
+
+
+def step(clock: FakeClock, seconds: float, sleepers: int = 1) -> None:
+    """Advance the clock, then wait until the routine is waiting again."""
+    clock.advance(seconds)
+    clock.wait_for_sleepers(sleepers)
+
+
+class ObjectHandler:
+    """A handler object with Sourcegraph's ErrorHandler and Finalizer hooks."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.handled: list[Exception] = []
+        self.shutdowns: list[str] = []
+
+    def __call__(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def handle_error(self, exc: Exception) -> None:
+        self.handled.append(exc)
+
+    def on_shutdown(self) -> None:
+        self.shutdowns.append(threading.current_thread().name)

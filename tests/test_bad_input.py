@@ -2,7 +2,10 @@
 `ValueError` at the call, naming the argument and the value, never a crash later on a thread.
 
 The table is built from the kinds of argument (a duration, a count, a fraction, a flag, a
-callable, a name), so every argument of a kind is tried with every bad value of that kind.
+callable, a name), so every argument of a kind is tried with every bad value of that kind. Each
+public name has its section: its rows of the table, and the checks that go further (the exact
+message, a value of its own, a rule that involves more than one argument). The two table-driven
+tests at the end run every row of every section.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from typing import Any, NamedTuple
 import pytest
 
 import routines
+from routines import PeriodicRoutine, WorkerPool, with_error_message
 from routines.testing import FakeClock
 
-from helpers import WAIT, Gate, LogWatcher
+from helpers import WAIT, Gate, LogWatcher, started_monitor
 
 HUGE_INT = 10**400  # not representable as a float
 NAN, INF = math.nan, math.inf
+
+
+# -- the kinds of argument and their bad values ------------------------------------------------
 
 
 class Bad(NamedTuple):
@@ -104,30 +111,7 @@ SIGNALS = [
 ]
 
 
-class Sample(routines.BackgroundRoutine):
-    def run(self) -> None:
-        self.wait(None)
-
-
-def noop() -> None:
-    pass
-
-
-def item_handler(item: object) -> object:
-    return item
-
-
-def started_monitor() -> routines.Monitor:
-    monitor = routines.Monitor(routines.NoopRoutine(), signals=())
-    monitor.start()
-    return monitor
-
-
-def close(target: object) -> None:
-    """Undo what a target made, so no thread outlives the test."""
-    if isinstance(target, routines.Monitor):
-        target.shutdown()
-        assert target.wait(WAIT) is not None
+# -- the table: a call with good defaults, and each argument's bad values ----------------------
 
 
 class Target(NamedTuple):
@@ -139,7 +123,39 @@ class Target(NamedTuple):
     setup: Callable[[], object] | None = None
 
 
-TARGETS = [
+class Rule(NamedTuple):
+    """A call that breaks a rule involving more than one argument (or the routines given)."""
+
+    id: str
+    make: Callable[[], object]
+    error: type[Exception]
+    fragment: str
+
+
+def close(target: object) -> None:
+    """Undo what a target made, so no thread outlives the test."""
+    if isinstance(target, routines.Monitor):
+        target.shutdown()
+        assert target.wait(WAIT) is not None
+
+
+def noop() -> None:
+    pass
+
+
+def item_handler(item: object) -> object:
+    return item
+
+
+# -- BackgroundRoutine and NoopRoutine ---------------------------------------------------------
+
+
+class Sample(routines.BackgroundRoutine):
+    def run(self) -> None:
+        self.wait(None)
+
+
+ROUTINE_TARGETS = [
     Target("BackgroundRoutine", lambda **kw: Sample(**kw), {"name": NAME}),
     Target("NoopRoutine", lambda **kw: routines.NoopRoutine(**kw), {"name": NAME}),
     Target(
@@ -148,17 +164,88 @@ TARGETS = [
         {"timeout": DURATION},
         setup=Sample,
     ),
+]
+
+
+# -- routines.sleep ----------------------------------------------------------------------------
+
+SLEEP_TARGETS = [
     Target("sleep", lambda **kw: routines.sleep(**{"seconds": 0.0, **kw}), {"seconds": DURATION}),
+]
+
+
+@pytest.mark.parametrize("bad", [-0.5])
+def test_sleep_rejects_a_bad_duration(bad: float) -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        routines.sleep(bad)
+
+
+@pytest.mark.parametrize("bad", [None])
+def test_sleep_rejects_a_non_number(bad: object) -> None:
+    with pytest.raises(TypeError, match="seconds"):
+        routines.sleep(bad)  # type: ignore[arg-type]
+
+
+# -- CallbackRoutine ---------------------------------------------------------------------------
+
+CALLBACK_TARGETS = [
     Target(
         "CallbackRoutine",
         lambda **kw: routines.CallbackRoutine(**{"start": noop, **kw}),
         {"start": CALLABLE, "stop": OPTIONAL_CALLABLE, "name": NAME},
     ),
+]
+
+
+def test_callback_routine_start_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="start must be callable"):
+        routines.CallbackRoutine(42)  # type: ignore[arg-type]
+
+
+def test_callback_routine_stop_must_be_callable_or_none() -> None:
+    with pytest.raises(TypeError, match="stop must be callable or None"):
+        routines.CallbackRoutine(noop, "shutdown")  # type: ignore[arg-type]
+
+
+def test_callback_routine_name_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match="name"):
+        routines.CallbackRoutine(noop, name=3)  # type: ignore[arg-type]
+
+
+# -- CombinedRoutine ---------------------------------------------------------------------------
+
+COMBINED_TARGETS = [
     Target(
         "CombinedRoutine",
         lambda **kw: routines.CombinedRoutine(routines.NoopRoutine(), **kw),
         {"name": NAME, "stop_order": [Bad("random", ValueError), Bad(1, TypeError)]},
     ),
+]
+COMBINED_RULES = [
+    Rule("combined-empty", lambda: routines.CombinedRoutine(), ValueError, "at least one routine"),
+    Rule(
+        "combined-not-a-routine",
+        lambda: routines.CombinedRoutine(noop),  # type: ignore[arg-type]
+        TypeError,
+        "routines[0]",
+    ),
+]
+
+
+def test_combined_routine_rejects_something_that_is_not_a_routine() -> None:
+    with pytest.raises(TypeError, match=r"routines\[1\] must be a routine"):
+        routines.CombinedRoutine(Gate(), object())  # type: ignore[arg-type]
+
+
+def test_the_same_routine_twice_in_a_combined_routine_is_rejected() -> None:
+    gate = Gate()
+    with pytest.raises(ValueError, match=r"routines\[1\] is passed twice"):
+        routines.CombinedRoutine(gate, gate)
+
+
+# -- PeriodicRoutine ---------------------------------------------------------------------------
+
+PERIODIC_TARGETS = [
     Target(
         "PeriodicRoutine",
         lambda **kw: routines.PeriodicRoutine(**{"handler": noop, **kw}),
@@ -178,170 +265,60 @@ TARGETS = [
             "clock": [Bad(1, TypeError), Bad(object(), TypeError)],
         },
     ),
-    Target(
-        "with_error_message",
-        lambda **kw: routines.with_error_message(**{"message": "m", "fn": noop, **kw}),
-        {"message": TEXT, "fn": CALLABLE},
-    ),
-    Target(
-        "Monitor",
-        lambda **kw: routines.Monitor(routines.NoopRoutine(), **kw),
-        {
-            "stop_timeout": REQUIRED_DURATION,
-            "signals": SIGNALS,
-            "on_signal": [
-                Bad([noop], TypeError),
-                Bad({"SIGHUP": noop}, TypeError),
-                Bad({signal.SIGKILL: noop}, ValueError),
-                Bad({signal.SIGHUP: "reload"}, TypeError),
-            ],
-            "restart": [Bad("always", TypeError), Bad({"restart": "always"}, TypeError)],
-            "on_event": OPTIONAL_CALLABLE,
-        },
-    ),
-    Target(
-        "Monitor.shutdown",
-        lambda obj, **kw: obj.shutdown(**kw),
-        {"reason": TEXT},
-        setup=started_monitor,
-    ),
-    Target(
-        "Monitor.wait",
-        lambda obj, **kw: obj.wait(**kw),
-        {"timeout": DURATION},
-        setup=started_monitor,
-    ),
-    Target(
-        "monitor",
-        lambda **kw: routines.monitor(routines.NoopRoutine(), signals=(), **kw),
-        {"stop_timeout": REQUIRED_DURATION, "restart": [Bad("never", TypeError)]},
-    ),
-    Target(
-        "RestartPolicy",
-        lambda **kw: routines.RestartPolicy(**kw),
-        {
-            "restart": [Bad("sometimes", ValueError), Bad(None, TypeError), Bad(1, TypeError)],
-            "backoff": REQUIRED_DURATION,
-            "max_backoff": REQUIRED_DURATION,
-            "jitter": FRACTION,
-            "max_restarts": count(0),
-            "within": POSITIVE_DURATION,
-            "on_give_up": [Bad("explode", ValueError), Bad(True, TypeError)],
-        },
-    ),
-    Target(
-        "supervised",
-        lambda **kw: routines.supervised(
-            **{"routine": routines.NoopRoutine(), "policy": routines.RestartPolicy(), **kw}
-        ),
-        {
-            "routine": [Bad(noop, TypeError), Bad(None, TypeError)],
-            "policy": [Bad(None, TypeError), Bad("never", TypeError)],
-        },
-    ),
-    Target(
-        "FakeClock",
-        lambda **kw: FakeClock(**kw),
-        {
-            "start": [
-                Bad(NAN, ValueError),
-                Bad(INF, ValueError),
-                Bad(HUGE_INT, ValueError),
-                Bad(True, TypeError),
-                Bad("0", TypeError),
-            ]
-        },
-    ),
-    Target(
-        "FakeClock.advance",
-        lambda obj, **kw: obj.advance(**{"seconds": 0.0, **kw}),
-        {"seconds": REQUIRED_DURATION},
-        setup=FakeClock,
-    ),
-    Target(
-        "FakeClock.wait_for_sleepers",
-        lambda obj, **kw: obj.wait_for_sleepers(**{"count": 0, "timeout": 0.0, **kw}),
-        {"count": count(0), "timeout": REQUIRED_DURATION},
-        setup=FakeClock,
-    ),
 ]
 
 
-class Case(NamedTuple):
-    target: Target
-    arg: str
-    bad: Bad
-
-
-def cases() -> Iterator[Any]:
-    for target in TARGETS:
-        for arg, bads in target.args.items():
-            for bad in bads:
-                label = f"{target.name}-{arg}={bad.value!r:.24}"
-                yield pytest.param(Case(target, arg, bad), id=label)
-
-
-@pytest.mark.parametrize("case", list(cases()))
-def test_a_bad_argument_is_rejected_at_the_call_naming_the_argument_and_the_value(
-    case: Case,
-) -> None:
-    target, arg, bad = case
-    obj = target.setup() if target.setup is not None else None
-    args = () if obj is None else (obj,)
-    try:
-        with pytest.raises(bad.error) as raised:
-            close(target.call(*args, **{arg: bad.value}))
-    finally:
-        close(obj)
-    message = str(raised.value)
-    assert arg in message, f"{message!r} does not name {arg!r}"
-    if not isinstance(bad.value, (list, dict)):
-        assert repr(bad.value)[:60] in message, f"{message!r} does not show {bad.value!r}"
-
-
-# -- the rules that involve more than one argument, or the routines given --------------------
+class NotAClock:
+    def now(self) -> float:
+        return 0.0
 
 
 @pytest.mark.parametrize(
-    ("make", "error", "fragment"),
+    ("kwargs", "error", "message"),
     [
-        (lambda: routines.Monitor(noop), TypeError, "routines[0]"),  # type: ignore[arg-type]
-        (lambda: routines.Monitor(Gate(), object()), TypeError, "routines[1]"),  # type: ignore[arg-type]
-        (lambda: routines.CombinedRoutine(), ValueError, "at least one routine"),
-        (lambda: routines.CombinedRoutine(noop), TypeError, "routines[0]"),  # type: ignore[arg-type]
-        (lambda: routines.RestartPolicy(backoff=2, max_backoff=1), ValueError, "max_backoff"),
-        (lambda: routines.monitor(Gate(), signals=(), colour="red"), TypeError, "colour"),
-    ],
-    ids=[
-        "monitor-not-a-routine",
-        "monitor-second-not-a-routine",
-        "combined-empty",
-        "combined-not-a-routine",
-        "policy-max-backoff-below-backoff",
-        "monitor-function-unknown-option",
+        ({"handler": 1}, TypeError, "handler must be callable, got 1"),
+        ({"interval": 0}, ValueError, "interval must be a positive finite number .* got 0"),
+        ({"interval": -1}, ValueError, "interval must be a positive .* got -1"),
+        ({"interval": float("nan")}, ValueError, "interval must be .* got nan"),
+        ({"interval": float("inf")}, ValueError, "interval must be .* got inf"),
+        ({"interval": True}, TypeError, "interval must be .* got True"),
+        ({"interval": "1"}, TypeError, "interval must be .* got '1'"),
+        ({"interval": timedelta(0)}, ValueError, "interval must be a positive"),
+        ({"name": ""}, ValueError, "name must not be empty"),
+        ({"name": 3}, TypeError, "name must be a str or None, got 3"),
+        ({"description": None}, TypeError, "description must be a str, got None"),
+        ({"initial_delay": -1}, ValueError, "initial_delay must be .* got -1"),
+        ({"initial_delay": None}, TypeError, "initial_delay must be .* got None"),
+        ({"concurrency": 0}, ValueError, "concurrency must be >= 1, got 0"),
+        ({"concurrency": 2.0}, TypeError, "concurrency must be an int, got 2.0"),
+        ({"concurrency": True}, TypeError, "concurrency must be an int, got True"),
+        ({"fixed_rate": 1}, TypeError, "fixed_rate must be a bool, got 1"),
+        ({"jitter": 1}, ValueError, r"jitter must be in \[0, 1\), got 1"),
+        ({"jitter": -0.1}, ValueError, r"jitter must be in \[0, 1\), got -0.1"),
+        ({"jitter": float("nan")}, ValueError, "jitter must be in .* got nan"),
+        ({"jitter": "0.1"}, TypeError, "jitter must be a number"),
+        (
+            {"max_consecutive_reinvocations": 0},
+            ValueError,
+            "max_consecutive_reinvocations must be >= 1, got 0",
+        ),
+        ({"run_timeout": 0}, ValueError, "run_timeout must be a positive .* got 0"),
+        ({"run_timeout": -5}, ValueError, "run_timeout must be .* got -5"),
+        ({"on_error": "log"}, TypeError, "on_error must be callable or None, got 'log'"),
+        ({"on_shutdown": 1}, TypeError, "on_shutdown must be callable or None, got 1"),
+        ({"clock": NotAClock()}, TypeError, "clock must have now"),
     ],
 )
-def test_a_bad_combination_is_rejected_naming_what_is_wrong(
-    make: Callable[[], object], error: type[Exception], fragment: str
+def test_periodic_routine_bad_arguments_are_rejected_naming_the_argument_and_value(
+    kwargs: dict[str, object], error: type[Exception], message: str
 ) -> None:
-    with pytest.raises(error, match=fragment.replace("[", r"\[")):
-        make()
+    arguments: dict[str, object] = {"handler": noop, **kwargs}
+    handler = arguments.pop("handler")
+    with pytest.raises(error, match=message):
+        PeriodicRoutine(handler, **arguments)  # type: ignore[arg-type]
 
 
-def test_the_same_routine_twice_in_a_combined_routine_is_rejected() -> None:
-    gate = Gate()
-    with pytest.raises(ValueError, match=r"routines\[1\] is passed twice"):
-        routines.CombinedRoutine(gate, gate)
-
-
-def test_the_same_routine_twice_in_a_monitor_is_rejected() -> None:
-    gate = Gate()
-    with pytest.raises(ValueError, match=r"routines\[1\] is passed twice"):
-        routines.Monitor(gate, routines.supervised(gate, routines.RestartPolicy()))
-
-
-# -- values that only a running routine sees: reported, never a crash on its thread ----------
-
+# Values that only a running routine sees: reported, never a crash on its thread.
 BAD_RESULTS = [0, -1, NAN, INF, HUGE_INT, 1e300, True, "1", None]
 
 
@@ -389,6 +366,198 @@ def test_a_bad_concurrency_function_result_is_reported_and_one_loop_runs(result:
     assert not thread.is_alive()
     assert errors
     assert "concurrency" in str(errors[0])
+
+
+# -- with_error_message ------------------------------------------------------------------------
+
+WITH_ERROR_MESSAGE_TARGETS = [
+    Target(
+        "with_error_message",
+        lambda **kw: routines.with_error_message(**{"message": "m", "fn": noop, **kw}),
+        {"message": TEXT, "fn": CALLABLE},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: with_error_message(1, noop), TypeError, "message must be a str, got 1"),
+        (lambda: with_error_message("m", 1), TypeError, "fn must be callable, got 1"),
+    ],
+)
+def test_with_error_message_rejects_bad_arguments(
+    call: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        call()
+
+
+# -- WorkerPool --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "fragment"),
+    [
+        ({"handler": 3}, TypeError, "handler"),
+        ({"workers": 0}, ValueError, "workers must be >= 1, got 0"),
+        ({"workers": True}, TypeError, "workers"),
+        ({"workers": 2.0}, TypeError, "workers"),
+        ({"buffer": 0}, ValueError, "buffer must be >= 1, got 0"),
+        ({"buffer": False}, TypeError, "buffer"),
+        ({"buffer": "10"}, TypeError, "buffer"),
+        ({"name": ""}, ValueError, "name"),
+        ({"name": 7}, TypeError, "name"),
+        ({"on_error": "log"}, TypeError, "on_error"),
+        ({"drain_on_stop": 1}, TypeError, "drain_on_stop"),
+        ({"drain_timeout": -1}, ValueError, "drain_timeout"),
+        ({"drain_timeout": math.nan}, ValueError, "drain_timeout"),
+        ({"drain_timeout": math.inf}, ValueError, "drain_timeout"),
+        ({"drain_timeout": True}, TypeError, "drain_timeout"),
+        ({"drain_timeout": "5"}, TypeError, "drain_timeout"),
+        ({"drain_timeout": timedelta(seconds=-1)}, ValueError, "drain_timeout"),
+    ],
+)
+def test_worker_pool_bad_constructor_arguments_raise_naming_the_argument(
+    kwargs: dict[str, Any], error: type[Exception], fragment: str
+) -> None:
+    arguments: dict[str, Any] = {"handler": item_handler, **kwargs}
+    handler = arguments.pop("handler")
+    with pytest.raises(error, match=fragment):
+        WorkerPool(handler, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "fragment"),
+    [
+        ({"block": 1}, TypeError, "block must be a bool, got 1"),
+        ({"block": None}, TypeError, "block"),
+        ({"timeout": -1}, ValueError, "timeout"),
+        ({"timeout": math.nan}, ValueError, "timeout"),
+        ({"timeout": math.inf}, ValueError, "timeout"),
+        ({"timeout": "1"}, TypeError, "timeout"),
+        ({"timeout": True}, TypeError, "timeout"),
+        ({"block": False, "timeout": 1.0}, ValueError, "timeout must be None when block is False"),
+    ],
+)
+def test_worker_pool_bad_submit_arguments_raise_naming_the_argument(
+    kwargs: dict[str, Any], error: type[Exception], fragment: str
+) -> None:
+    pool = WorkerPool(item_handler)
+    with pytest.raises(error, match=fragment):
+        pool.submit(1, **kwargs)
+    assert pool.status().queued == 0
+
+
+# -- Monitor and routines.monitor() ------------------------------------------------------------
+
+
+MONITOR_TARGETS = [
+    Target(
+        "Monitor",
+        lambda **kw: routines.Monitor(routines.NoopRoutine(), **kw),
+        {
+            "stop_timeout": REQUIRED_DURATION,
+            "signals": SIGNALS,
+            "on_signal": [
+                Bad([noop], TypeError),
+                Bad({"SIGHUP": noop}, TypeError),
+                Bad({signal.SIGKILL: noop}, ValueError),
+                Bad({signal.SIGHUP: "reload"}, TypeError),
+            ],
+            "restart": [Bad("always", TypeError), Bad({"restart": "always"}, TypeError)],
+            "on_event": OPTIONAL_CALLABLE,
+        },
+    ),
+    Target(
+        "Monitor.shutdown",
+        lambda obj, **kw: obj.shutdown(**kw),
+        {"reason": TEXT},
+        setup=lambda: started_monitor(routines.NoopRoutine()),
+    ),
+    Target(
+        "Monitor.wait",
+        lambda obj, **kw: obj.wait(**kw),
+        {"timeout": DURATION},
+        setup=lambda: started_monitor(routines.NoopRoutine()),
+    ),
+    Target(
+        "monitor",
+        lambda **kw: routines.monitor(routines.NoopRoutine(), signals=(), **kw),
+        {"stop_timeout": REQUIRED_DURATION, "restart": [Bad("never", TypeError)]},
+    ),
+]
+MONITOR_RULES = [
+    Rule(
+        "monitor-not-a-routine",
+        lambda: routines.Monitor(noop),  # type: ignore[arg-type]
+        TypeError,
+        "routines[0]",
+    ),
+    Rule(
+        "monitor-second-not-a-routine",
+        lambda: routines.Monitor(Gate(), object()),  # type: ignore[arg-type]
+        TypeError,
+        "routines[1]",
+    ),
+    Rule(
+        "monitor-function-unknown-option",
+        lambda: routines.monitor(Gate(), signals=(), colour="red"),
+        TypeError,
+        "colour",
+    ),
+]
+
+
+def test_monitor_rejects_something_that_is_not_a_routine() -> None:
+    with pytest.raises(TypeError, match=r"routines\[0\] must be a routine"):
+        routines.Monitor("not a routine", signals=())  # type: ignore[arg-type]
+
+
+def test_monitor_rejects_the_same_routine_twice() -> None:
+    gate = Gate()
+    with pytest.raises(ValueError, match="passed twice"):
+        routines.Monitor(gate, gate, signals=())
+
+
+def test_the_same_routine_twice_in_a_monitor_is_rejected() -> None:
+    gate = Gate()
+    with pytest.raises(ValueError, match=r"routines\[1\] is passed twice"):
+        routines.Monitor(gate, routines.supervised(gate, routines.RestartPolicy()))
+
+
+@pytest.mark.parametrize("bad", ["10"])
+def test_monitor_rejects_a_stop_timeout_that_is_not_a_number(bad: object) -> None:
+    with pytest.raises(TypeError, match="stop_timeout"):
+        routines.Monitor(Gate(), stop_timeout=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [["x"]])
+def test_monitor_rejects_signals_of_the_wrong_type(bad: object) -> None:
+    with pytest.raises(TypeError, match="signals"):
+        routines.Monitor(Gate(), signals=bad)  # type: ignore[arg-type]
+
+
+def test_monitor_rejects_on_signal_that_is_not_a_mapping() -> None:
+    with pytest.raises(TypeError, match="on_signal"):
+        routines.Monitor(Gate(), on_signal=[signal.SIGHUP])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("restart", ["always", routines.RestartPolicy, 0])
+def test_monitor_rejects_a_restart_that_is_not_a_policy(restart: object) -> None:
+    with pytest.raises(TypeError, match=r"\brestart\b"):
+        routines.Monitor(routines.NoopRoutine(), signals=(), restart=restart)  # type: ignore[arg-type]
+
+
+def test_monitor_rejects_an_on_event_that_is_not_callable() -> None:
+    with pytest.raises(TypeError, match="on_event"):
+        routines.Monitor(Gate(), on_event=42)  # type: ignore[arg-type]
+
+
+def test_monitor_rejects_a_shutdown_reason_that_is_not_a_string_before_it_starts() -> None:
+    monitor = routines.Monitor(Gate(), signals=())
+    with pytest.raises(TypeError, match="reason"):
+        monitor.shutdown(3)  # type: ignore[arg-type]
 
 
 def test_a_routine_whose_name_is_not_a_string_is_named_after_its_class() -> None:
@@ -453,3 +622,225 @@ def test_callables_with_defaults_varargs_or_no_readable_signature_are_accepted()
     routines.WorkerPool(defaults, on_error=defaults)
     routines.PeriodicRoutine(print)  # a builtin: its signature is read where Python can
     routines.WorkerPool(functools.partial(_two_args, 1))
+
+
+# -- RestartPolicy -----------------------------------------------------------------------------
+
+POLICY_TARGETS = [
+    Target(
+        "RestartPolicy",
+        lambda **kw: routines.RestartPolicy(**kw),
+        {
+            "restart": [Bad("sometimes", ValueError), Bad(None, TypeError), Bad(1, TypeError)],
+            "backoff": REQUIRED_DURATION,
+            "max_backoff": REQUIRED_DURATION,
+            "jitter": FRACTION,
+            "max_restarts": count(0),
+            "within": POSITIVE_DURATION,
+            "on_give_up": [Bad("explode", ValueError), Bad(True, TypeError)],
+        },
+    ),
+]
+POLICY_RULES = [
+    Rule(
+        "policy-max-backoff-below-backoff",
+        lambda: routines.RestartPolicy(backoff=2, max_backoff=1),
+        ValueError,
+        "max_backoff",
+    ),
+]
+
+
+# The argument's name as a word of the message (`backoff`, not only inside `max_backoff`).
+@pytest.mark.parametrize(
+    ("arg", "value", "error"),
+    [
+        ("restart", "sometimes", ValueError),
+        ("restart", "ON-FAILURE", ValueError),
+        ("restart", None, (TypeError, ValueError)),
+        ("restart", 1, (TypeError, ValueError)),
+        ("on_give_up", "explode", ValueError),
+        ("on_give_up", None, (TypeError, ValueError)),
+        ("backoff", -1, ValueError),
+        ("backoff", NAN, ValueError),
+        ("backoff", INF, ValueError),
+        ("backoff", True, TypeError),
+        ("backoff", "1", TypeError),
+        ("backoff", None, TypeError),
+        ("backoff", timedelta(seconds=-1), ValueError),
+        ("max_backoff", -1, ValueError),
+        ("max_backoff", NAN, ValueError),
+        ("max_backoff", INF, ValueError),
+        ("max_backoff", False, TypeError),
+        ("max_backoff", "60", TypeError),
+        ("max_backoff", 0.5, ValueError),  # less than the default backoff of 1
+        ("jitter", -0.1, ValueError),
+        ("jitter", 1, ValueError),
+        ("jitter", 1.5, ValueError),
+        ("jitter", NAN, ValueError),
+        ("jitter", INF, ValueError),
+        ("jitter", True, TypeError),
+        ("jitter", "0.1", TypeError),
+        ("max_restarts", -1, ValueError),
+        ("max_restarts", 1.5, TypeError),
+        ("max_restarts", 3.0, TypeError),
+        ("max_restarts", True, TypeError),
+        ("max_restarts", "3", TypeError),
+        ("max_restarts", None, TypeError),
+        ("within", 0, ValueError),
+        ("within", timedelta(0), ValueError),
+        ("within", -1, ValueError),
+        ("within", NAN, ValueError),
+        ("within", INF, ValueError),
+        ("within", True, TypeError),
+        ("within", "60", TypeError),
+    ],
+)
+def test_policy_rejects_bad_input_naming_the_argument(
+    arg: str, value: object, error: type[Exception] | tuple[type[Exception], ...]
+) -> None:
+    with pytest.raises(error, match=rf"\b{arg}\b"):
+        routines.RestartPolicy(**{arg: value})
+
+
+def test_policy_rejects_max_backoff_below_backoff_naming_both() -> None:
+    with pytest.raises(ValueError, match=r"max_backoff.*backoff"):
+        routines.RestartPolicy(backoff=5, max_backoff=2)
+
+
+# -- supervised --------------------------------------------------------------------------------
+
+SUPERVISED_TARGETS = [
+    Target(
+        "supervised",
+        lambda **kw: routines.supervised(
+            **{"routine": routines.NoopRoutine(), "policy": routines.RestartPolicy(), **kw}
+        ),
+        {
+            "routine": [Bad(noop, TypeError), Bad(None, TypeError)],
+            "policy": [Bad(None, TypeError), Bad("never", TypeError)],
+        },
+    ),
+]
+
+
+def test_supervised_rejects_a_non_routine_naming_the_argument() -> None:
+    with pytest.raises(TypeError, match=r"\broutine\b"):
+        routines.supervised(object(), routines.RestartPolicy())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("policy", [None, "always", {"restart": "always"}, 1])
+def test_supervised_rejects_a_policy_that_is_not_a_restart_policy(policy: object) -> None:
+    with pytest.raises(TypeError, match=r"\bpolicy\b"):
+        routines.supervised(routines.NoopRoutine(), policy)  # type: ignore[arg-type]
+
+
+# -- FakeClock ---------------------------------------------------------------------------------
+
+FAKE_CLOCK_TARGETS = [
+    Target(
+        "FakeClock",
+        lambda **kw: FakeClock(**kw),
+        {
+            "start": [
+                Bad(NAN, ValueError),
+                Bad(INF, ValueError),
+                Bad(HUGE_INT, ValueError),
+                Bad(True, TypeError),
+                Bad("0", TypeError),
+            ]
+        },
+    ),
+    Target(
+        "FakeClock.advance",
+        lambda obj, **kw: obj.advance(**{"seconds": 0.0, **kw}),
+        {"seconds": REQUIRED_DURATION},
+        setup=FakeClock,
+    ),
+    Target(
+        "FakeClock.wait_for_sleepers",
+        lambda obj, **kw: obj.wait_for_sleepers(**{"count": 0, "timeout": 0.0, **kw}),
+        {"count": count(0), "timeout": REQUIRED_DURATION},
+        setup=FakeClock,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: FakeClock("0"), TypeError, "start must be a number of seconds, got '0'"),
+        (lambda: FakeClock(True), TypeError, "start must be a number"),
+        (lambda: FakeClock(float("nan")), ValueError, "start must be a finite"),
+        (lambda: FakeClock().advance(-1), ValueError, "seconds must be .* got -1"),
+        (lambda: FakeClock().advance(float("inf")), ValueError, "seconds must be"),
+        (lambda: FakeClock().wait_for_sleepers(-1), ValueError, "count must be >= 0, got -1"),
+        (lambda: FakeClock().wait_for_sleepers(1.5), TypeError, "count must be an int"),
+        (lambda: FakeClock().wait_for_sleepers(1, -1), ValueError, "timeout must be"),
+    ],
+)
+def test_fake_clock_bad_arguments_are_rejected_naming_the_argument(
+    call: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        call()
+
+
+# -- every row of every section above ----------------------------------------------------------
+
+TARGETS = [
+    *ROUTINE_TARGETS,
+    *SLEEP_TARGETS,
+    *CALLBACK_TARGETS,
+    *COMBINED_TARGETS,
+    *PERIODIC_TARGETS,
+    *WITH_ERROR_MESSAGE_TARGETS,
+    *MONITOR_TARGETS,
+    *POLICY_TARGETS,
+    *SUPERVISED_TARGETS,
+    *FAKE_CLOCK_TARGETS,
+]
+RULES = [*MONITOR_RULES, *COMBINED_RULES, *POLICY_RULES]
+
+
+class Case(NamedTuple):
+    target: Target
+    arg: str
+    bad: Bad
+
+
+def cases() -> Iterator[Any]:
+    for target in TARGETS:
+        for arg, bads in target.args.items():
+            for bad in bads:
+                label = f"{target.name}-{arg}={bad.value!r:.24}"
+                yield pytest.param(Case(target, arg, bad), id=label)
+
+
+@pytest.mark.parametrize("case", list(cases()))
+def test_a_bad_argument_is_rejected_at_the_call_naming_the_argument_and_the_value(
+    case: Case,
+) -> None:
+    target, arg, bad = case
+    obj = target.setup() if target.setup is not None else None
+    args = () if obj is None else (obj,)
+    try:
+        with pytest.raises(bad.error) as raised:
+            close(target.call(*args, **{arg: bad.value}))
+    finally:
+        close(obj)
+    message = str(raised.value)
+    assert arg in message, f"{message!r} does not name {arg!r}"
+    if not isinstance(bad.value, (list, dict)):
+        assert repr(bad.value)[:60] in message, f"{message!r} does not show {bad.value!r}"
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "fragment"),
+    [pytest.param(rule.make, rule.error, rule.fragment, id=rule.id) for rule in RULES],
+)
+def test_a_bad_combination_is_rejected_naming_what_is_wrong(
+    make: Callable[[], object], error: type[Exception], fragment: str
+) -> None:
+    with pytest.raises(error, match=fragment.replace("[", r"\[")):
+        make()

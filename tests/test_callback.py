@@ -134,18 +134,3 @@ def test_an_exception_from_the_start_callable_propagates() -> None:
 
     with pytest.raises(OSError, match="port in use"):
         routines.CallbackRoutine(start).start()
-
-
-def test_start_must_be_callable() -> None:
-    with pytest.raises(TypeError, match="start must be callable"):
-        routines.CallbackRoutine(42)  # type: ignore[arg-type]
-
-
-def test_stop_must_be_callable_or_none() -> None:
-    with pytest.raises(TypeError, match="stop must be callable or None"):
-        routines.CallbackRoutine(serve, "shutdown")  # type: ignore[arg-type]
-
-
-def test_name_must_be_a_string() -> None:
-    with pytest.raises(TypeError, match="name"):
-        routines.CallbackRoutine(serve, name=3)  # type: ignore[arg-type]

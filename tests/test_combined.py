@@ -197,27 +197,6 @@ def test_the_group_can_be_started_again_after_a_failure() -> None:
     assert gate.runs == 2
 
 
-def test_needs_at_least_one_routine() -> None:
-    with pytest.raises(ValueError, match="at least one routine"):
-        routines.CombinedRoutine()
-
-
-def test_rejects_something_that_is_not_a_routine() -> None:
-    with pytest.raises(TypeError, match=r"routines\[1\] must be a routine"):
-        routines.CombinedRoutine(Gate(), object())  # type: ignore[arg-type]
-
-
-def test_rejects_the_same_routine_twice() -> None:
-    gate = Gate()
-    with pytest.raises(ValueError, match="passed twice"):
-        routines.CombinedRoutine(gate, gate)
-
-
-def test_rejects_an_unknown_stop_order() -> None:
-    with pytest.raises(ValueError, match="stop_order"):
-        routines.CombinedRoutine(Gate(), stop_order="random")  # type: ignore[arg-type]
-
-
 def test_a_child_thread_that_cannot_start_fails_the_group_and_stops_the_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

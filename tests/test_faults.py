@@ -13,18 +13,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 import routines
 
-from helpers import WAIT, EventLog, Gate, LogWatcher, Stubborn, in_background
+from helpers import NO_RESTART, WAIT, EventLog, Gate, LogWatcher, Stubborn, in_background
 
 STOP_TIMEOUT = 1.0
 MARGIN = 2.0
 BOUND = STOP_TIMEOUT + MARGIN
-NEVER = routines.RestartPolicy(restart="never")
 
 
 class Boom(Exception):
@@ -105,14 +104,6 @@ def assert_untouched(report: routines.ShutdownReport, healthy: Gate) -> None:
     assert healthy.runs == 1
 
 
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    """Set at the end of the test: what hangs on it ends, so no thread outlives the test."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
 # -- start() raising ---------------------------------------------------------------------------
 
 
@@ -124,7 +115,7 @@ def test_a_start_that_raises_fails_alone_and_is_reported_with_its_error(
 ) -> None:
     healthy, events = Gate("healthy"), EventLog()
     faulty = routines.CallbackRoutine(raiser(error), name="faulty")
-    monitor = started(routines.supervised(faulty, NEVER), healthy, on_event=events)
+    monitor = started(routines.supervised(faulty, NO_RESTART), healthy, on_event=events)
     events.wait_for("faulty", "failed")
     healthy_until_now(healthy)
     assert monitor.wait(0) is None, "one failed routine must not end the monitor"

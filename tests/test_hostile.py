@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,18 +25,20 @@ import routines
 from routines import Monitor, RestartPolicy, WorkerPool
 from routines.testing import FakeClock
 
-from helpers import WAIT, EventLog, Gate, LogWatcher, Stubborn, in_background, join
+from helpers import (
+    NO_RESTART,
+    WAIT,
+    EventLog,
+    Fatal,
+    Gate,
+    LogWatcher,
+    Stubborn,
+    Unprintable,
+    in_background,
+    join,
+)
 
-NEVER = RestartPolicy(restart="never")
 AT_ONCE = RestartPolicy(backoff=0, max_backoff=0, jitter=0)
-
-
-class Unprintable(Exception):
-    """An API error whose `__str__` reads a key that is not there."""
-
-    def __str__(self) -> str:
-        fields: dict[str, str] = {}
-        return fields["message"]
 
 
 class Unreadable(Unprintable):
@@ -49,13 +51,6 @@ class Unreadable(Unprintable):
 def all_messages(logs: LogWatcher) -> list[str]:
     """Every record's message: formatting one must not raise."""
     return [record.getMessage() for record in logs.records]
-
-
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    event = threading.Event()
-    yield event
-    event.set()
 
 
 # -- 1. an exception whose str() raises --------------------------------------------------------
@@ -150,7 +145,7 @@ def test_a_routine_raising_an_unprintable_error_is_restarted_and_reported() -> N
 
 def test_a_report_with_an_unprintable_error_renders() -> None:
     routine = routines.CallbackRoutine(lambda: (_ for _ in ()).throw(Unreadable()), name="bad")
-    report = routines.Monitor(routine, signals=(), restart=NEVER).run()
+    report = routines.Monitor(routine, signals=(), restart=NO_RESTART).run()
     assert report.outcomes[0].state == "failed"
     assert "bad" in str(report)
     assert "Unreadable: <str() failed>" in str(report)
@@ -261,7 +256,7 @@ def test_a_sigint_landing_during_the_restore_still_leaves_every_handler_restored
     signal.set_wakeup_fd(wakeup_before)
     monkeypatch.setattr(signal, "signal", signal_then_sigint)
     try:
-        monitor = Monitor(routines.CallbackRoutine(lambda: None), restart=NEVER)
+        monitor = Monitor(routines.CallbackRoutine(lambda: None), restart=NO_RESTART)
         with pytest.raises(KeyboardInterrupt):
             monitor.run()
     finally:
@@ -326,10 +321,6 @@ def test_a_keyboard_interrupt_anywhere_in_submit_never_pairs_an_item_with_anothe
 
 
 # -- 6. a stop that arrives after its run has ended ---------------------------------------------
-
-
-class Fatal(BaseException):
-    """Ends a periodic routine's run from inside its handler."""
 
 
 def _kinds_that_end_on_their_own(runs: list[int]) -> list[routines.Routine]:
@@ -550,7 +541,7 @@ def test_a_fixed_rate_with_a_tiny_interval_keeps_running(constant: bool) -> None
 
 @pytest.mark.parametrize(
     "policy",
-    [NEVER, RestartPolicy(max_restarts=0, on_give_up="continue")],
+    [NO_RESTART, RestartPolicy(max_restarts=0, on_give_up="continue")],
     ids=["never", "gave-up"],
 )
 def test_a_pool_that_failed_for_good_hands_back_its_queue_at_shutdown(

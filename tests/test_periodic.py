@@ -1,4 +1,12 @@
-"""`PeriodicRoutine`, `REINVOKE_IMMEDIATELY` and `with_error_message`, driven by a FakeClock."""
+"""`PeriodicRoutine` on a FakeClock: when it runs (fixed delay, fixed rate, initial delay,
+interval functions, jitter, `REINVOKE_IMMEDIATELY` batches), stop and `on_shutdown`, starting
+again, overdue runs, status and names.
+
+The routine gets a fresh FakeClock from the `clock` fixture and runs on a thread started by
+the `run` fixture (both in conftest.py). These tests check that the routine keeps to its
+schedule; the schedules' arithmetic alone is in test_schedule.py. Several loops at once are in
+test_periodic_concurrency.py, errors in test_periodic_errors.py.
+"""
 
 from __future__ import annotations
 
@@ -6,105 +14,19 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 import routines
-from routines import REINVOKE_IMMEDIATELY, PeriodicRoutine, with_error_message
-from routines._periodic import CONCURRENCY_REFRESH
+from routines import REINVOKE_IMMEDIATELY, PeriodicRoutine
 from routines.testing import FakeClock
 
-LOG = "routines"
+from helpers import LOG, Calls, ObjectHandler, Started, step
 
-
-class Started:
-    """A routine whose start() runs on a thread; `finish()` joins it (bounded)."""
-
-    def __init__(self, routine: PeriodicRoutine) -> None:
-        self.routine = routine
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._start, name="test-start")
-        self.thread.start()
-
-    def _start(self) -> None:
-        try:
-            self.routine.start()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self, timeout: float = 5.0) -> BaseException | None:
-        """Wait for start() to return; what it raised, if anything."""
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "start() did not return"
-        return self.error
-
-    def stop(self) -> BaseException | None:
-        self.routine.stop()
-        return self.finish()
-
-
-@pytest.fixture
-def run() -> Iterator[Callable[[PeriodicRoutine], Started]]:
-    """Start routines on threads; stop them and join their threads after the test."""
-    started: list[Started] = []
-
-    def start(routine: PeriodicRoutine) -> Started:
-        started.append(Started(routine))
-        return started[-1]
-
-    yield start
-    for each in started:
-        each.routine.stop()
-        each.thread.join(5)
-
-
-class Calls:
-    """A handler that records the fake time of each run and may take fake time itself.
-
-    `takes` is how long every run takes, or the durations of the first runs (then 0).
-    """
-
-    def __init__(
-        self, clock: FakeClock, *, takes: float | list[float] = 0.0, result: object = None
-    ) -> None:
-        self.clock = clock
-        self.durations = iter(takes) if isinstance(takes, list) else None
-        self.takes = 0.0 if isinstance(takes, list) else takes
-        self.result = result
-        self.times: list[float] = []
-        self.threads: list[str] = []
-        self.lock = threading.Lock()
-
-    def __call__(self) -> object:
-        with self.lock:
-            self.times.append(self.clock.now())
-            self.threads.append(threading.current_thread().name)
-        takes = next(self.durations, 0.0) if self.durations is not None else self.takes
-        if takes:
-            self.clock.advance(takes)
-        return self.result
-
-    @property
-    def count(self) -> int:
-        with self.lock:
-            return len(self.times)
-
-
-def step(clock: FakeClock, seconds: float, sleepers: int = 1) -> None:
-    """Advance the clock, then wait until the routine is waiting again."""
-    clock.advance(seconds)
-    clock.wait_for_sleepers(sleepers)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-# -- timing -------------------------------------------------------------------------------
+# -- timing ------------------------------------------------------------------------------------
 
 
 def test_the_first_run_starts_at_once(clock: FakeClock, run: Callable[..., Started]) -> None:
@@ -225,6 +147,9 @@ def test_a_run_ending_exactly_at_a_due_time_is_not_missed(
     assert routine.status().missed_runs == 0
 
 
+# -- interval functions ------------------------------------------------------------------------
+
+
 def test_an_interval_function_is_read_before_every_wait(
     clock: FakeClock, run: Callable[..., Started]
 ) -> None:
@@ -293,6 +218,9 @@ def test_an_interval_function_of_the_wrong_type_is_reported(
     assert isinstance(errors[0], TypeError)
 
 
+# -- jitter ------------------------------------------------------------------------------------
+
+
 class Half(random.Random):
     """A random source whose every jitter fraction is 0.5."""
 
@@ -343,205 +271,7 @@ def test_the_initial_delay_has_no_jitter(clock: FakeClock, run: Callable[..., St
     assert calls.times == [3.0]
 
 
-def test_stop_ends_an_hour_long_wait_at_once() -> None:
-    ran = threading.Event()
-    routine = PeriodicRoutine(ran.set, interval=3600)
-    started = Started(routine)
-    try:
-        assert ran.wait(5)
-        began = time.monotonic()
-        routine.stop()
-        assert started.finish(timeout=2) is None
-        assert time.monotonic() - began < 0.5
-    finally:
-        routine.stop()
-        started.thread.join(5)
-
-
-def test_stop_ends_an_hour_long_initial_delay_at_once() -> None:
-    routine = PeriodicRoutine(lambda: None, interval=1, initial_delay=3600)
-    started = Started(routine)
-    began = time.monotonic()
-    routine.stop()
-    assert started.finish(timeout=2) is None
-    assert time.monotonic() - began < 0.5
-    assert routine.status().runs == 0
-
-
-# -- concurrency ---------------------------------------------------------------------------
-
-
-def test_concurrency_n_runs_n_loops_on_named_threads(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    calls = Calls(clock)
-    run(PeriodicRoutine(calls, interval=10, concurrency=3, name="tick", clock=clock))
-    clock.wait_for_sleepers(3)
-    assert calls.count == 3
-    assert sorted(calls.threads) == ["routine:tick:1", "routine:tick:2", "test-start"]
-    step(clock, 10, sleepers=3)
-    assert calls.count == 6
-
-
-def test_an_integer_concurrency_has_exactly_n_pending_waits_between_runs(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    run(PeriodicRoutine(Calls(clock), interval=10, concurrency=4, clock=clock))
-    clock.wait_for_sleepers(4)
-    with pytest.raises(TimeoutError):
-        clock.wait_for_sleepers(5, timeout=0.05)
-
-
-def test_each_loop_keeps_its_own_timing(clock: FakeClock, run: Callable[..., Started]) -> None:
-    first_runs: list[str] = []
-    release = threading.Event()
-
-    def handler() -> None:
-        name = threading.current_thread().name
-        if name not in first_runs:
-            first_runs.append(name)
-            if name.endswith(":1"):  # this loop's first run ends 4 seconds later
-                assert release.wait(5)
-        times.append((name, clock.now()))
-
-    times: list[tuple[str, float]] = []
-    run(PeriodicRoutine(handler, interval=10, concurrency=2, name="own", clock=clock))
-    clock.wait_for_sleepers(1)
-    clock.advance(4)
-    release.set()
-    clock.wait_for_sleepers(2)
-    step(clock, 6, sleepers=2)  # t=10: only the loop that ended its run at t=0
-    step(clock, 4, sleepers=2)  # t=14: the other one
-    assert sorted(times, key=lambda item: item[1]) == [
-        ("test-start", 0.0),
-        ("routine:own:1", 4.0),
-        ("test-start", 10.0),
-        ("routine:own:1", 14.0),
-    ]
-
-
-def _sizes(*values: int | Exception) -> Callable[[], int]:
-    """A concurrency function that returns (or raises) `values` in turn, then the last one."""
-    remaining = list(values)
-
-    def concurrency() -> int:
-        value = remaining.pop(0) if len(remaining) > 1 else remaining[0]
-        if isinstance(value, Exception):
-            raise value
-        return value
-
-    return concurrency
-
-
-def test_a_callable_concurrency_is_reread_every_30_seconds_and_new_loops_run_at_once(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    calls = Calls(clock)
-    run(PeriodicRoutine(calls, interval=100, concurrency=_sizes(1, 3), clock=clock))
-    clock.wait_for_sleepers(2)  # one loop and the re-read
-    assert calls.count == 1
-    clock.advance(CONCURRENCY_REFRESH - 0.001)
-    assert clock.sleepers() == 2
-    step(clock, 0.001, sleepers=4)
-    assert calls.times == [0.0, 30.0, 30.0]  # the first loop did not run again
-
-
-def test_a_shrinking_concurrency_retires_loops_without_another_run(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    calls = Calls(clock)
-    routine = PeriodicRoutine(
-        calls, interval=100, concurrency=_sizes(3, 1), name="shrink", clock=clock
-    )
-    run(routine)
-    clock.wait_for_sleepers(4)
-    clock.advance(30)
-    for thread in threading.enumerate():
-        if thread.name in ("routine:shrink:2", "routine:shrink:3"):
-            thread.join(5)
-            assert not thread.is_alive()
-    clock.wait_for_sleepers(2)
-    assert clock.sleepers() == 2  # the loop that is left, and the re-read
-    step(clock, 70, sleepers=2)
-    assert calls.count == 4  # three at start, one from the loop that is left
-
-
-def test_a_retired_loop_finishes_the_run_it_is_in(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    in_run = threading.Event()
-    release = threading.Event()
-    calls = Calls(clock)
-
-    def handler() -> None:
-        calls()
-        if threading.current_thread().name == "routine:retire:2":
-            in_run.set()
-            assert release.wait(5)
-
-    routine = PeriodicRoutine(
-        handler, interval=100, concurrency=_sizes(2, 1), name="retire", clock=clock
-    )
-    run(routine)
-    assert in_run.wait(5)
-    clock.wait_for_sleepers(2)  # loop 1 and the re-read; loop 2 is in its run
-    retired = next(t for t in threading.enumerate() if t.name == "routine:retire:2")
-    step(clock, 30, sleepers=2)
-    release.set()
-    retired.join(5)
-    assert not retired.is_alive()
-    assert routine.status().runs == 2
-    step(clock, 70, sleepers=2)
-    assert calls.threads.count("routine:retire:2") == 1
-
-
-def test_a_concurrency_function_that_raises_is_reported_and_the_size_kept(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    errors: list[Exception] = []
-    routine = PeriodicRoutine(
-        Calls(clock),
-        interval=100,
-        concurrency=_sizes(2, RuntimeError("no size")),
-        on_error=errors.append,
-        clock=clock,
-    )
-    run(routine)
-    clock.wait_for_sleepers(3)
-    step(clock, 30, sleepers=3)
-    assert [str(error) for error in errors] == ["no size"]
-    assert clock.sleepers() == 3
-
-
-def test_an_invalid_concurrency_from_the_start_means_one_loop(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    errors: list[Exception] = []
-    calls = Calls(clock)
-    run(
-        PeriodicRoutine(
-            calls, interval=100, concurrency=lambda: 0, on_error=errors.append, clock=clock
-        )
-    )
-    clock.wait_for_sleepers(2)
-    assert calls.count == 1
-    assert "must be >= 1, got 0" in str(errors[0])
-
-
-def test_stop_ends_every_loop_of_a_callable_concurrency(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    stopped = threading.Event()
-    routine = PeriodicRoutine(
-        Calls(clock), interval=100, concurrency=lambda: 3, on_shutdown=stopped.set, clock=clock
-    )
-    started = run(routine)
-    clock.wait_for_sleepers(4)
-    assert started.stop() is None
-    assert stopped.is_set()
-
-
-# -- reinvocation ---------------------------------------------------------------------------
+# -- reinvocation ------------------------------------------------------------------------------
 
 
 def test_reinvoke_immediately_runs_batches_of_max_consecutive_reinvocations(
@@ -607,162 +337,32 @@ def test_no_reinvocation_after_stop(clock: FakeClock, run: Callable[..., Started
     assert routine.status().runs == 1
 
 
-# -- errors --------------------------------------------------------------------------------
+# -- stop and shutdown -------------------------------------------------------------------------
 
 
-def boom() -> None:
-    raise ValueError("boom")
-
-
-def test_a_handler_error_goes_to_on_error_and_the_loop_goes_on(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    errors: list[Exception] = []
-    routine = PeriodicRoutine(boom, interval=10, on_error=errors.append, clock=clock)
-    run(routine)
-    clock.wait_for_sleepers(1)
-    step(clock, 10)
-    assert [str(error) for error in errors] == ["boom", "boom"]
-    assert routine.status().runs == 2
-
-
-class ObjectHandler:
-    """A handler object with Sourcegraph's ErrorHandler and Finalizer hooks."""
-
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.handled: list[Exception] = []
-        self.shutdowns: list[str] = []
-
-    def __call__(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def handle_error(self, exc: Exception) -> None:
-        self.handled.append(exc)
-
-    def on_shutdown(self) -> None:
-        self.shutdowns.append(threading.current_thread().name)
-
-
-def test_a_handler_error_goes_to_the_handler_objects_handle_error(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    handler = ObjectHandler(ValueError("boom"))
-    run(PeriodicRoutine(handler, interval=10, clock=clock))
-    clock.wait_for_sleepers(1)
-    assert [str(error) for error in handler.handled] == ["boom"]
-
-
-def test_on_error_wins_over_handle_error(clock: FakeClock, run: Callable[..., Started]) -> None:
-    handler = ObjectHandler(ValueError("boom"))
-    errors: list[Exception] = []
-    run(PeriodicRoutine(handler, interval=10, on_error=errors.append, clock=clock))
-    clock.wait_for_sleepers(1)
-    assert len(errors) == 1
-    assert handler.handled == []
-
-
-def test_a_handler_error_without_a_callback_is_logged_with_traceback_and_name(
-    clock: FakeClock, run: Callable[..., Started], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.ERROR, logger=LOG)
-    run(PeriodicRoutine(boom, name="booming", interval=10, clock=clock))
-    clock.wait_for_sleepers(1)
-    [record] = caplog.records
-    assert record.name == "routines.periodic"
-    assert "booming" in record.getMessage()
-    assert "boom" in record.getMessage()
-    assert record.exc_info is not None
-    assert record.exc_info[0] is ValueError
-
-
-def test_a_handler_error_counts_as_a_failure_with_last_error(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    routine = PeriodicRoutine(boom, interval=10, on_error=lambda exc: None, clock=clock)
-    run(routine)
-    clock.wait_for_sleepers(1)
-    status = routine.status()
-    assert (status.runs, status.failures) == (1, 1)
-    assert status.last_error == "ValueError: boom"
-
-
-def test_an_error_raised_after_stop_was_asked_is_not_reported(
-    clock: FakeClock, run: Callable[..., Started], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger=LOG)
-
-    def handler() -> None:
+def test_stop_ends_an_hour_long_wait_at_once() -> None:
+    ran = threading.Event()
+    routine = PeriodicRoutine(ran.set, interval=3600)
+    started = Started(routine)
+    try:
+        assert ran.wait(5)
+        began = time.monotonic()
         routine.stop()
-        raise ValueError("interrupted")
-
-    errors: list[Exception] = []
-    routine = PeriodicRoutine(handler, interval=10, on_error=errors.append, clock=clock)
-    assert run(routine).finish() is None
-    assert errors == []
-    assert routine.status().failures == 0
-    assert caplog.records == []
+        assert started.finish(timeout=2) is None
+        assert time.monotonic() - began < 0.5
+    finally:
+        routine.stop()
+        started.thread.join(5)
 
 
-def test_an_exception_in_on_error_is_logged_and_the_loop_goes_on(
-    clock: FakeClock, run: Callable[..., Started], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.ERROR, logger=LOG)
-
-    def on_error(exc: Exception) -> None:
-        raise RuntimeError("callback broke")
-
-    routine = PeriodicRoutine(boom, interval=10, on_error=on_error, clock=clock)
-    run(routine)
-    clock.wait_for_sleepers(1)
-    step(clock, 10)
-    assert routine.status().runs == 2
-    assert len(caplog.records) == 2
-    assert all("error callback raised" in record.getMessage() for record in caplog.records)
-
-
-def test_a_base_exception_ends_the_routine_and_propagates_out_of_start(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    shutdowns: list[int] = []
-
-    def handler() -> None:
-        raise SystemExit(3)
-
-    routine = PeriodicRoutine(
-        handler, interval=10, on_shutdown=lambda: shutdowns.append(1), clock=clock
-    )
-    error = run(routine).finish()
-    assert isinstance(error, SystemExit)
-    assert shutdowns == [1]
-    status = routine.status()
-    assert (status.state, status.runs, status.failures) == ("stopped", 1, 0)
-    assert status.last_error == "SystemExit: 3"
-
-
-def test_a_base_exception_on_another_loop_stops_every_loop_and_propagates(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    def handler() -> None:
-        if threading.current_thread().name.endswith(":2"):
-            raise KeyboardInterrupt
-
-    routine = PeriodicRoutine(handler, interval=10, concurrency=3, clock=clock)
-    assert isinstance(run(routine).finish(), KeyboardInterrupt)
-
-
-def test_a_base_exception_from_a_callable_concurrency_loop_propagates(
-    clock: FakeClock, run: Callable[..., Started]
-) -> None:
-    def handler() -> None:
-        raise GeneratorExit
-
-    routine = PeriodicRoutine(handler, interval=10, concurrency=lambda: 2, clock=clock)
-    assert isinstance(run(routine).finish(), GeneratorExit)
-
-
-# -- shutdown ------------------------------------------------------------------------------
+def test_stop_ends_an_hour_long_initial_delay_at_once() -> None:
+    routine = PeriodicRoutine(lambda: None, interval=1, initial_delay=3600)
+    started = Started(routine)
+    began = time.monotonic()
+    routine.stop()
+    assert started.finish(timeout=2) is None
+    assert time.monotonic() - began < 0.5
+    assert routine.status().runs == 0
 
 
 def test_on_shutdown_runs_once_after_the_last_run_on_the_routines_thread(
@@ -804,19 +404,6 @@ def test_the_handler_objects_on_shutdown_is_called(
     clock.wait_for_sleepers(1)
     started.stop()
     assert handler.shutdowns == ["test-start"]
-
-
-def test_an_exception_in_on_shutdown_is_logged(
-    clock: FakeClock, run: Callable[..., Started], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.ERROR, logger=LOG)
-    routine = PeriodicRoutine(lambda: None, name="ender", on_shutdown=boom, clock=clock)
-    routine.stop()
-    assert run(routine).finish() is None
-    [record] = caplog.records
-    assert "ender" in record.getMessage()
-    assert "on_shutdown" in record.getMessage()
-    assert record.exc_info is not None
 
 
 def test_stop_before_start_makes_start_return_at_once_without_a_run(
@@ -865,6 +452,16 @@ def test_handlers_on_extra_loop_threads_see_stopping_too(
     assert seen == [True]
 
 
+def test_a_loop_that_begins_after_stop_was_asked_runs_nothing() -> None:
+    # An extra loop's thread may get going only after a stop (concurrency=N, stop at once):
+    # it must not start a run then.
+    runs: list[int] = []
+    routine = PeriodicRoutine(lambda: runs.append(1), interval=60, name="late")
+    routine.stop()
+    routine._loop(routine._lifecycle.flag, 0.0)
+    assert runs == []
+
+
 def test_a_stopped_routine_can_be_started_again(
     clock: FakeClock, run: Callable[..., Started]
 ) -> None:
@@ -895,7 +492,7 @@ def test_a_routine_started_twice_at_once_refuses_the_second_start(
     assert routine.status().state == "running"
 
 
-# -- overdue runs and status ----------------------------------------------------------------
+# -- overdue runs and status -------------------------------------------------------------------
 
 
 def test_a_run_longer_than_run_timeout_is_logged_and_counted_as_overdue(
@@ -984,7 +581,7 @@ def test_status_moves_from_idle_to_running_to_stopping_to_stopped(
     assert routine.status().state == "stopped"
 
 
-# -- names ---------------------------------------------------------------------------------
+# -- names -------------------------------------------------------------------------------------
 
 
 def say_hello() -> None:
@@ -1008,121 +605,3 @@ def test_a_periodic_routine_is_a_routine() -> None:
 
 def test_reinvoke_immediately_has_a_readable_repr() -> None:
     assert repr(REINVOKE_IMMEDIATELY) == "routines.REINVOKE_IMMEDIATELY"
-
-
-# -- with_error_message --------------------------------------------------------------------
-
-
-def test_with_error_message_logs_message_and_exception_with_traceback(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.ERROR, logger=LOG)
-    handler = with_error_message("could not say hello", boom)
-    assert handler() is None
-    [record] = caplog.records
-    assert record.name == "routines.periodic"
-    assert record.getMessage() == "could not say hello: boom"
-    assert record.exc_info is not None
-
-
-def test_with_error_message_passes_the_result_on() -> None:
-    handler = with_error_message("oops", lambda: REINVOKE_IMMEDIATELY)
-    assert handler() is REINVOKE_IMMEDIATELY
-
-
-def test_with_error_message_keeps_the_loop_going_without_error_reports(
-    clock: FakeClock, run: Callable[..., Started], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.ERROR, logger=LOG)
-    routine = PeriodicRoutine(with_error_message("tick failed", boom), interval=10, clock=clock)
-    run(routine)
-    clock.wait_for_sleepers(1)
-    step(clock, 10)
-    assert routine.name == "boom"
-    assert (routine.status().runs, routine.status().failures) == (2, 0)
-    assert [record.getMessage() for record in caplog.records] == ["tick failed: boom"] * 2
-
-
-def test_with_error_message_lets_base_exceptions_through() -> None:
-    def interrupt() -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        with_error_message("oops", interrupt)()
-
-
-@pytest.mark.parametrize(
-    ("call", "error", "message"),
-    [
-        (lambda: with_error_message(1, say_hello), TypeError, "message must be a str, got 1"),
-        (lambda: with_error_message("m", 1), TypeError, "fn must be callable, got 1"),
-    ],
-)
-def test_with_error_message_rejects_bad_arguments(
-    call: Callable[[], object], error: type[Exception], message: str
-) -> None:
-    with pytest.raises(error, match=message):
-        call()
-
-
-# -- bad input ------------------------------------------------------------------------------
-
-
-class NotAClock:
-    def now(self) -> float:
-        return 0.0
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "message"),
-    [
-        ({"handler": 1}, TypeError, "handler must be callable, got 1"),
-        ({"interval": 0}, ValueError, "interval must be a positive finite number .* got 0"),
-        ({"interval": -1}, ValueError, "interval must be a positive .* got -1"),
-        ({"interval": float("nan")}, ValueError, "interval must be .* got nan"),
-        ({"interval": float("inf")}, ValueError, "interval must be .* got inf"),
-        ({"interval": True}, TypeError, "interval must be .* got True"),
-        ({"interval": "1"}, TypeError, "interval must be .* got '1'"),
-        ({"interval": timedelta(0)}, ValueError, "interval must be a positive"),
-        ({"name": ""}, ValueError, "name must not be empty"),
-        ({"name": 3}, TypeError, "name must be a str or None, got 3"),
-        ({"description": None}, TypeError, "description must be a str, got None"),
-        ({"initial_delay": -1}, ValueError, "initial_delay must be .* got -1"),
-        ({"initial_delay": None}, TypeError, "initial_delay must be .* got None"),
-        ({"concurrency": 0}, ValueError, "concurrency must be >= 1, got 0"),
-        ({"concurrency": 2.0}, TypeError, "concurrency must be an int, got 2.0"),
-        ({"concurrency": True}, TypeError, "concurrency must be an int, got True"),
-        ({"fixed_rate": 1}, TypeError, "fixed_rate must be a bool, got 1"),
-        ({"jitter": 1}, ValueError, r"jitter must be in \[0, 1\), got 1"),
-        ({"jitter": -0.1}, ValueError, r"jitter must be in \[0, 1\), got -0.1"),
-        ({"jitter": float("nan")}, ValueError, "jitter must be in .* got nan"),
-        ({"jitter": "0.1"}, TypeError, "jitter must be a number"),
-        (
-            {"max_consecutive_reinvocations": 0},
-            ValueError,
-            "max_consecutive_reinvocations must be >= 1, got 0",
-        ),
-        ({"run_timeout": 0}, ValueError, "run_timeout must be a positive .* got 0"),
-        ({"run_timeout": -5}, ValueError, "run_timeout must be .* got -5"),
-        ({"on_error": "log"}, TypeError, "on_error must be callable or None, got 'log'"),
-        ({"on_shutdown": 1}, TypeError, "on_shutdown must be callable or None, got 1"),
-        ({"clock": NotAClock()}, TypeError, "clock must have now"),
-    ],
-)
-def test_bad_arguments_are_rejected_naming_the_argument_and_value(
-    kwargs: dict[str, object], error: type[Exception], message: str
-) -> None:
-    arguments: dict[str, object] = {"handler": say_hello, **kwargs}
-    handler = arguments.pop("handler")
-    with pytest.raises(error, match=message):
-        PeriodicRoutine(handler, **arguments)  # type: ignore[arg-type]
-
-
-def test_a_loop_that_begins_after_stop_was_asked_runs_nothing() -> None:
-    # An extra loop's thread may get going only after a stop (concurrency=N, stop at once):
-    # it must not start a run then.
-    runs: list[int] = []
-    routine = PeriodicRoutine(lambda: runs.append(1), interval=60, name="late")
-    routine.stop()
-    routine._loop(routine._lifecycle.flag, 0.0)
-    assert runs == []

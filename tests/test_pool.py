@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import math
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -16,32 +15,7 @@ import pytest
 import routines
 from routines import Monitor, PoolClosed, PoolFull, WorkerPool
 
-from helpers import WAIT, LogWatcher
-
-
-class Fatal(BaseException):
-    """A BaseException that is not an Exception: it ends the pool."""
-
-
-class Running:
-    """A pool started on a thread; `finish()` joins it (bounded) and returns its error."""
-
-    def __init__(self, pool: WorkerPool[Any, Any]) -> None:
-        self.pool = pool
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._start, name="test-pool-start")
-        self.thread.start()
-
-    def _start(self) -> None:
-        try:
-            self.pool.start()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self, timeout: float = WAIT) -> BaseException | None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "start() did not return"
-        return self.error
+from helpers import WAIT, Fatal, LogWatcher, Started
 
 
 class Blocking:
@@ -84,60 +58,7 @@ def double(item: int) -> int:
     return item * 2
 
 
-# -- construction and bad input ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "fragment"),
-    [
-        ({"handler": 3}, TypeError, "handler"),
-        ({"workers": 0}, ValueError, "workers must be >= 1, got 0"),
-        ({"workers": True}, TypeError, "workers"),
-        ({"workers": 2.0}, TypeError, "workers"),
-        ({"buffer": 0}, ValueError, "buffer must be >= 1, got 0"),
-        ({"buffer": False}, TypeError, "buffer"),
-        ({"buffer": "10"}, TypeError, "buffer"),
-        ({"name": ""}, ValueError, "name"),
-        ({"name": 7}, TypeError, "name"),
-        ({"on_error": "log"}, TypeError, "on_error"),
-        ({"drain_on_stop": 1}, TypeError, "drain_on_stop"),
-        ({"drain_timeout": -1}, ValueError, "drain_timeout"),
-        ({"drain_timeout": math.nan}, ValueError, "drain_timeout"),
-        ({"drain_timeout": math.inf}, ValueError, "drain_timeout"),
-        ({"drain_timeout": True}, TypeError, "drain_timeout"),
-        ({"drain_timeout": "5"}, TypeError, "drain_timeout"),
-        ({"drain_timeout": timedelta(seconds=-1)}, ValueError, "drain_timeout"),
-    ],
-)
-def test_bad_constructor_arguments_raise_naming_the_argument(
-    kwargs: dict[str, Any], error: type[Exception], fragment: str
-) -> None:
-    arguments: dict[str, Any] = {"handler": double, **kwargs}
-    handler = arguments.pop("handler")
-    with pytest.raises(error, match=fragment):
-        WorkerPool(handler, **arguments)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "fragment"),
-    [
-        ({"block": 1}, TypeError, "block must be a bool, got 1"),
-        ({"block": None}, TypeError, "block"),
-        ({"timeout": -1}, ValueError, "timeout"),
-        ({"timeout": math.nan}, ValueError, "timeout"),
-        ({"timeout": math.inf}, ValueError, "timeout"),
-        ({"timeout": "1"}, TypeError, "timeout"),
-        ({"timeout": True}, TypeError, "timeout"),
-        ({"block": False, "timeout": 1.0}, ValueError, "timeout must be None when block is False"),
-    ],
-)
-def test_bad_submit_arguments_raise_naming_the_argument(
-    kwargs: dict[str, Any], error: type[Exception], fragment: str
-) -> None:
-    pool = WorkerPool(double)
-    with pytest.raises(error, match=fragment):
-        pool.submit(1, **kwargs)
-    assert pool.status().queued == 0
+# -- construction ------------------------------------------------------------------------------
 
 
 def test_the_default_name_is_the_handler_qualified_name() -> None:
@@ -164,7 +85,7 @@ def test_results_and_exceptions_reach_the_futures() -> None:
         return item * 2
 
     pool = WorkerPool(handler, workers=3, on_error=lambda item, exc: None)
-    running = Running(pool)
+    running = Started(pool)
     futures = [pool.submit(item) for item in (1, -1, 2)]
     assert futures[0].result(WAIT) == 2
     assert isinstance(futures[1].exception(WAIT), ValueError)
@@ -178,7 +99,7 @@ def test_items_submitted_before_start_wait_and_then_run() -> None:
     futures = [pool.submit(item) for item in range(5)]
     assert pool.status().queued == 5
     assert not any(future.done() for future in futures)
-    running = Running(pool)
+    running = Started(pool)
     assert [future.result(WAIT) for future in futures] == [0, 2, 4, 6, 8]
     pool.stop()
     assert running.finish() is None
@@ -195,7 +116,7 @@ def test_worker_threads_are_named_after_the_pool_and_all_gone_when_start_returns
         all_started.wait()  # three items on three different workers
 
     pool = WorkerPool(handler, workers=3, name="jobs")
-    running = Running(pool)
+    running = Started(pool)
     futures = [pool.submit(item) for item in range(3)]
     for future in futures:
         future.result(WAIT)
@@ -213,7 +134,7 @@ def test_a_raising_handler_never_kills_a_worker() -> None:
         return item
 
     pool = WorkerPool(handler, workers=1, on_error=lambda item, exc: None)
-    running = Running(pool)
+    running = Started(pool)
     futures = [pool.submit(item) for item in range(20)]
     for item, future in enumerate(futures):
         if item % 2:
@@ -239,7 +160,7 @@ def test_on_error_and_the_status_are_done_before_the_future_resolves() -> None:
     future.add_done_callback(
         lambda _: seen_by_callback.append((len(errors), pool.status().runs, pool.status().failures))
     )
-    running = Running(pool)
+    running = Started(pool)
     assert future.exception(WAIT) is boom
     assert errors == [(7, boom)]
     assert seen_by_callback == [(1, 1, 1)]
@@ -250,7 +171,7 @@ def test_on_error_and_the_status_are_done_before_the_future_resolves() -> None:
 
 def test_the_run_count_is_updated_before_the_future_resolves() -> None:
     pool = WorkerPool(double, workers=2)
-    running = Running(pool)
+    running = Started(pool)
     for expected in range(1, 51):
         pool.submit(expected).result(WAIT)
         assert pool.status().runs == expected
@@ -264,7 +185,7 @@ def test_a_handler_exception_without_on_error_is_logged_with_the_pool_name() -> 
 
     pool = WorkerPool(handler, name="jobs")
     with LogWatcher() as logs:
-        running = Running(pool)
+        running = Started(pool)
         pool.submit(42).exception(WAIT)
         record = logs.wait_for("pool 'jobs': the handler raised on item 42: bad item")
     assert record.exc_info is not None
@@ -278,7 +199,7 @@ def test_an_on_error_that_raises_is_logged_and_the_worker_carries_on() -> None:
 
     pool = WorkerPool(lambda item: 1 // item, workers=1, name="jobs", on_error=on_error)
     with LogWatcher() as logs:
-        running = Running(pool)
+        running = Started(pool)
         assert isinstance(pool.submit(0).exception(WAIT), ZeroDivisionError)
         logs.wait_for("pool 'jobs': on_error raised")
     assert pool.submit(1).result(WAIT) == 1
@@ -288,7 +209,7 @@ def test_an_on_error_that_raises_is_logged_and_the_worker_carries_on() -> None:
 
 def test_an_item_whose_future_was_cancelled_is_skipped(blocking: Blocking) -> None:
     pool = WorkerPool(blocking, workers=1)
-    running = Running(pool)
+    running = Started(pool)
     first = pool.submit(0)
     blocking.wait_started(0)
     second = pool.submit(1)
@@ -317,7 +238,7 @@ def fill(pool: WorkerPool[int, int], blocking: Blocking) -> list[Future[int]]:
 
 def test_submit_blocks_while_the_buffer_is_full(blocking: Blocking) -> None:
     pool = WorkerPool(blocking, workers=1, buffer=1)
-    running = Running(pool)
+    running = Started(pool)
     futures = fill(pool, blocking)
     submitted = threading.Event()
 
@@ -340,7 +261,7 @@ def test_submit_without_blocking_raises_pool_full_when_the_buffer_is_full(
     blocking: Blocking,
 ) -> None:
     pool = WorkerPool(blocking, workers=1, buffer=1, name="jobs")
-    running = Running(pool)
+    running = Started(pool)
     fill(pool, blocking)
     with pytest.raises(PoolFull, match="pool 'jobs' is full: 1 items are queued"):
         pool.submit(2, block=False)
@@ -352,7 +273,7 @@ def test_submit_without_blocking_raises_pool_full_when_the_buffer_is_full(
 
 def test_submit_raises_pool_full_when_its_timeout_runs_out(blocking: Blocking) -> None:
     pool = WorkerPool(blocking, workers=1, buffer=1)
-    running = Running(pool)
+    running = Started(pool)
     fill(pool, blocking)
     with pytest.raises(PoolFull, match=r"still full after waiting 0\.05s"):
         pool.submit(2, timeout=0.05)
@@ -368,7 +289,7 @@ def test_a_submit_blocked_on_a_full_buffer_raises_pool_closed_when_the_pool_stop
     blocking: Blocking,
 ) -> None:
     pool = WorkerPool(blocking, workers=1, buffer=1)
-    running = Running(pool)
+    running = Started(pool)
     fill(pool, blocking)
     errors: list[BaseException] = []
     submitter = threading.Thread(target=lambda: errors.append(_raised(pool.submit, 2)))
@@ -437,13 +358,13 @@ def test_stop_is_idempotent_and_start_can_follow_from_another_thread() -> None:
     pool = WorkerPool(double)
     pool.stop()
     pool.stop()
-    running = Running(pool)
+    running = Started(pool)
     assert running.finish() is None
 
 
 def test_with_drain_on_stop_the_workers_finish_the_queue(blocking: Blocking) -> None:
     pool = WorkerPool(blocking, workers=1, drain_timeout=None)
-    running = Running(pool)
+    running = Started(pool)
     futures = [pool.submit(item) for item in range(5)]
     blocking.wait_started(0)
     pool.stop()
@@ -457,7 +378,7 @@ def test_without_drain_stop_hands_back_the_queue_and_the_running_item_finishes(
     blocking: Blocking,
 ) -> None:
     pool = WorkerPool(blocking, workers=1, drain_on_stop=False)
-    running = Running(pool)
+    running = Started(pool)
     futures = [pool.submit(item) for item in range(4)]
     blocking.wait_started(0)
     pool.stop()
@@ -471,7 +392,7 @@ def test_without_drain_stop_hands_back_the_queue_and_the_running_item_finishes(
 
 def test_a_zero_drain_timeout_is_the_same_as_no_drain(blocking: Blocking) -> None:
     pool = WorkerPool(blocking, workers=1, drain_timeout=0)
-    running = Running(pool)
+    running = Started(pool)
     futures = [pool.submit(item) for item in range(3)]
     blocking.wait_started(0)
     pool.stop()
@@ -484,7 +405,7 @@ def test_a_zero_drain_timeout_is_the_same_as_no_drain(blocking: Blocking) -> Non
 
 def test_the_drain_timeout_limits_starting_items_after_stop(blocking: Blocking) -> None:
     pool = WorkerPool(blocking, workers=1, drain_timeout=0.1)
-    running = Running(pool)
+    running = Started(pool)
     futures = [pool.submit(item) for item in range(3)]
     blocking.wait_started(0)
     pool.stop()
@@ -505,7 +426,7 @@ def test_unprocessed_during_the_drain_takes_back_the_rest_so_none_of_it_starts_l
     blocking: Blocking,
 ) -> None:
     pool = WorkerPool(blocking, workers=2, drain_timeout=None)
-    running = Running(pool)
+    running = Started(pool)
     futures = [pool.submit(item) for item in range(6)]
     blocking.wait_started(0)
     blocking.wait_started(1)
@@ -528,7 +449,7 @@ def test_handlers_see_stopping_turn_true_while_the_pool_drains(blocking: Blockin
 
     pool = WorkerPool(handler, workers=1, drain_timeout=None)
     assert not routines.stopping()
-    running = Running(pool)
+    running = Started(pool)
     for item in range(3):
         pool.submit(item)
     blocking.wait_started(0)
@@ -549,7 +470,7 @@ def test_stop_from_inside_a_handler_drains_and_ends_the_pool() -> None:
 
     pool = WorkerPool(handler, workers=1, drain_timeout=None)
     futures = [pool.submit(item) for item in range(4)]
-    running = Running(pool)
+    running = Started(pool)
     assert running.finish() is None
     assert [future.result(0) for future in futures] == [0, 1, 2, 3]
     assert pool.status().state == "stopped"
@@ -564,7 +485,7 @@ def test_stop_from_inside_a_handler_without_drain_hands_back_the_queue() -> None
 
     pool = WorkerPool(handler, workers=1, drain_on_stop=False)
     futures = [pool.submit(item) for item in range(4)]
-    running = Running(pool)
+    running = Started(pool)
     assert running.finish() is None
     assert futures[0].result(0) == 0
     assert pool.unprocessed() == [1, 2, 3]
@@ -584,7 +505,7 @@ def test_a_base_exception_ends_the_pool_after_the_other_workers_finish_their_ite
         return blocking(item)
 
     pool = WorkerPool(handler, workers=2)
-    running = Running(pool)
+    running = Started(pool)
     slow = pool.submit(0)
     blocking.wait_started(0)
     failing = pool.submit(1)
@@ -613,7 +534,7 @@ def test_a_pool_restarted_after_a_base_exception_keeps_its_queue() -> None:
     with pytest.raises(Fatal):
         pool.start()
     assert pool.status().queued == 2
-    running = Running(pool)
+    running = Started(pool)
     assert [future.result(WAIT) for future in futures[1:]] == [1, 2]
     pool.stop()
     assert running.finish() is None
@@ -637,7 +558,7 @@ def test_a_failed_pool_that_was_stopped_hands_its_queue_back() -> None:
 
 def test_start_while_running_raises(blocking: Blocking) -> None:
     pool = WorkerPool(blocking, workers=1)
-    running = Running(pool)
+    running = Started(pool)
     pool.submit(0)
     blocking.wait_started(0)
     with pytest.raises(RuntimeError, match="already running"):
@@ -653,7 +574,7 @@ def test_start_while_running_raises(blocking: Blocking) -> None:
 def test_status_follows_the_pool_from_idle_to_stopped(blocking: Blocking) -> None:
     pool = WorkerPool(blocking, workers=1, name="jobs", drain_timeout=None)
     assert pool.status() == routines.RoutineStatus(name="jobs", state="idle")
-    running = Running(pool)
+    running = Started(pool)
     pool.submit(0)
     blocking.wait_started(0)
     pool.submit(1)
@@ -706,7 +627,7 @@ def test_nothing_is_lost_and_nothing_runs_twice_wherever_the_pool_is_stopped(
                 return
 
     submitter = threading.Thread(target=submit_all)
-    running = Running(pool)
+    running = Started(pool)
     submitter.start()
     assert reached.wait(WAIT) or len(processed) == len(accepted) == ITEMS
     pool.stop()

@@ -10,10 +10,7 @@ from routines import RoutineStatus
 from routines._record import RunRecord
 from routines._status import DURATION_BUCKETS
 
-
-class Unprintable(Exception):
-    def __str__(self) -> str:
-        raise KeyError("message")
+from helpers import Unprintable
 
 
 def counters(status: RoutineStatus) -> RoutineStatus:

@@ -14,7 +14,7 @@ import pytest
 
 import routines
 
-from helpers import WAIT, Gate, LogWatcher, Stubborn, join
+from helpers import NO_RESTART, WAIT, Gate, LogWatcher, Stubborn, join
 
 
 @pytest.fixture
@@ -73,9 +73,6 @@ def test_handlers_are_installed_before_any_routine_starts() -> None:
     routines.Monitor(routines.CallbackRoutine(look), restart=NO_RESTART).run()
     assert seen
     assert seen[0] not in (signal.SIG_DFL, signal.SIG_IGN, None)
-
-
-NO_RESTART = routines.RestartPolicy(restart="never")
 
 
 def test_a_second_signal_during_shutdown_forces_the_end(

@@ -148,23 +148,3 @@ def test_a_deadline_counts_from_the_time_the_wait_began() -> None:
         assert clock.sleepers() == 1
         clock.advance(1)
         assert outcome() is False
-
-
-@pytest.mark.parametrize(
-    ("call", "error", "message"),
-    [
-        (lambda: FakeClock("0"), TypeError, "start must be a number of seconds, got '0'"),
-        (lambda: FakeClock(True), TypeError, "start must be a number"),
-        (lambda: FakeClock(float("nan")), ValueError, "start must be a finite"),
-        (lambda: FakeClock().advance(-1), ValueError, "seconds must be .* got -1"),
-        (lambda: FakeClock().advance(float("inf")), ValueError, "seconds must be"),
-        (lambda: FakeClock().wait_for_sleepers(-1), ValueError, "count must be >= 0, got -1"),
-        (lambda: FakeClock().wait_for_sleepers(1.5), TypeError, "count must be an int"),
-        (lambda: FakeClock().wait_for_sleepers(1, -1), ValueError, "timeout must be"),
-    ],
-)
-def test_bad_arguments_are_rejected_naming_the_argument(
-    call: Callable[[], object], error: type[Exception], message: str
-) -> None:
-    with pytest.raises(error, match=message):
-        call()
