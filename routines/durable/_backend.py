@@ -260,6 +260,19 @@ class Backend(Protocol):
         write (the token stays on the row); False, changing nothing, if the token is gone."""
         ...
 
+    def finish_and_claim(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        worker_id: str,
+        stalled_after: float,
+        max_resets: int,
+    ) -> tuple[bool, Claim | None]:
+        """`finish(claim, outcome)` and `claim()` of one more job of the same queue, in one
+        write (one transaction, one round trip): what `finish` returns, and the claim or
+        None. The handler that ran a job takes its next one without waking the claim loop."""
+        ...
+
     # -- leases ---------------------------------------------------------------------------------
 
     def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None:

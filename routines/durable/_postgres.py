@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import select
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -231,7 +232,7 @@ class PostgresBackend:
             max_size=_POOL_MAX_SIZE,
             timeout=self._timeout,
             # A connection killed while idle in the pool is replaced, not handed out.
-            check=ConnectionPool.check_connection,
+            check=_check_connection,
             configure=self._configure,
             # Give up reconnecting early, so the next call after an outage starts afresh
             # instead of waiting out the pool's backoff.
@@ -343,6 +344,10 @@ class PostgresBackend:
     # -- queues ---------------------------------------------------------------------------------
 
     def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+        if not jobs:
+            return []
+        if all(job.key is None for job in jobs):
+            return self._enqueue_keyless(queue, jobs)
         insert = self._sql(
             f"""
             INSERT INTO {{s}}.jobs (queue, payload, priority, max_attempts, key, run_after)
@@ -353,8 +358,6 @@ class PostgresBackend:
             RETURNING id
             """
         )
-        if not jobs:
-            return []
         params = [_insert_params(queue, job) for job in jobs]
         with self._connection() as connection, connection.transaction():
             cursor = connection.cursor()
@@ -373,6 +376,37 @@ class PostgresBackend:
             if inserted:  # in the same transaction: sent on commit, and only then
                 connection.execute("SELECT pg_notify(%s, %s)", [self.channel, queue])
         return [job_id for job_id in ids if job_id is not None]
+
+    def _enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+        """Jobs without a key in one autocommit statement, its notification included: one
+        round trip, atomic as a statement is. The rows are inserted in the order of the jobs,
+        each taking the next identity, so their ids sorted are the jobs' ids in order."""
+        row = self._one(
+            """
+            WITH new AS (
+                INSERT INTO {s}.jobs (queue, payload, priority, max_attempts, run_after)
+                SELECT %(queue)s, job.payload::json, job.priority, job.max_attempts,
+                       coalesce(job.run_at, now() + job.delay * interval '1 second')
+                FROM unnest(%(payloads)s::text[], %(priorities)s::integer[],
+                            %(max_attempts)s::integer[], %(run_ats)s::timestamptz[],
+                            %(delays)s::float8[])
+                    WITH ORDINALITY AS job(payload, priority, max_attempts, run_at, delay, n)
+                ORDER BY job.n
+                RETURNING id
+            )
+            SELECT array_agg(id ORDER BY id), pg_notify(%(channel)s, %(queue)s) FROM new
+            """,
+            {
+                "queue": queue,
+                "channel": self.channel,
+                "payloads": [job.payload for job in jobs],
+                "priorities": [job.priority for job in jobs],
+                "max_attempts": [job.max_attempts for job in jobs],
+                "run_ats": [job.run_at for job in jobs],
+                "delays": [job.delay for job in jobs],
+            },
+        )
+        return [int(job_id) for job_id in row[0]]
 
     def _insert_or_find(
         self, connection: Connection, insert: str, params: dict[str, Any]
@@ -474,37 +508,9 @@ class PostgresBackend:
     ) -> list[Claim]:
         with self._connection() as connection:
             rows = connection.execute(
-                self._sql(
-                    f"""
-                    WITH picked AS (
-                        SELECT id FROM {{s}}.jobs
-                        WHERE queue = %(queue)s AND state IN ('queued', 'errored')
-                            AND run_after <= now()
-                        ORDER BY priority DESC, run_after, id
-                        LIMIT %(limit)s
-                        FOR UPDATE SKIP LOCKED
-                    )
-                    UPDATE {{s}}.jobs AS job SET
-                        state = 'processing', started_at = now(), heartbeat_at = now(),
-                        worker = %(worker)s, attempts = job.attempts + 1,
-                        claim_token = gen_random_uuid()::text,
-                        stalled_after = %(stalled_after)s::float8 * interval '1 second',
-                        max_resets = %(max_resets)s
-                    FROM picked WHERE job.id = picked.id
-                    RETURNING {_qualified("job", _JOB_COLUMNS)}, job.claim_token
-                    """
-                ),
-                {
-                    "queue": queue,
-                    "limit": limit,
-                    "worker": worker_id,
-                    "stalled_after": stalled_after,
-                    "max_resets": max_resets,
-                },
+                self._sql(_CLAIM), _claim_params(queue, worker_id, limit, stalled_after, max_resets)
             ).fetchall()
-        claims = [Claim(job=_job(row), token=row[-1]) for row in rows]
-        claims.sort(key=lambda claim: (-claim.job.priority, claim.job.run_after, claim.id))
-        return claims
+        return _claims(rows)
 
     def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
         if not claims:
@@ -525,26 +531,28 @@ class PostgresBackend:
         return Heartbeat.of(claims, alive)
 
     def finish(self, claim: Claim, outcome: Outcome) -> bool:
-        row = self._one(
-            f"""
-            WITH written AS (
-                UPDATE {{s}}.jobs SET {_OUTCOMES[outcome.kind]}
-                WHERE id = %(id)s AND claim_token = %(token)s AND state = 'processing'
-                RETURNING 1
-            )
-            SELECT EXISTS (SELECT 1 FROM written) OR EXISTS (
-                SELECT 1 FROM {{s}}.jobs WHERE id = %(id)s AND claim_token = %(token)s
-                    AND state <> 'processing')
-            """,
-            {
-                "id": claim.id,
-                "token": claim.token,
-                "result": outcome.result,
-                "error": outcome.error,
-                "delay": outcome.delay,
-            },
-        )
+        row = self._one(_finish(outcome), _finish_params(claim, outcome))
         return bool(row[0])
+
+    def finish_and_claim(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        worker_id: str,
+        stalled_after: float,
+        max_resets: int,
+    ) -> tuple[bool, Claim | None]:
+        # One pipeline, one Sync: both statements in one round trip and one transaction.
+        params = _claim_params(claim.job.queue, worker_id, 1, stalled_after, max_resets)
+        with self._connection() as connection, connection.pipeline():
+            finished = connection.execute(
+                self._sql(_finish(outcome)), _finish_params(claim, outcome)
+            )
+            claimed = connection.execute(self._sql(_CLAIM), params)
+            row = finished.fetchone()
+            rows = claimed.fetchall()
+        found = _claims(rows)
+        return bool(row and row[0]), found[0] if found else None
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -809,6 +817,24 @@ def _connection_lost(error: psycopg.OperationalError) -> bool:
     return code is None or code.startswith(("08", "57P"))
 
 
+def _check_connection(connection: Connection) -> None:
+    """The pool's check before it hands out a connection, with a round trip only when one is
+    needed: a server that ends a session (a restart, `pg_terminate_backend`) sends an error
+    and closes the socket, which makes it readable, while an idle healthy session receives
+    nothing (pooled connections never LISTEN). So a readable socket gets the pool's full
+    check (an empty statement), which raises for a dead session; a quiet one is handed out.
+    A network cut silently is not seen here, nor by the full check, which would only wait:
+    the statement itself then fails within the store's timeout (keepalives,
+    `tcp_user_timeout`)."""
+    if connection.closed or connection.broken:
+        msg = "the connection is closed"
+        raise psycopg.OperationalError(msg)
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        ConnectionPool.check_connection(connection)
+
+
 def _drop_idle_connections(pool: ConnectionPool[Connection]) -> None:
     # The pool checks a connection before handing it out, but waits between failed checks:
     # after a restart, a call could spend its whole timeout on the dead ones.
@@ -820,6 +846,49 @@ def _lock_key(schema: str) -> int:
     """The advisory lock that serialises schema changes: a stable 64-bit number per schema."""
     digest = hashlib.blake2b(f"routines.durable schema {schema}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _claim_params(
+    queue: str, worker_id: str, limit: int, stalled_after: float, max_resets: int
+) -> dict[str, Any]:
+    return {
+        "queue": queue,
+        "limit": limit,
+        "worker": worker_id,
+        "stalled_after": stalled_after,
+        "max_resets": max_resets,
+    }
+
+
+def _claims(rows: Sequence[Any]) -> list[Claim]:
+    claims = [Claim(job=_job(row), token=row[-1]) for row in rows]
+    claims.sort(key=lambda claim: (-claim.job.priority, claim.job.run_after, claim.id))
+    return claims
+
+
+def _finish(outcome: Outcome) -> str:
+    """The statement that writes `outcome` if the claim's token still holds the job: one row,
+    whether this claim's outcome is on the row."""
+    return f"""
+        WITH written AS (
+            UPDATE {{s}}.jobs SET {_OUTCOMES[outcome.kind]}
+            WHERE id = %(id)s AND claim_token = %(token)s AND state = 'processing'
+            RETURNING 1
+        )
+        SELECT EXISTS (SELECT 1 FROM written) OR EXISTS (
+            SELECT 1 FROM {{s}}.jobs WHERE id = %(id)s AND claim_token = %(token)s
+                AND state <> 'processing')
+        """
+
+
+def _finish_params(claim: Claim, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "id": claim.id,
+        "token": claim.token,
+        "result": outcome.result,
+        "error": outcome.error,
+        "delay": outcome.delay,
+    }
 
 
 def _insert_params(queue: str, job: NewJob) -> dict[str, Any]:
@@ -836,6 +905,25 @@ def _insert_params(queue: str, job: NewJob) -> dict[str, Any]:
 
 def _qualified(table: str, columns: str) -> str:
     return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
+
+
+_CLAIM: Final = f"""
+    WITH picked AS (
+        SELECT id FROM {{s}}.jobs
+        WHERE queue = %(queue)s AND state IN ('queued', 'errored') AND run_after <= now()
+        ORDER BY priority DESC, run_after, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE {{s}}.jobs AS job SET
+        state = 'processing', started_at = now(), heartbeat_at = now(),
+        worker = %(worker)s, attempts = job.attempts + 1,
+        claim_token = gen_random_uuid()::text,
+        stalled_after = %(stalled_after)s::float8 * interval '1 second',
+        max_resets = %(max_resets)s
+    FROM picked WHERE job.id = picked.id
+    RETURNING {_qualified("job", _JOB_COLUMNS)}, job.claim_token
+"""
 
 
 def _utc(moment: datetime) -> datetime:

@@ -340,6 +340,9 @@ class SQLiteBackend:
     # -- queues ---------------------------------------------------------------------------------
 
     def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+        if len(jobs) == 1 and jobs[0].key is None:
+            return [self._enqueue_one(queue, jobs[0])]
+
         def work(connection: sqlite3.Connection) -> list[int]:
             now = _now(connection)
             ids = []
@@ -367,6 +370,27 @@ class SQLiteBackend:
             return ids
 
         return self._run(work, write=True)
+
+    def _enqueue_one(self, queue: str, job: NewJob) -> int:
+        """One job without a key: one statement in autocommit, its own transaction."""
+        run_at = None if job.run_at is None else _microseconds(job.run_at)
+        insert = (
+            f"INSERT INTO {self._jobs}"
+            " (queue, payload, priority, max_attempts, enqueued_at, run_after)"
+            " SELECT ?, ?, ?, ?, clock.now, coalesce(?, clock.now + ?)"
+            f" FROM ({_NOW} AS now) AS clock"
+        )
+        params = (
+            queue,
+            job.payload,
+            job.priority,
+            job.max_attempts,
+            run_at,
+            round(job.delay * 1_000_000),
+        )
+        return self._run(
+            lambda connection: _lastrowid(connection.execute(insert, params)), write=False
+        )
 
     def get(self, queue: str, job_id: int) -> Job | None:
         rows = self._run(
@@ -473,35 +497,49 @@ class SQLiteBackend:
     def claim(
         self, queue: str, worker_id: str, limit: int, stalled_after: float, max_resets: int
     ) -> list[Claim]:
-        def work(connection: sqlite3.Connection) -> list[Any]:
-            now = _now(connection)
-            picked = connection.execute(
-                f"SELECT id FROM {self._jobs}"
-                " WHERE queue = ? AND state IN ('queued', 'errored') AND run_after <= ?"
-                " ORDER BY priority DESC, run_after, id LIMIT ?",
-                (queue, now, limit),
-            ).fetchall()
-            if not picked:
-                return []
-            ids = [row[0] for row in picked]
-            marks = ", ".join("?" * len(ids))
-            connection.execute(
-                f"""
-                UPDATE {self._jobs} SET
-                    state = 'processing', started_at = ?, heartbeat_at = ?, worker = ?,
-                    attempts = attempts + 1, claim_token = lower(hex(randomblob(16))),
-                    stalled_after = ?, max_resets = ?
-                WHERE id IN ({marks})
-                """,
-                (now, now, worker_id, round(stalled_after * 1_000_000), max_resets, *ids),
-            )
-            return connection.execute(
-                f"SELECT {_JOB_COLUMNS}, claim_token FROM {self._jobs} WHERE id IN ({marks})"
-                " ORDER BY priority DESC, run_after, id",
-                ids,
-            ).fetchall()
+        return self._run(
+            lambda connection: self._claim(
+                connection, queue, worker_id, limit, stalled_after, max_resets
+            ),
+            write=True,
+        )
 
-        return [Claim(job=_job(row), token=row[-1]) for row in self._run(work, write=True)]
+    def _claim(
+        self,
+        connection: sqlite3.Connection,
+        queue: str,
+        worker_id: str,
+        limit: int,
+        stalled_after: float,
+        max_resets: int,
+    ) -> list[Claim]:
+        now = _now(connection)
+        picked = connection.execute(
+            f"SELECT id FROM {self._jobs}"
+            " WHERE queue = ? AND state IN ('queued', 'errored') AND run_after <= ?"
+            " ORDER BY priority DESC, run_after, id LIMIT ?",
+            (queue, now, limit),
+        ).fetchall()
+        if not picked:
+            return []
+        ids = [row[0] for row in picked]
+        marks = ", ".join("?" * len(ids))
+        connection.execute(
+            f"""
+            UPDATE {self._jobs} SET
+                state = 'processing', started_at = ?, heartbeat_at = ?, worker = ?,
+                attempts = attempts + 1, claim_token = lower(hex(randomblob(16))),
+                stalled_after = ?, max_resets = ?
+            WHERE id IN ({marks})
+            """,
+            (now, now, worker_id, round(stalled_after * 1_000_000), max_resets, *ids),
+        )
+        rows = connection.execute(
+            f"SELECT {_JOB_COLUMNS}, claim_token FROM {self._jobs} WHERE id IN ({marks})"
+            " ORDER BY priority DESC, run_after, id",
+            ids,
+        ).fetchall()
+        return [Claim(job=_job(row), token=row[-1]) for row in rows]
 
     def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
         if not claims:
@@ -526,29 +564,46 @@ class SQLiteBackend:
         return Heartbeat.of(claims, self._run(work, write=True))
 
     def finish(self, claim: Claim, outcome: Outcome) -> bool:
-        def work(connection: sqlite3.Connection) -> bool:
-            cursor = connection.execute(
-                f"UPDATE {self._jobs} SET {_OUTCOMES[outcome.kind]}"
-                " WHERE id = :id AND claim_token = :token AND state = 'processing'",
-                {
-                    "now": _now(connection),
-                    "id": claim.id,
-                    "token": claim.token,
-                    "result": outcome.result,
-                    "error": outcome.error,
-                    "delay": round(outcome.delay * 1_000_000),
-                },
+        return self._run(lambda connection: self._finish(connection, claim, outcome), write=True)
+
+    def finish_and_claim(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        worker_id: str,
+        stalled_after: float,
+        max_resets: int,
+    ) -> tuple[bool, Claim | None]:
+        def work(connection: sqlite3.Connection) -> tuple[bool, Claim | None]:
+            written = self._finish(connection, claim, outcome)
+            found = self._claim(
+                connection, claim.job.queue, worker_id, 1, stalled_after, max_resets
             )
-            if cursor.rowcount == 1:
-                return True
-            return bool(
-                connection.execute(
-                    f"SELECT 1 FROM {self._jobs} WHERE id = ? AND claim_token = ?",
-                    (claim.id, claim.token),
-                ).fetchall()
-            )
+            return written, found[0] if found else None
 
         return self._run(work, write=True)
+
+    def _finish(self, connection: sqlite3.Connection, claim: Claim, outcome: Outcome) -> bool:
+        cursor = connection.execute(
+            f"UPDATE {self._jobs} SET {_OUTCOMES[outcome.kind]}"
+            " WHERE id = :id AND claim_token = :token AND state = 'processing'",
+            {
+                "now": _now(connection),
+                "id": claim.id,
+                "token": claim.token,
+                "result": outcome.result,
+                "error": outcome.error,
+                "delay": round(outcome.delay * 1_000_000),
+            },
+        )
+        if cursor.rowcount == 1:
+            return True
+        return bool(
+            connection.execute(
+                f"SELECT 1 FROM {self._jobs} WHERE id = ? AND claim_token = ?",
+                (claim.id, claim.token),
+            ).fetchall()
+        )
 
     # -- leases ---------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ One `start()` runs, each on its own thread:
   claims again at once while some are, and otherwise waits `poll_interval`, woken early by an
   enqueue to the queue in this process (the store) or, on PostgreSQL, in any (LISTEN/NOTIFY);
 - `concurrency` handler threads, `routine:<name>:handler-<n>`: each runs one claimed job at a
-  time and writes how its attempt ended, conditional on the claim's token;
+  time and writes how its attempt ended, conditional on the claim's token, claiming its next
+  job in the same write while the queue has work (one write per job, not two);
 - the heartbeat thread: one heartbeat for all running jobs every `heartbeat_interval`, the
   stalled sweep about every `stalled_after / 2`, and `max_runtime`; it keeps going after a stop
   until the last handler has returned, so a job finishing after the stop is not taken for dead;
@@ -295,8 +296,9 @@ class _Run:
     def _handler_thread(self) -> None:
         try:
             with running_as(self.stop):
-                while (claim := self._next_job()) is not None:
-                    self._attempt(claim)
+                claim = self._next_job()
+                while claim is not None:
+                    claim = self._attempt(claim) or self._next_job()
         finally:
             with self.cond:
                 self.handlers -= 1
@@ -315,12 +317,14 @@ class _Run:
             finally:
                 self.idle -= 1
 
-    def _attempt(self, claim: Claim) -> None:
+    def _attempt(self, claim: Claim) -> Claim | None:
+        """Run the job and write how its attempt ended; the job this handler claimed next in
+        the same write, if it did."""
         worker = self.worker
         if self.stop.is_set():  # claimed, but the stop came first: it never started
-            if self._write(claim, Outcome.handed_back(), lost=False):
+            if self._write(claim, Outcome.handed_back(), lost=False)[0]:
                 worker._count("handed_back")
-            return
+            return None
         began = time.monotonic()
         deadline = None if worker._max_runtime is None else began + worker._max_runtime
         attempt = _Attempt(claim, deadline)
@@ -342,12 +346,13 @@ class _Run:
                 f"max_runtime of {worker._max_runtime:g}s passed: the handler was asked to stop"
             )
             outcome = Outcome.errored(error_text(error), worker._retry_delay(claim.job.attempts))
-        written = self._write(claim, outcome, lost=attempt.lost)
+        written, following = self._write(claim, outcome, lost=attempt.lost, claim_next=not fatal)
         worker._count(outcome.kind if written else "lost")
         if written and outcome.kind != "handed_back":  # a hand-back is not a run
             worker._record.ran(time.monotonic() - began, failure=error)
         if fatal is not None:
             raise fatal
+        return following
 
     def _outcome(
         self, claim: Claim, handle: Callable[[Job], object]
@@ -381,10 +386,25 @@ class _Run:
             )
             return Outcome.failed(describe_error(problem) or ""), problem
 
-    def _write(self, claim: Claim, outcome: Outcome, *, lost: bool) -> bool:
+    def _write(
+        self, claim: Claim, outcome: Outcome, *, lost: bool, claim_next: bool = False
+    ) -> tuple[bool, Claim | None]:
         """Write the outcome, retried while the store is unavailable, for up to stalled_after
-        (then the stalled sweep puts the job back); True if it is on the row."""
-        give_up = time.monotonic() + self.worker._stalled_after
+        (then the stalled sweep puts the job back): whether it is on the row, and, with
+        `claim_next` and no stop asked, the next job claimed in the same write (one write per
+        job while the queue has work, instead of a finish and a claim)."""
+        worker = self.worker
+        if claim_next and not self.stop.is_set():
+            try:
+                with self.store._using("finish") as backend:
+                    written, following = backend.finish_and_claim(
+                        claim, outcome, self.worker_id, worker._stalled_after, worker._max_resets
+                    )
+            except StoreUnavailable:
+                pass  # the outcome alone is retried below (a claim lost with it: the sweep)
+            else:
+                return self._written(claim, outcome, written, lost=lost), following
+        give_up = time.monotonic() + worker._stalled_after
         backoff = _Backoff(f"writing the outcome of job {claim.id}")
         pause = threading.Event()  # a write is not stopped by a stop: only bounded
         while True:
@@ -405,9 +425,13 @@ class _Run:
                             self.name, "outcome_lost", queue=claim.job.queue, job_id=claim.id
                         ),
                     )
-                    return False
+                    return False, None
                 pause.wait(delay)
         backoff.succeeded(self.name)
+        return self._written(claim, outcome, written, lost=lost), None
+
+    def _written(self, claim: Claim, outcome: Outcome, written: bool, *, lost: bool) -> bool:
+        """Log a write that found the claim gone, or one that came through after all."""
         if not written:
             logger.warning(
                 "worker %r: job %d: its claim was lost (reset by a stalled sweep, or deleted): "

@@ -258,6 +258,56 @@ def test_heartbeat_handles_more_claims_than_one_statement_batch(
     assert beat.gone == {claims[-1].id}
 
 
+# -- finish and claim the next in one write -----------------------------------------------------
+
+
+def test_finish_and_claim_writes_the_outcome_and_claims_the_next_job(
+    backend: Backend, queue: durable.Queue
+) -> None:
+    first, second = queue.enqueue(1), queue.enqueue(2, priority=5)
+    third = queue.enqueue(3, priority=5)
+    claimed = claim_one(backend)
+    assert claimed.id == second  # the highest priority first
+    written, following = backend.finish_and_claim(
+        claimed, Outcome.completed("7"), "host:2:def", 60.0, 2
+    )
+    assert written is True
+    assert job(queue, second).state == "completed"
+    assert following is not None
+    assert following.id == third  # the same order as claim()
+    taken = job(queue, third)
+    assert (taken.state, taken.attempts, following.job) == ("processing", 1, taken)
+    assert following.token != claimed.token
+    assert job(queue, first).state == "queued"
+
+
+def test_finish_and_claim_on_an_empty_queue_claims_nothing(
+    backend: Backend, queue: durable.Queue
+) -> None:
+    job_id = queue.enqueue(1)
+    written, following = backend.finish_and_claim(
+        claim_one(backend), Outcome.failed("no"), "w", HOUR, 3
+    )
+    assert (written, following) == (True, None)
+    assert job(queue, job_id).state == "failed"
+
+
+def test_finish_and_claim_under_a_lost_token_changes_that_job_and_still_claims(
+    backend: Backend, queue: durable.Queue
+) -> None:
+    job_id = queue.enqueue(1)
+    claimed = claim_one(backend)
+    before = job(queue, job_id)
+    waiting = queue.enqueue(2)
+    written, following = backend.finish_and_claim(
+        stale(claimed), Outcome.completed("1"), "w", HOUR, 3
+    )
+    assert written is False
+    assert job(queue, job_id) == before
+    assert following is not None
+    assert following.id == waiting
+
+
 # -- outcomes -----------------------------------------------------------------------------------
 
 
