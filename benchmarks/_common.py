@@ -28,6 +28,11 @@ class Settings:
     pool_jobs: int  # figure 4 (the issue says 200,000)
     settle: float  # seconds for started threads to reach their wait before a measurement
     naive_interval: float  # figure 1: the naive loop's interval, measured and scaled to 1 h
+    durable_repeats: int  # figures 7-10: measured rounds (no warm-up: each starts afresh)
+    durable_jobs: int  # figures 7 and 8 (the issue says 10,000)
+    wakeups: int  # figure 9: jobs one at a time (the issue says 200)
+    schedule_seconds: float  # figure 11: how long three processes run an every-second job
+    recovery_settings: str  # figure 10: "recommended" (each library's defaults) or "short"
 
     @classmethod
     def full(cls) -> Settings:
@@ -40,6 +45,11 @@ class Settings:
             pool_jobs=200_000,
             settle=0.2,
             naive_interval=0.5,
+            durable_repeats=3,
+            durable_jobs=10_000,
+            wakeups=200,
+            schedule_seconds=10.0,
+            recovery_settings="recommended",
         )
 
     @classmethod
@@ -53,6 +63,11 @@ class Settings:
             pool_jobs=10_000,
             settle=0.05,
             naive_interval=0.2,
+            durable_repeats=1,
+            durable_jobs=300,
+            wakeups=20,
+            schedule_seconds=3.0,
+            recovery_settings="short",
         )
 
 
@@ -63,6 +78,7 @@ class Side:
     name: str
     samples: dict[str, list[float]] = field(default_factory=dict)
     note: str = ""
+    against: Side | None = None  # the routines side this one's ratio divides (else sides[0])
 
     def add(self, metrics: dict[str, float]) -> None:
         for metric, value in metrics.items():
@@ -82,9 +98,10 @@ class Goal:
 
 @dataclass
 class Figure:
-    """The result of one figure: `sides[0]` is `routines`; ratios are routines / other."""
+    """The result of one figure: `sides[0]` is `routines`; ratios are routines / other, for
+    each side that is not `routines` itself."""
 
-    number: int
+    number: int | str
     title: str
     workload: str
     metrics: list[str]  # the metric names, in column order
@@ -92,10 +109,17 @@ class Figure:
     better: Literal["lower", "higher"]
     sides: list[Side]
     goal: Goal | None = None
+    skipped: str = ""  # why the figure did not run (a server or a peer missing)
+    ratios: bool = True  # False for a table of counts, where a ratio means nothing
+
+    @classmethod
+    def skipped_because(cls, number: int | str, title: str, reason: str) -> Figure:
+        return cls(number, title, "", [], "", "higher", [], skipped=reason)
 
     def ratio(self, other: Side, metric: str) -> float:
-        mine, theirs = self.sides[0].median(metric), other.median(metric)
-        if theirs == 0 or math.isnan(theirs) or math.isnan(mine):
+        ours = other.against or self.sides[0]
+        mine, theirs = ours.median(metric), other.median(metric)
+        if theirs == 0 or not math.isfinite(theirs) or not math.isfinite(mine):
             return math.nan
         return mine / theirs
 

@@ -1,7 +1,7 @@
 """Benchmarks of `routines` against its peers and limits, side by side in one run.
 
-    python benchmarks/run.py             # the full run (a few minutes)
-    python benchmarks/run.py --quick     # everything smaller, in under 30 s (CI runs this)
+    python benchmarks/run.py             # the full run (about 35 minutes)
+    python benchmarks/run.py --quick     # everything smaller, in about 2 minutes (CI runs this)
     python benchmarks/run.py --json FILE # also write the results as JSON
 
 Every figure is measured for `routines` and for each peer and limit in the same run, each
@@ -29,16 +29,39 @@ import fig3_timing
 import fig4_pool
 import fig5_start
 import fig6_memory
+import fig7_enqueue
+import fig8_process
+import fig9_wakeup
+import fig10_recovery
+import fig11_schedule
 from _common import Figure, Settings, settle
 
-FIGURES: list[Callable[[Settings], Figure]] = [
+FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
     fig1_stop.run,
     fig2_idle.run,
     fig3_timing.run,
     fig4_pool.run,
     fig5_start.run,
     fig6_memory.run,
+    fig7_enqueue.run,
+    fig8_process.run,
+    fig9_wakeup.run,
+    fig10_recovery.run,
+    fig11_schedule.run,
 ]
+PACKAGES = (
+    "routines",
+    "APScheduler",
+    "schedule",
+    "psutil",
+    "psycopg",
+    "procrastinate",
+    "pgqueuer",
+    "asyncpg",
+    "huey",
+    "rq",
+    "redis",
+)
 
 
 def machine() -> dict[str, Any]:
@@ -48,7 +71,7 @@ def machine() -> dict[str, Any]:
     except AttributeError:  # not on Linux
         usable = cpus
     versions = {}
-    for package in ("routines", "APScheduler", "schedule", "psutil"):
+    for package in PACKAGES:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -66,6 +89,8 @@ def machine() -> dict[str, Any]:
 def format_value(value: float, unit: str) -> str:
     if math.isnan(value):
         return "-"
+    if math.isinf(value):
+        return "never"
     if unit == "s":
         if value >= 100:
             return f"{value:,.0f} s"
@@ -90,17 +115,21 @@ def format_ratio(ratio: float) -> str:
 
 
 def print_figure(figure: Figure) -> None:
+    if figure.skipped:
+        print(f"\n{figure.number}. {figure.title}: skipped: {figure.skipped}")
+        return
     print(f"\n{figure.number}. {figure.title}: {figure.workload}")
     name_width = max(len(side.name) for side in figure.sides) + 2
     header = f"  {'':<{name_width}}"
     for metric in figure.metrics:
-        header += f"{metric:>14}{'ratio':>10}"
+        header += f"{metric:>14}{'ratio' if figure.ratios else '':>10}"
     print(header)
     for index, side in enumerate(figure.sides):
         line = f"  {side.name:<{name_width}}"
         for metric in figure.metrics:
             value = format_value(side.median(metric), figure.unit)
-            ratio = "" if index == 0 else format_ratio(figure.ratio(side, metric))
+            shown = index > 0 and figure.ratios and not side.name.startswith("routines")
+            ratio = format_ratio(figure.ratio(side, metric)) if shown else ""
             line += f"{value:>14}{ratio:>10}"
         if side.note:
             line += f"   ({side.note})"
@@ -118,6 +147,7 @@ def as_json(figure: Figure) -> dict[str, Any]:
         "number": figure.number,
         "title": figure.title,
         "workload": figure.workload,
+        "skipped": figure.skipped,
         "unit": figure.unit,
         "better": figure.better,
         "sides": [
@@ -156,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in about["versions"].items()))
     print(
-        f"each figure: median of {settings.repeats} runs after a warm-up; ratio = routines / other"
+        f"figures 1-6: median of {settings.repeats} runs after a warm-up; figures 7-11: median of"
+        f" {settings.durable_repeats} runs on fresh databases; ratio = routines / other"
     )
 
     began = time.monotonic()
@@ -164,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     for number, run in enumerate(FIGURES, start=1):
         if args.only and number not in args.only:
             continue
-        figure = run(settings)
+        result = run(settings)
         settle()
-        print_figure(figure)
+        for figure in result if isinstance(result, list) else [result]:
+            print_figure(figure)
+            figures.append(figure)
         sys.stdout.flush()
-        figures.append(figure)
     elapsed = time.monotonic() - began
 
     goals = [figure for figure in figures if figure.goal is not None]
