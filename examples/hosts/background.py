@@ -16,8 +16,10 @@ The deadlines nest: drain_timeout (3 s) < stop_timeout (5 s) < the host's kill d
 
 from __future__ import annotations
 
-import logging
+import atexit
 import os
+import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -26,10 +28,10 @@ import routines
 DRAIN_TIMEOUT = 3.0  # how long a stopping pool goes on running queued jobs
 STOP_TIMEOUT = 5.0  # how long the Monitor waits for every routine; longer than the drain
 
-logger = logging.getLogger("background")
 
 _monitor: routines.Monitor | None = None
 _pool: routines.WorkerPool[str, None] | None = None
+_stopped = False
 
 
 def jobs_file() -> Path:
@@ -65,16 +67,29 @@ def start(*, chain_signals: bool = True, host_deadline: float | None = None) -> 
     handler (or, where it had none, end the process once the routines have stopped). Either
     way, the routines are stopped and waited for when the interpreter exits, at the latest.
     """
+    if chain_signals and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        # SIGTERM would end the process as soon as the routines stopped, skipping the exit hooks
+        # (the one below hands back unstarted jobs): make it a normal exit, as the reloaders do.
+        signal.signal(signal.SIGTERM, _exit_normally)
     monitor = build()
     monitor.start_in_host(chain_signals=chain_signals, host_deadline=host_deadline)
     record(f"started {os.getpid()}")
+    # Hosts that end with the interpreter (flask run, runserver) have no exit hook of their own:
+    # this one runs before start_in_host()'s, and also hands back what the drain didn't reach.
+    atexit.register(stop, "the interpreter is exiting")
     return monitor
 
 
+def _exit_normally(signum: int, frame: object) -> None:
+    sys.exit(0)
+
+
 def stop(reason: str) -> routines.ShutdownReport | None:
-    """Stop the routines and wait for them; hand back the jobs that never started."""
-    if _monitor is None or _pool is None:
+    """Stop the routines and wait for them; hand back the jobs that never started. Once."""
+    global _stopped
+    if _monitor is None or _pool is None or _stopped:
         return None
+    _stopped = True
     _monitor.shutdown(reason)
     report = _monitor.wait(STOP_TIMEOUT + 1.0)
     for job in _pool.unprocessed():
