@@ -78,6 +78,14 @@ class JobsFile:
         prefix = "handed back "
         return [line[len(prefix) :] for line in self.lines() if line.startswith(prefix)]
 
+    def assert_one_process_at_a_time(self) -> None:
+        """Each process that started the routines stopped them (cleanly) before the next one
+        started them: under a reloader, a reload stops them before its new child starts."""
+        starts_and_stops = [line for line in self.lines() if line.startswith("st")]
+        assert starts_and_stops == [
+            line for pid in self.started() for line in (f"started {pid}", f"stopped {pid} True")
+        ]
+
     def assert_nothing_lost(self, accepted: list[str]) -> None:
         """Every accepted job ran once, or was handed back (and none of them both)."""
         done, back = self.done(), self.handed_back()

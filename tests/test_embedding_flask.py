@@ -49,10 +49,7 @@ def test_flask_run_runs_the_routines_in_one_process_and_loses_no_job(
         assert host.process.pid not in started
     else:
         assert started == [serving] == [host.process.pid]
-    starts_and_stops = [line for line in host.jobs.lines() if line.startswith("st")]
-    assert starts_and_stops == [
-        line for pid in started for line in (f"started {pid}", f"stopped {pid} True")
-    ]
+    host.jobs.assert_one_process_at_a_time()
     assert len(accepted) == 40
     host.jobs.assert_nothing_lost(accepted)
     assert host.jobs.done_by() <= set(started)

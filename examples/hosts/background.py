@@ -49,15 +49,37 @@ def run_job(job: str) -> None:
     record(f"done {job} {os.getpid()}")
 
 
-def build() -> routines.Monitor:
+def make_routines() -> tuple[routines.Routine, ...]:
     """The routines of this app, not started: a pool of jobs and a heartbeat."""
-    global _monitor, _pool
+    global _pool
     _pool = routines.WorkerPool(
         run_job, name="jobs", workers=4, buffer=1000, drain_timeout=DRAIN_TIMEOUT
     )
     heartbeat = routines.PeriodicRoutine(lambda: None, name="heartbeat", interval=1.0)
-    _monitor = routines.Monitor(_pool, heartbeat, stop_timeout=STOP_TIMEOUT)
+    return _pool, heartbeat
+
+
+def build() -> routines.Monitor:
+    """A Monitor over the routines of this app, not started."""
+    global _monitor
+    _monitor = routines.Monitor(*make_routines(), stop_timeout=STOP_TIMEOUT)
     return _monitor
+
+
+def let_the_child_stop_first() -> None:
+    """For the watcher process of a development server's reloader (`flask run --reload`,
+    `runserver`), which imports the app but never serves.
+
+    Ctrl-C reaches the watcher too, which then kills the serving child 0.25 s later
+    (`subprocess.call()` and `run()` do): with this, the watcher lets the child stop its routines
+    and exit, then exits with it. A handler that does nothing, not SIG_IGN: the child, started
+    afterwards, would inherit SIG_IGN, and Ctrl-C would no longer reach its server.
+    """
+    signal.signal(signal.SIGINT, _do_nothing)
+
+
+def _do_nothing(signum: int, frame: object) -> None:
+    pass
 
 
 def start(*, chain_signals: bool = True, host_deadline: float | None = None) -> routines.Monitor:
@@ -92,10 +114,16 @@ def stop(reason: str) -> routines.ShutdownReport | None:
     _stopped = True
     _monitor.shutdown(reason)
     report = _monitor.wait(STOP_TIMEOUT + 1.0)
-    for job in _pool.unprocessed():
-        record(f"handed back {job}")
-    record(f"stopped {os.getpid()} {report is not None and report.ok}")
+    hand_back(report)
     return report
+
+
+def hand_back(report: routines.ShutdownReport | None) -> None:
+    """After the routines stopped: record the jobs that never started, and the end."""
+    if _pool is not None:
+        for job in _pool.unprocessed():
+            record(f"handed back {job}")
+    record(f"stopped {os.getpid()} {report is not None and report.ok}")
 
 
 def submit(job: str) -> tuple[int, str]:

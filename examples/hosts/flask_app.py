@@ -23,7 +23,6 @@ run, so a stopping pool drains its queue.
 from __future__ import annotations
 
 import os
-import signal
 from typing import Literal
 
 import background
@@ -47,10 +46,6 @@ def process_role() -> Literal["serves", "watches", "other"]:
     return "watches" if reloader_on else "serves"
 
 
-def _let_the_child_stop(signum: int, frame: object) -> None:
-    pass
-
-
 def create_app() -> Flask:
     app = Flask(__name__)
 
@@ -67,10 +62,7 @@ def create_app() -> Flask:
     if role == "serves":
         background.start()
     elif role == "watches":
-        # Ctrl-C reaches the watcher too, which then kills the serving child 0.25 s later
-        # (subprocess.call does): let the child stop its routines and exit, and the watcher
-        # exits with it. A handler that does nothing, not SIG_IGN: the child would inherit that.
-        signal.signal(signal.SIGINT, _let_the_child_stop)
+        background.let_the_child_stop_first()
     return app
 
 
