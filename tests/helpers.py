@@ -186,7 +186,8 @@ EXAMPLE_WAIT = 15.0  # a fresh interpreter on a loaded 2-core machine
 class Program:
     """A program run as a subprocess, its output read line by line as it comes.
 
-    With `own_group`, it leads a process group of its own (a host with workers, a reloader and
+    With `stdin`, its standard input is a pipe kept open (and empty) until it exits. With
+    `own_group`, it leads a process group of its own (a host with workers, a reloader and
     its child), which `send_group()` signals as a terminal's Ctrl-C would, and which is killed
     whole on exit.
     """
@@ -198,10 +199,12 @@ class Program:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         own_group: bool = False,
+        stdin: bool = False,
     ) -> None:
         self.own_group = own_group
         self.process = subprocess.Popen(
             argv,
+            stdin=subprocess.PIPE if stdin else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -275,6 +278,8 @@ class Program:
         self.wait()
         assert self.process.stdout is not None
         assert self.process.stderr is not None
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         self.process.stdout.close()
         self.process.stderr.close()
 
@@ -282,8 +287,8 @@ class Program:
 class Example(Program):
     """An example program (under examples/, or a path) run with this interpreter."""
 
-    def __init__(self, name: str, *args: str) -> None:
-        super().__init__([sys.executable, "-u", str(EXAMPLES / name), *args])
+    def __init__(self, name: str, *args: str, stdin: bool = False) -> None:
+        super().__init__([sys.executable, "-u", str(EXAMPLES / name), *args], stdin=stdin)
 
 
 class EventLog:
