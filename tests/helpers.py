@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
+
+from typing_extensions import Self
 
 import routines
 from routines.testing import FakeClock
@@ -179,15 +183,34 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_WAIT = 15.0  # a fresh interpreter on a loaded 2-core machine
 
 
-class Example:
-    """An example program run as a subprocess, its output read line by line as it comes."""
+class Program:
+    """A program run as a subprocess, its output read line by line as it comes.
 
-    def __init__(self, name: str, *args: str) -> None:
+    With `stdin`, its standard input is a pipe kept open (and empty) until it exits. With
+    `own_group`, it leads a process group of its own (a host with workers, a reloader and
+    its child), which `send_group()` signals as a terminal's Ctrl-C would, and which is killed
+    whole on exit.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        own_group: bool = False,
+        stdin: bool = False,
+    ) -> None:
+        self.own_group = own_group
         self.process = subprocess.Popen(
-            [sys.executable, "-u", str(EXAMPLES / name), *args],
+            argv,
+            stdin=subprocess.PIPE if stdin else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=cwd,
+            env=env,
+            start_new_session=own_group,
         )
         self._cond = threading.Condition()
         self._lines: list[str] = []
@@ -215,11 +238,12 @@ class Example:
         with self._cond:
             return "".join(self._errors)
 
-    def expect(self, fragment: str, timeout: float = EXAMPLE_WAIT) -> str:
-        """Wait until a line of stdout contains `fragment`; return that line."""
+    def expect(self, fragment: str, timeout: float = EXAMPLE_WAIT, *, stderr: bool = False) -> str:
+        """Wait until a line of stdout (or stderr) contains `fragment`; return that line."""
+        lines = self._errors if stderr else self._lines
 
         def find() -> str | None:
-            return next((line for line in self._lines if fragment in line), None)
+            return next((line for line in lines if fragment in line), None)
 
         with self._cond:
             found = self._cond.wait_for(find, timeout)
@@ -229,6 +253,11 @@ class Example:
     def send(self, signum: int) -> None:
         self.process.send_signal(signum)
 
+    def send_group(self, signum: int) -> None:
+        """Signal the whole process group (own_group only), as Ctrl-C in a terminal does."""
+        assert self.own_group
+        os.killpg(self.process.pid, signum)
+
     def wait(self, timeout: float = EXAMPLE_WAIT) -> int:
         """Wait for the program to exit; its exit code."""
         code = self.process.wait(timeout)
@@ -236,17 +265,30 @@ class Example:
             reader.join(timeout)
         return code
 
-    def __enter__(self) -> Example:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
+        if self.own_group:
+            # Also the workers or reloader children that may outlive the leader.
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        elif self.process.poll() is None:
             self.process.kill()
         self.wait()
         assert self.process.stdout is not None
         assert self.process.stderr is not None
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         self.process.stdout.close()
         self.process.stderr.close()
+
+
+class Example(Program):
+    """An example program (under examples/, or a path) run with this interpreter."""
+
+    def __init__(self, name: str, *args: str, stdin: bool = False) -> None:
+        super().__init__([sys.executable, "-u", str(EXAMPLES / name), *args], stdin=stdin)
 
 
 class EventLog:

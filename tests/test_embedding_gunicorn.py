@@ -1,0 +1,120 @@
+"""The gunicorn recipe (examples/hosts/gunicorn_hooks.py) under real gunicorn: routines started
+in `post_worker_init`, stopped in `worker_exit`; sync and gthread workers, SIGTERM and SIGHUP
+to the master, `--preload` done right, and done wrong (fork detection says so)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from hosting import Client, Host, free_port, jobs, wait_until
+
+pytest.importorskip("gunicorn")
+
+pytestmark = pytest.mark.timeout(60)
+
+MISFIT = "does not fit in the host's deadline"
+
+
+def gunicorn(tmp_path: Path, port: int, *args: str, app: str = "wsgi_app:app") -> Host:
+    return Host(tmp_path, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *args, app)
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [
+        pytest.param(["--workers", "2"], id="sync"),
+        pytest.param(["--worker-class", "gthread", "--threads", "4"], id="gthread"),
+    ],
+)
+def test_sigterm_to_the_master_runs_every_accepted_job_before_the_workers_exit(
+    tmp_path: Path, worker: list[str]
+) -> None:
+    port = free_port()
+    with gunicorn(tmp_path, port, "-c", "gunicorn_hooks.py", *worker) as host:
+        client = Client(port)
+        client.ready(host)
+        accepted = client.submit_then_signal(host, jobs("job"), signal.SIGTERM)
+    assert host.process.returncode == 0, host.errors
+    assert len(accepted) == 40, host.errors
+    host.jobs.assert_nothing_lost(accepted)
+    assert host.jobs.handed_back() == []  # the drain had time for all of them
+    assert host.process.pid not in host.jobs.started()  # never in the master
+    assert host.jobs.done_by() <= set(host.jobs.started())
+    assert all(line.endswith(" True") for line in host.jobs.stopped()), host.jobs.lines()
+    assert len(host.jobs.stopped()) == len(host.jobs.started())
+    assert MISFIT not in host.errors  # 5 s fit in gunicorn's default 30 s
+
+
+def test_sighup_replaces_the_worker_and_the_old_one_runs_its_jobs_first(tmp_path: Path) -> None:
+    port = free_port()
+    with gunicorn(tmp_path, port, "-c", "gunicorn_hooks.py") as host:
+        client = Client(port)
+        old = client.ready(host)["pid"]
+        accepted = client.submit_all(jobs("before"))
+        host.send(signal.SIGHUP)
+        wait_until(lambda: f"stopped {old} True" in host.jobs.lines(), "the old worker stopped")
+
+        def new_worker() -> bool:
+            status = client.status()
+            return status is not None and status["pid"] != old
+
+        wait_until(new_worker, "a new worker serving")
+        accepted += client.submit_then_signal(host, jobs("after"), signal.SIGTERM)
+    assert host.process.returncode == 0, host.errors
+    assert len(accepted) == 80, host.errors
+    host.jobs.assert_nothing_lost(accepted)
+    assert len(host.jobs.started()) == 2
+    assert len(host.jobs.stopped()) == 2
+
+
+def test_preload_with_the_hooks_starts_the_routines_in_the_worker(tmp_path: Path) -> None:
+    port = free_port()
+    with gunicorn(tmp_path, port, "--preload", "-c", "gunicorn_hooks.py") as host:
+        client = Client(port)
+        status = client.ready(host)
+        assert status["healthy"] is True
+        accepted = client.submit_then_signal(host, jobs("job"), signal.SIGTERM)
+    assert host.process.returncode == 0, host.errors
+    assert len(accepted) == 40, host.errors
+    host.jobs.assert_nothing_lost(accepted)
+    assert host.jobs.started() == [status["pid"]]
+    assert host.jobs.done_by() == {status["pid"]}
+
+
+def test_preload_with_routines_started_at_import_is_caught_by_fork_detection(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    with gunicorn(tmp_path, port, "--preload", app="wsgi_preload_wrong:app") as host:
+        client = Client(port)
+        status = client.ready(host)  # "started": the module global came over with the fork
+        code, text = client.submit("job0")
+        host.send(signal.SIGTERM)
+        assert host.wait() == 0, host.errors
+    assert code == 503
+    assert "pool 'jobs' was started in process" in text
+    assert f"this process ({status['pid']}) was forked from it" in text
+    assert "post_worker_init" in text
+    assert status["healthy"] is False
+    routines = status["routines"]
+    assert isinstance(routines, list)
+    assert [each["state"] for each in routines] == ["stopped", "stopped"]
+    assert all("forked" in each["last_error"] for each in routines)
+    assert host.jobs.done() == []
+    assert host.jobs.started() == []  # the wrong way records nothing: it never ran here
+
+
+def test_a_stop_timeout_longer_than_graceful_timeout_is_warned_about_at_start(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    with gunicorn(tmp_path, port, "-c", "gunicorn_hooks.py", "--graceful-timeout", "3") as host:
+        Client(port).ready(host)
+        line = host.expect(MISFIT, stderr=True)
+        host.send(signal.SIGTERM)
+        assert host.wait() == 0, host.errors
+    assert "stop_timeout (5s)" in line
+    assert "(3s)" in line
