@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Literal, TypeAlias
 
 from ._context import running_as, stopping
 from ._flag import Flag
 
-__all__ = ["Lifecycle"]
+__all__ = ["Lifecycle", "StatefulLifecycle"]
+
+_RunState: TypeAlias = Literal["idle", "running", "stopped", "failed"]
 
 
 class Lifecycle:
@@ -81,3 +85,32 @@ class _Run:
     def __exit__(self, *exc_info: object) -> None:
         self._marked.__exit__()
         self._lifecycle.end()
+
+
+class StatefulLifecycle(Lifecycle):
+    """A Lifecycle that also keeps the state a routine's `status()` reports: idle until the
+    first start, running during a run (stopping once a stop was asked for it), then stopped, or
+    failed if the run raised."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._state: _RunState = "idle"
+
+    @property
+    def state(self) -> Literal["idle", "running", "stopping", "stopped", "failed"]:
+        state = self._state
+        return "stopping" if state == "running" and self.stopping else state
+
+    def run_through(self, name: str, body: Callable[[], object]) -> None:
+        """One run of the routine `name`: `body()`, unless a stop was already asked."""
+        with self.run(name) as go:
+            self._state = "running"
+            try:
+                if go:
+                    body()
+            except BaseException:
+                self._state = "failed"
+                raise
+            self._state = "stopped"

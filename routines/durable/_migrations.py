@@ -6,19 +6,20 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from typing_extensions import final
 
 from .._errors import RoutinesError
 from .._flag import Flag
-from .._lifecycle import Lifecycle
+from .._lifecycle import StatefulLifecycle
 from .._logs import RepeatedFailures, fields, get_logger
 from .._record import RunRecord
 from .._status import RoutineStatus, describe_error
 from .._validate import check_name, check_seconds
+from ._backend import Backend
 from ._errors import StoreUnavailable, error_report
 from ._lease import Lease
 from ._queue import check_text
@@ -33,8 +34,6 @@ logger = get_logger("durable.migrations")
 # A migration's lease lasts this many intervals (and at least 3 store timeouts), renewed every
 # third of it while a batch runs: a runner that died mid-batch frees it that soon.
 _LEASE_INTERVALS: Final = 5
-
-_State: TypeAlias = Literal["idle", "running", "stopped", "failed"]
 
 
 @runtime_checkable
@@ -92,23 +91,14 @@ class MigrationRunner:
         self._interval = check_seconds("interval", interval, allow_zero=False)
         self.name: str = check_name(name) or "migrations"
         self._lease_ttl = max(3 * store.timeout, _LEASE_INTERVALS * self._interval, 1.0)
-        self._lifecycle = Lifecycle()
+        self._lifecycle = StatefulLifecycle()
         self._record = RunRecord()
         self._failures = RepeatedFailures(max(60.0, 10 * self._interval))
-        self._state: _State = "idle"
         self._registered = False
 
     def start(self) -> None:
         """Run batches until `stop()` (a batch going on finishes first)."""
-        with self._lifecycle.run(self.name) as go:
-            self._state = "running"
-            try:
-                if go:
-                    self._run(self._lifecycle.flag)
-            except BaseException:
-                self._state = "failed"
-                raise
-            self._state = "stopped"
+        self._lifecycle.run_through(self.name, lambda: self._run(self._lifecycle.flag))
 
     def stop(self) -> None:
         self._lifecycle.stop()
@@ -125,10 +115,7 @@ class MigrationRunner:
 
     def status(self) -> RoutineStatus:
         """Batches run here (`runs`), those that raised (`failures`), the last error."""
-        state: Literal["idle", "running", "stopping", "stopped", "failed"] = self._state
-        if state == "running" and self._lifecycle.stopping:
-            state = "stopping"
-        return self._record.status(self.name, state)
+        return self._record.status(self.name, self._lifecycle.state)
 
     def __repr__(self) -> str:
         return f"<MigrationRunner {self.name!r}: {', '.join(m.id for m in self._migrations)}>"
@@ -253,26 +240,35 @@ class MigrationRunner:
         return float(progress)
 
     def _store_progress(self, migration: Migration, progress: float) -> None:
-        try:
-            with self._store._using("store_migration_progress") as backend:
-                backend.store_migration_progress(migration.id, progress)
-        except StoreUnavailable as error:
-            logger.warning(
-                "migration %r: could not store its progress: %s",
-                migration.id,
-                describe_error(error),
-                extra=fields(self.name, "store_unavailable", migration=migration.id),
-            )
+        self._write(
+            migration,
+            "store its progress",
+            "store_migration_progress",
+            lambda backend: backend.store_migration_progress(migration.id, progress),
+        )
 
     def _record_error(self, migration: Migration, error: BaseException) -> None:
+        self._write(
+            migration,
+            "record an error",
+            "record_migration_error",
+            lambda backend: backend.record_migration_error(migration.id, error_report(error)),
+        )
+
+    def _write(
+        self, migration: Migration, what: str, operation: str, write: Callable[[Backend], object]
+    ) -> None:
+        """One write about `migration`; if the store is unavailable, a warning that it could
+        not `what` (the next interval writes again)."""
         try:
-            with self._store._using("record_migration_error") as backend:
-                backend.record_migration_error(migration.id, error_report(error))
-        except StoreUnavailable as unavailable:
+            with self._store._using(operation) as backend:
+                write(backend)
+        except StoreUnavailable as error:
             logger.warning(
-                "migration %r: could not record an error: %s",
+                "migration %r: could not %s: %s",
                 migration.id,
-                describe_error(unavailable),
+                what,
+                describe_error(error),
                 extra=fields(self.name, "store_unavailable", migration=migration.id),
             )
 

@@ -14,13 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final
 
 from typing_extensions import final
 
 from .._context import running_as
 from .._flag import Flag
-from .._lifecycle import Lifecycle
+from .._lifecycle import StatefulLifecycle
 from .._logs import RepeatedFailures, fields, get_logger
 from .._record import RunRecord
 from .._status import RoutineStatus, describe_error
@@ -41,8 +41,6 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _REREAD_CLOCK: Final = 60.0  # the longest local wait before the database's clock is read again
 _FIRST_BACKOFF: Final = 0.1
 _LONGEST_BACKOFF: Final = 5.0
-
-_State: TypeAlias = Literal["idle", "running", "stopped", "failed"]
 
 
 @final
@@ -100,22 +98,13 @@ class Scheduled:
                 f"must fit in it; got {stalled_after!r}"
             )
             raise ValueError(msg)
-        self._lifecycle = Lifecycle()
+        self._lifecycle = StatefulLifecycle()
         self._record = RunRecord()
         self._failures = RepeatedFailures(self._stalled_after)
-        self._state: _State = "idle"
 
     def start(self) -> None:
         """Take part in the schedule until `stop()`; a run going on finishes first."""
-        with self._lifecycle.run(self.name) as go:
-            self._state = "running"
-            try:
-                if go:
-                    _Schedule(self).run()
-            except BaseException:
-                self._state = "failed"
-                raise
-            self._state = "stopped"
+        self._lifecycle.run_through(self.name, self._take_part)
 
     def stop(self) -> None:
         self._lifecycle.stop()
@@ -128,13 +117,23 @@ class Scheduled:
     def status(self) -> RoutineStatus:
         """Runs of this process (`runs`, `failures`, `last_run_duration`, when it last ran and
         last succeeded) and when the next tick is (`next_run_at`)."""
-        state: Literal["idle", "running", "stopping", "stopped", "failed"] = self._state
-        if state == "running" and self._lifecycle.stopping:
-            state = "stopping"
-        return self._record.status(self.name, state)
+        return self._record.status(self.name, self._lifecycle.state)
 
     def __repr__(self) -> str:
         return f"<Scheduled {self.name!r} {self._ticks}>"
+
+    def _take_part(self) -> None:
+        _Schedule(
+            self.name,
+            self._store,
+            self._lifecycle.flag,
+            self._handler,
+            self._ticks,
+            catch_up=self._catch_up,
+            stalled_after=self._stalled_after,
+            record=self._record,
+            failures=self._failures,
+        ).run()
 
 
 class _Ticks:
@@ -220,11 +219,28 @@ def _zone(name: object) -> tzinfo:
 class _Schedule:
     """One `start()` of a Scheduled: the tick loop on start()'s thread, a thread per run."""
 
-    def __init__(self, scheduled: Scheduled) -> None:
-        self.scheduled = scheduled
-        self.name = scheduled.name
-        self.store = scheduled._store
-        self.stop = scheduled._lifecycle.flag
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        stop: Flag,
+        handler: Callable[[], object],
+        ticks: _Ticks,
+        *,
+        catch_up: bool,
+        stalled_after: float,
+        record: RunRecord,
+        failures: RepeatedFailures,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.stop = stop
+        self.handler = handler
+        self.ticks = ticks
+        self.catch_up = catch_up
+        self.stalled_after = stalled_after
+        self.record = record
+        self.failures = failures
         self.worker = holder_id()
         self.lock = threading.Lock()
         self.running: datetime | None = None  # the tick of this process's run going on
@@ -234,7 +250,6 @@ class _Schedule:
         self.backoff = 0.0
 
     def run(self) -> None:
-        scheduled = self.scheduled
         with ThreadGroup(
             f"schedule {self.name!r}", on_error=lambda error: self.stop.set()
         ) as group:
@@ -242,23 +257,23 @@ class _Schedule:
             if now is None:
                 return
             last = now
-            if scheduled._catch_up:
-                latest = scheduled._ticks.latest(now)
+            if self.catch_up:
+                latest = self.ticks.latest(now)
                 self._claim(group, latest)
                 last = max(last, latest)
             while not self.stop.is_set():
-                tick = scheduled._ticks.after(last)
-                scheduled._record.scheduled(tick.timestamp())
+                tick = self.ticks.after(last)
+                self.record.scheduled(tick.timestamp())
                 if not self._wait_for(tick):
                     break
                 self._claim(group, tick)
                 last = tick
-            scheduled._record.scheduled(None)
+            self.record.scheduled(None)
             # A run going on after the stop finishes first: keep it alive meanwhile, or another
             # replica would take it for dead.
             while self._running_tick() is not None:
                 self._heartbeat()
-                self.run_ended.wait(scheduled._stalled_after / 3)
+                self.run_ended.wait(self.stalled_after / 3)
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -283,7 +298,7 @@ class _Schedule:
     def _wait_for(self, tick: datetime) -> bool:
         """Wait until the database's clock reaches `tick`, heartbeating a run meanwhile;
         False once stopping."""
-        heartbeat_every = self.scheduled._stalled_after / 3
+        heartbeat_every = self.stalled_after / 3
         next_beat = time.monotonic() + heartbeat_every
         while not self.stop.is_set():
             stale = time.monotonic() - self.clock_read_at >= _REREAD_CLOCK
@@ -325,13 +340,10 @@ class _Schedule:
             return self.running
 
     def _claim(self, group: ThreadGroup, tick: datetime) -> None:
-        scheduled = self.scheduled
         while not self.stop.is_set():
             try:
                 with self.store._using("claim_tick") as backend:
-                    claimed = backend.claim_tick(
-                        self.name, tick, self.worker, scheduled._stalled_after
-                    )
+                    claimed = backend.claim_tick(self.name, tick, self.worker, self.stalled_after)
                 break
             except StoreUnavailable as error:
                 self._unavailable(error, f"claiming the tick {tick:%Y-%m-%d %H:%M:%S}")
@@ -353,12 +365,11 @@ class _Schedule:
         group.start(self._run, tick, name=f"routine:{self.name}:run")
 
     def _run(self, tick: datetime) -> None:
-        scheduled = self.scheduled
         began = time.monotonic()
         error: BaseException | None = None
         try:
             with running_as(self.stop):
-                scheduled._handler()
+                self.handler()
         except BaseException as exc:  # noqa: BLE001 - recorded; a BaseException is re-raised below
             error = exc
         finally:
@@ -367,10 +378,10 @@ class _Schedule:
             self.run_ended.set()
         duration = time.monotonic() - began
         if error is None:
-            scheduled._record.ran(duration)
+            self.record.ran(duration)
         else:
-            scheduled._record.ran(duration, failure=error)
-            scheduled._failures.log(
+            self.record.ran(duration, failure=error)
+            self.failures.log(
                 logger,
                 error,
                 time.monotonic(),
@@ -400,7 +411,7 @@ class _Schedule:
     def _finish(self, tick: datetime, error: str | None) -> None:
         """Record how the run ended, retried while the store is unavailable for up to
         stalled_after (then the run is marked failed by the next claim, as a dead one)."""
-        give_up = time.monotonic() + self.scheduled._stalled_after
+        give_up = time.monotonic() + self.stalled_after
         pause = threading.Event()  # not stopped by a stop: only bounded
         delay = _FIRST_BACKOFF
         while True:

@@ -20,22 +20,21 @@ from __future__ import annotations
 
 import collections
 import json
-import os
+import logging
 import reprlib
-import secrets
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final, Literal, TypeAlias
+from typing import Final
 
 from typing_extensions import final
 
 from .._context import running_as
 from .._flag import Flag, wait_any
-from .._lifecycle import Lifecycle
+from .._lifecycle import StatefulLifecycle
 from .._logs import fields, get_logger
 from .._record import RunRecord
 from .._status import RoutineStatus, describe_error, error_text
@@ -43,6 +42,7 @@ from .._threads import ThreadGroup
 from .._validate import check_callable, check_int, check_name, check_optional_seconds, check_seconds
 from ._backend import Claim, Listener, Outcome
 from ._errors import Fail, Retry, StoreUnavailable, error_report
+from ._lease import holder_id
 from ._queue import Job, Queue
 
 __all__ = ["QueueWorker"]
@@ -52,8 +52,6 @@ logger = get_logger("durable.worker")
 _LISTEN_SLICE: Final = 0.25  # a listener's longest wait: it notices a stop at least this often
 _FIRST_BACKOFF: Final = 0.1  # after a StoreUnavailable: the first wait, doubled up to...
 _LONGEST_BACKOFF: Final = 5.0  # ...this, so a worker is back within seconds of the database
-
-_State: TypeAlias = Literal["idle", "running", "stopped", "failed"]
 
 
 @final
@@ -93,49 +91,48 @@ class QueueWorker:
             msg = f"queue must be a durable queue (store.queue(name)), got {queue!r}"
             raise TypeError(msg)
         self.queue = queue
-        self._handle = check_callable("handle", handle, takes=1)
+        handle = check_callable("handle", handle, takes=1)
         self.name: str = check_name(name) or queue.name
-        self._concurrency = check_int("concurrency", concurrency, minimum=1)
-        self._poll_interval = check_seconds("poll_interval", poll_interval, allow_zero=False)
-        self._heartbeat_interval = check_seconds(
+        concurrency = check_int("concurrency", concurrency, minimum=1)
+        poll_seconds = check_seconds("poll_interval", poll_interval, allow_zero=False)
+        heartbeat_seconds = check_seconds(
             "heartbeat_interval", heartbeat_interval, allow_zero=False
         )
-        self._stalled_after = check_seconds("stalled_after", stalled_after, allow_zero=False)
-        least = 2 * self._heartbeat_interval + queue.store.timeout
-        if self._stalled_after < least:
+        stalled_seconds = check_seconds("stalled_after", stalled_after, allow_zero=False)
+        least = 2 * heartbeat_seconds + queue.store.timeout
+        if stalled_seconds < least:
             msg = (
                 "stalled_after must be at least 2 * heartbeat_interval + the store's timeout "
                 f"({least:g}s), or a live job could be taken for dead; got {stalled_after!r}"
             )
             raise ValueError(msg)
-        self._max_resets = check_int("max_resets", max_resets, minimum=0)
-        self._max_runtime = check_optional_seconds("max_runtime", max_runtime, allow_zero=False)
-        self._retry_backoff = check_seconds("retry_backoff", retry_backoff)
-        self._max_retry_backoff = check_seconds("max_retry_backoff", max_retry_backoff)
-        if self._max_retry_backoff < self._retry_backoff:
+        resets = check_int("max_resets", max_resets, minimum=0)
+        runtime = check_optional_seconds("max_runtime", max_runtime, allow_zero=False)
+        backoff_seconds = check_seconds("retry_backoff", retry_backoff)
+        max_backoff_seconds = check_seconds("max_retry_backoff", max_retry_backoff)
+        if max_backoff_seconds < backoff_seconds:
             msg = (
-                f"max_retry_backoff must be >= retry_backoff ({self._retry_backoff:g}), "
+                f"max_retry_backoff must be >= retry_backoff ({backoff_seconds:g}), "
                 f"got {max_retry_backoff!r}"
             )
             raise ValueError(msg)
-        self._lifecycle = Lifecycle()
-        self._record = RunRecord()
-        self._state: _State = "idle"
-        self._queued = 0  # ready jobs, as last read
-        self._counts_lock = threading.Lock()
-        self._counts: collections.Counter[str] = collections.Counter()
+        self._settings = _Settings(
+            handle=handle,
+            concurrency=concurrency,
+            poll_interval=poll_seconds,
+            heartbeat_interval=heartbeat_seconds,
+            stalled_after=stalled_seconds,
+            max_resets=resets,
+            max_runtime=runtime,
+            retry_backoff=backoff_seconds,
+            max_retry_backoff=max_backoff_seconds,
+        )
+        self._lifecycle = StatefulLifecycle()
+        self._tally = _Tally()
 
     def start(self) -> None:
         """Work the queue until `stop()`; return at once if `stop()` was already called."""
-        with self._lifecycle.run(self.name) as go:
-            self._state = "running"
-            try:
-                if go:
-                    _Run(self).run()
-            except BaseException:
-                self._state = "failed"
-                raise
-            self._state = "stopped"
+        self._lifecycle.run_through(self.name, self._work)
 
     def stop(self) -> None:
         """Claim nothing more; handlers see `routines.stopping()`. Quick, and never waits."""
@@ -145,31 +142,58 @@ class QueueWorker:
         """Attempts that ended here (`runs`: completed, errored, failed or canceled; hand-backs
         are not runs), those that errored or failed (`failures`), and the ready jobs of the
         queue as last read (`queued`)."""
-        state: Literal["idle", "running", "stopping", "stopped", "failed"] = self._state
-        if state == "running" and self._lifecycle.stopping:
-            state = "stopping"
-        return self._record.status(self.name, state, queued=self._queued)
+        tally = self._tally
+        return tally.record.status(self.name, self._lifecycle.state, queued=tally.queued)
 
     def outcome_counts(self) -> dict[str, int]:
         """How the attempts of this worker ended, over all its starts: `completed`, `errored`,
         `failed`, `canceled` (as written; the store may have turned one into `canceled` or
         `failed`), `handed_back`, and `lost` (its claim was gone), and how many jobs its stalled
         sweeps put back (`stalled_resets`)."""
-        with self._counts_lock:
-            return dict(self._counts)
-
-    def _count(self, what: str, amount: int = 1) -> None:
-        with self._counts_lock:
-            self._counts[what] += amount
+        return self._tally.outcome_counts()
 
     def __repr__(self) -> str:
         return f"<QueueWorker {self.name!r} on {self.queue!r}>"
 
-    # -- for one start(), on its threads ------------------------------------------------------
+    def _work(self) -> None:
+        _Run(self.name, self.queue, self._settings, self._lifecycle.flag, self._tally).run()
 
-    def _retry_delay(self, attempts: int) -> float:
+
+@dataclass(frozen=True)
+class _Settings:
+    """A QueueWorker's arguments, checked, as each of its runs reads them."""
+
+    handle: Callable[[Job], object]
+    concurrency: int
+    poll_interval: float
+    heartbeat_interval: float
+    stalled_after: float
+    max_resets: int
+    max_runtime: float | None
+    retry_backoff: float
+    max_retry_backoff: float
+
+    def retry_delay(self, attempts: int) -> float:
         """The wait before the retry that follows the `attempts`-th attempt."""
-        return min(self._retry_backoff * 2.0 ** min(attempts - 1, 64), self._max_retry_backoff)
+        return min(self.retry_backoff * 2.0 ** min(attempts - 1, 64), self.max_retry_backoff)
+
+
+class _Tally:
+    """What a QueueWorker's runs count, over all its starts: runs, outcomes, the queue's size."""
+
+    def __init__(self) -> None:
+        self.record = RunRecord()
+        self.queued = 0  # ready jobs, as last read
+        self._lock = threading.Lock()
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    def count(self, what: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[what] += amount
+
+    def outcome_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 class _Attempt:
@@ -217,17 +241,20 @@ class _Backoff:
 class _Run:
     """One `start()` of a QueueWorker: its threads and what they share."""
 
-    def __init__(self, worker: QueueWorker) -> None:
-        self.worker = worker
-        self.name = worker.name
-        self.queue = worker.queue
-        self.store = worker.queue.store
-        self.stop = worker._lifecycle.flag
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    def __init__(
+        self, name: str, queue: Queue, settings: _Settings, stop: Flag, tally: _Tally
+    ) -> None:
+        self.name = name
+        self.queue = queue
+        self.store = queue.store
+        self.settings = settings
+        self.stop = stop
+        self.tally = tally
+        self.worker_id = holder_id()
         self.cond = threading.Condition(threading.Lock())
         self.jobs: deque[Claim] = deque()  # claimed, for the next free handler
         self.idle = 0  # handler threads waiting for a job
-        self.handlers = worker._concurrency  # handler threads not yet ended
+        self.handlers = settings.concurrency  # handler threads not yet ended
         self.running: dict[int, _Attempt] = {}
         self.wake = Flag()  # the claim loop looks again: an enqueue, a free handler, a sweep
         self.beat = Flag()  # the heartbeat thread looks again: an attempt with a deadline began
@@ -240,7 +267,7 @@ class _Run:
             with ThreadGroup(
                 f"worker {self.name!r}", on_error=lambda error: self.stop.set()
             ) as group:
-                for number in range(1, self.worker._concurrency + 1):
+                for number in range(1, self.settings.concurrency + 1):
                     group.start(self._handler_thread, name=f"routine:{self.name}:handler-{number}")
                 group.start(self._heartbeat_thread, name=f"routine:{self.name}:heartbeat")
                 with self.store._using("listen") as backend:
@@ -259,13 +286,13 @@ class _Run:
     # -- the claim loop ---------------------------------------------------------------------
 
     def _claim_loop(self) -> None:
-        worker = self.worker
+        settings = self.settings
         backoff = _Backoff("claiming")
         while not self.stop.is_set():
             with self.cond:
                 free = self.idle - len(self.jobs)
             if free <= 0:
-                wait_any((self.stop, self.wake), worker._poll_interval)
+                wait_any((self.stop, self.wake), settings.poll_interval)
                 self.wake.clear()
                 continue
             self.wake.clear()  # before the claim: an enqueue after it wakes the next wait
@@ -275,11 +302,11 @@ class _Run:
                         self.queue.name,
                         self.worker_id,
                         free,
-                        worker._stalled_after,
-                        worker._max_resets,
+                        settings.stalled_after,
+                        settings.max_resets,
                     )
                     if not claims:
-                        worker._queued = backend.count_ready(self.queue.name)
+                        self.tally.queued = backend.count_ready(self.queue.name)
             except StoreUnavailable as error:
                 self.stop.wait(backoff.failed(error, self.name))
                 continue
@@ -289,7 +316,7 @@ class _Run:
                     self.jobs.extend(claims)
                     self.cond.notify_all()
                 continue  # claim again at once while handlers are free
-            wait_any((self.stop, self.wake), worker._poll_interval)
+            wait_any((self.stop, self.wake), settings.poll_interval)
 
     # -- the handlers ---------------------------------------------------------------------------
 
@@ -320,13 +347,13 @@ class _Run:
     def _attempt(self, claim: Claim) -> Claim | None:
         """Run the job and write how its attempt ended; the job this handler claimed next in
         the same write, if it did."""
-        worker = self.worker
+        settings, tally = self.settings, self.tally
         if self.stop.is_set():  # claimed, but the stop came first: it never started
             if self._write(claim, Outcome.handed_back(), lost=False)[0]:
-                worker._count("handed_back")
+                tally.count("handed_back")
             return None
         began = time.monotonic()
-        deadline = None if worker._max_runtime is None else began + worker._max_runtime
+        deadline = None if settings.max_runtime is None else began + settings.max_runtime
         attempt = _Attempt(claim, deadline)
         with self.cond:
             self.running[claim.id] = attempt
@@ -335,7 +362,7 @@ class _Run:
         fatal: BaseException | None = None
         try:
             with running_as(attempt.flag):
-                outcome, error = self._outcome(claim, worker._handle)
+                outcome, error = self._outcome(claim, settings.handle)
         except BaseException as exception:  # noqa: BLE001 - re-raised below: it ends the worker
             outcome, error, fatal = Outcome.handed_back(), None, exception
         finally:
@@ -343,13 +370,13 @@ class _Run:
                 del self.running[claim.id]
         if attempt.overran and fatal is None:
             error = TimeoutError(
-                f"max_runtime of {worker._max_runtime:g}s passed: the handler was asked to stop"
+                f"max_runtime of {settings.max_runtime:g}s passed: the handler was asked to stop"
             )
-            outcome = Outcome.errored(error_text(error), worker._retry_delay(claim.job.attempts))
+            outcome = Outcome.errored(error_text(error), settings.retry_delay(claim.job.attempts))
         written, following = self._write(claim, outcome, lost=attempt.lost, claim_next=not fatal)
-        worker._count(outcome.kind if written else "lost")
+        tally.count(outcome.kind if written else "lost")
         if written and outcome.kind != "handed_back":  # a hand-back is not a run
-            worker._record.ran(time.monotonic() - began, failure=error)
+            tally.record.ran(time.monotonic() - began, failure=error)
         if fatal is not None:
             raise fatal
         return following
@@ -368,7 +395,7 @@ class _Run:
             if self.stop.is_set():  # after the stop was asked: give the attempt back
                 return Outcome.handed_back(), None
             after = error.after if isinstance(error, Retry) else None
-            delay = self.worker._retry_delay(job.attempts) if after is None else after
+            delay = self.settings.retry_delay(job.attempts) if after is None else after
             return Outcome.errored(error_report(error), delay), error
         try:
             return Outcome.completed(
@@ -393,18 +420,18 @@ class _Run:
         (then the stalled sweep puts the job back): whether it is on the row, and, with
         `claim_next` and no stop asked, the next job claimed in the same write (one write per
         job while the queue has work, instead of a finish and a claim)."""
-        worker = self.worker
+        settings = self.settings
         if claim_next and not self.stop.is_set():
             try:
                 with self.store._using("finish") as backend:
                     written, following = backend.finish_and_claim(
-                        claim, outcome, self.worker_id, worker._stalled_after, worker._max_resets
+                        claim, outcome, self.worker_id, settings.stalled_after, settings.max_resets
                     )
             except StoreUnavailable:
                 pass  # the outcome alone is retried below (a claim lost with it: the sweep)
             else:
                 return self._written(claim, outcome, written, lost=lost), following
-        give_up = time.monotonic() + worker._stalled_after
+        give_up = time.monotonic() + settings.stalled_after
         backoff = _Backoff(f"writing the outcome of job {claim.id}")
         pause = threading.Event()  # a write is not stopped by a stop: only bounded
         while True:
@@ -450,8 +477,8 @@ class _Run:
     # -- heartbeats, the stalled sweep, max_runtime ----------------------------------------------
 
     def _heartbeat_thread(self) -> None:
-        worker = self.worker
-        next_beat = time.monotonic() + worker._heartbeat_interval
+        settings = self.settings
+        next_beat = time.monotonic() + settings.heartbeat_interval
         next_sweep = time.monotonic()  # at once: jobs of a dead worker need not wait
         beats = _Backoff("heartbeats")
         sweeps = _Backoff("the stalled sweep")
@@ -459,10 +486,10 @@ class _Run:
             now = time.monotonic()
             if now >= next_sweep:
                 self._sweep(sweeps)
-                next_sweep = now + worker._stalled_after / 2
+                next_sweep = now + settings.stalled_after / 2
             if now >= next_beat:
                 self._heartbeat(beats)
-                next_beat = now + worker._heartbeat_interval
+                next_beat = now + settings.heartbeat_interval
             wake_at = min(next_beat, next_sweep, self._check_runtimes(time.monotonic()))
             self.beat.clear()
             wait_any((self.handlers_done, self.beat), max(0.0, wake_at - time.monotonic()))
@@ -482,26 +509,23 @@ class _Run:
         for attempt in attempts:
             if attempt.claim.id in found.gone and not attempt.lost:
                 attempt.lost = True
-                attempt.flag.set()
-                logger.warning(
-                    "worker %r: job %d: the claim is gone (reset or deleted): asking its handler "
-                    "to stop",
-                    self.name,
-                    attempt.claim.id,
-                    extra=fields(
-                        self.name, "claim_lost", queue=self.queue.name, job_id=attempt.claim.id
-                    ),
-                )
+                self._ask_to_stop(attempt, "the claim is gone (reset or deleted)", "claim_lost")
             elif attempt.claim.id in found.cancel_requested and not attempt.flag.is_set():
-                attempt.flag.set()
-                logger.info(
-                    "worker %r: job %d: cancel asked: asking its handler to stop",
-                    self.name,
-                    attempt.claim.id,
-                    extra=fields(
-                        self.name, "cancel_asked", queue=self.queue.name, job_id=attempt.claim.id
-                    ),
-                )
+                self._ask_to_stop(attempt, "cancel asked", "cancel_asked", logging.INFO)
+
+    def _ask_to_stop(
+        self, attempt: _Attempt, why: str, event: str, level: int = logging.WARNING
+    ) -> None:
+        """Set the flag its handler sees as stopping, and log why."""
+        attempt.flag.set()
+        logger.log(
+            level,
+            "worker %r: job %d: %s: asking its handler to stop",
+            self.name,
+            attempt.claim.id,
+            why,
+            extra=fields(self.name, event, queue=self.queue.name, job_id=attempt.claim.id),
+        )
 
     def _check_runtimes(self, now: float) -> float:
         """Ask handlers past max_runtime to stop; when the next deadline falls (or inf)."""
@@ -513,15 +537,7 @@ class _Run:
                 continue
             if now >= attempt.deadline:
                 attempt.overran = True
-                attempt.flag.set()
-                logger.warning(
-                    "worker %r: job %d: past max_runtime: asking its handler to stop",
-                    self.name,
-                    attempt.claim.id,
-                    extra=fields(
-                        self.name, "max_runtime", queue=self.queue.name, job_id=attempt.claim.id
-                    ),
-                )
+                self._ask_to_stop(attempt, "past max_runtime", "max_runtime")
             else:
                 earliest = min(earliest, attempt.deadline)
         return earliest
@@ -535,7 +551,7 @@ class _Run:
             return
         backoff.succeeded(self.name)
         if changed:
-            self.worker._count("stalled_resets", changed)
+            self.tally.count("stalled_resets", changed)
             logger.warning(
                 "worker %r: the stalled sweep put back %d jobs whose worker died",
                 self.name,
