@@ -29,10 +29,15 @@ from _peer_tasks import report
 import routines
 from routines import durable
 
+# What the benchmark reads: the JSON lines of `say()`. Everything else a library prints (rq logs
+# every job to stdout) goes to stderr, or a full pipe would block the child.
+_LINES = sys.stdout
+sys.stdout = sys.stderr
+
 
 def say(**line: Any) -> None:
-    sys.stdout.write(json.dumps(line) + "\n")
-    sys.stdout.flush()
+    _LINES.write(json.dumps(line) + "\n")
+    _LINES.flush()
 
 
 # -- workers --------------------------------------------------------------------------------
@@ -103,7 +108,7 @@ def rq_worker(config: dict[str, Any]) -> None:
 
     connection = redis.Redis.from_url(config["redis"])
     say(event="ready")
-    Worker(["bench"], connection=connection).work()
+    Worker(["bench"], connection=connection).work(logging_level="WARNING")
 
 
 WORKERS = {
@@ -120,7 +125,7 @@ def rq_burst(config: dict[str, Any]) -> None:
     from rq import SimpleWorker
 
     connection = redis.Redis.from_url(config["redis"])
-    SimpleWorker([config["queue"]], connection=connection).work(burst=True)
+    SimpleWorker([config["queue"]], connection=connection).work(burst=True, logging_level="WARNING")
 
 
 # -- schedules ------------------------------------------------------------------------------

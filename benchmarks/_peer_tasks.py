@@ -20,7 +20,9 @@ def report(n: object = None) -> None:
     """Say on stdout that job `n` started in this process, and when (CLOCK_MONOTONIC is one
     clock for every process of the machine); then never end if this worker's jobs hang."""
     line = {"event": "started", "job": n, "pid": os.getpid(), "at": time.monotonic()}
-    sys.stdout.write(json.dumps(line) + "\n")
-    sys.stdout.flush()
+    out = sys.__stdout__  # the benchmark's pipe: _child.py sends sys.stdout to stderr
+    assert out is not None
+    out.write(json.dumps(line) + "\n")
+    out.flush()
     if HANG["hang"]:
         threading.Event().wait()
