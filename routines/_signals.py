@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from types import FrameType, TracebackType
+from types import FrameType
 
 from typing_extensions import Self, final
 
@@ -78,12 +78,7 @@ class SignalCatcher:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._restore()
 
     def _restore(self) -> None:
