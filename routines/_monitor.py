@@ -25,7 +25,6 @@ from ._host import HostHooks, HostOptions
 from ._logs import fields, get_logger, log_error
 from ._process import StartedIn
 from ._report import (
-    EventKind,
     Reporter,
     RoutineEvent,
     RoutineOutcome,
@@ -34,6 +33,7 @@ from ._report import (
 )
 from ._signals import SignalPump, check_on_signal, check_signals, signal_name
 from ._status import RoutineState, RoutineStatus, describe_error, forked_status, supervised_status
+from ._stops import StopCalls
 from ._supervise import Final, Restart, RestartPolicy, Supervisor, plan_supervision
 from ._threads import join_all
 from ._validate import check_callable, check_seconds, routine_name
@@ -85,7 +85,6 @@ class Monitor:
         self._stopping = Flag()
         self._phase: Phase = "new"
         self._ended = 0  # children with a final outcome
-        self._stops_running = 0  # stop() calls that have not returned yet
         self._reason: str | None = None
         self._signal: int | None = None
         self._forced = False
@@ -95,6 +94,7 @@ class Monitor:
         # thread inside wait() or status(). SimpleQueue.put() is reentrant; None only wakes.
         self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stop_calls = Helpers("routines:monitor:stop", "a stop() call", serial=False)
+        self._stops = StopCalls(self._cond)
         self._started_in = StartedIn()
 
     # -- the public face -------------------------------------------------------------------
@@ -272,30 +272,29 @@ class Monitor:
     # -- supervision (one thread per routine) ----------------------------------------------
 
     def _supervise(self, child: RoutineRecord) -> None:
+        def started() -> None:
+            child.state = "running"
+            self._reporter.emit(child.name, "started")
+
+        def restarting(restart: Restart, error: BaseException | None) -> None:
+            child.state = "restarting"
+            for event in restart.events:
+                self._reporter.emit(child.name, event, error)
+
+        ended = functools.partial(self._finish, child)
         child.supervisor.run(
             child.routine,
             self._cond,
             self._stopping,
-            started=functools.partial(self._started, child),
-            restarting=functools.partial(self._restarting, child),
-            ended=functools.partial(self._finish, child),
+            started=started,
+            restarting=restarting,
+            ended=ended,
         )
-
-    def _started(self, child: RoutineRecord) -> None:
-        child.state = "running"
-        self._emit(child, "started")
-
-    def _restarting(
-        self, child: RoutineRecord, restart: Restart, error: BaseException | None
-    ) -> None:
-        child.state = "restarting"
-        for event in restart.events:
-            self._emit(child, event, error)
 
     def _finish(self, child: RoutineRecord, final: Final) -> None:
         """Under the lock: the routine's supervision is over; emit, record, maybe shut down."""
         for event in final.events:
-            self._emit(child, event, final.error)
+            self._reporter.emit(child.name, event, final.error)
         if final.shutdown_reason is not None:
             # Before the outcome: if this was the last routine, "all routines ended" would win.
             self._begin_shutdown(final.shutdown_reason)
@@ -309,11 +308,6 @@ class Monitor:
             # Only the last one wakes the coordinator: a thousand wake-ups, each retaking the
             # lock that the routines still ending need, made shutdown several times slower.
             self._cond.notify_all()
-
-    def _emit(
-        self, child: RoutineRecord, kind: EventKind, error: BaseException | None = None
-    ) -> None:
-        self._reporter.emit(child.name, kind, error)
 
     # -- shutdown (on the coordinator thread) ----------------------------------------------
 
@@ -356,38 +350,24 @@ class Monitor:
             for child in self._children:
                 if child.state == "running":
                     child.state = "stopping"
-                child.stop_pending = True
-            self._stops_running += len(self._children)
-        # Outside the lock, which every stop() takes when it returns: a helper done with one
-        # stop() is then free for the next at once, and a few helpers do the thousand stops.
-        for child in self._children:
-            try:
-                self._stop_calls.submit(functools.partial(self._call_stop, child))
-            except Exception as exc:  # noqa: BLE001 - no thread to call it on: report it
-                log_error(logger, child.name, "stop_failed", "could not call its stop()")
-                self._call_stop(child, exc)
+            self._stops.expect(self._children)
+        self._stops.call(self._children, self._stop_calls)
         with self._cond:
             # A stop() may raise after its routine returned: wait for it too, to report it.
-            while (self._ended < len(self._children) or self._stops_running) and not self._forced:
+            while (self._ended < len(self._children) or self._stops.pending) and not self._forced:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            outcomes = tuple(
-                self._reporter.at_deadline(
-                    child, forced=self._forced, stop_timeout=self._stop_timeout
-                )
-                for child in self._children
-            )
-            self._phase = "done"
-            self._reporter.seal()
-            report = ShutdownReport(
+            report = self._reporter.report(
+                self._children,
                 reason=self._reason or "",
                 signal=self._signal,
                 forced=self._forced,
-                duration=time.monotonic() - started,
-                outcomes=outcomes,
+                stop_timeout=self._stop_timeout,
+                started=started,
             )
+            self._phase = "done"
         self._release_threads(report)
         with self._cond:
             self._report = report
@@ -401,21 +381,6 @@ class Monitor:
             "ok" if report.ok else "NOT ok",
             extra=fields(event="report", report=report.to_dict()),
         )
-
-    def _call_stop(self, child: RoutineRecord, error: BaseException | None = None) -> None:
-        """Call the routine's stop() (unless `error` says it can't be), and note it returned."""
-        if error is None:
-            try:
-                child.routine.stop()
-            except BaseException as exc:  # noqa: BLE001 - logged, and in the report
-                log_error(logger, child.name, "stop_raised", "stop() raised")
-                error = exc
-        with self._cond:
-            child.stop_error = error
-            child.stop_pending = False
-            self._stops_running -= 1
-            if not self._stops_running:
-                self._cond.notify_all()
 
     def _release_threads(self, report: ShutdownReport) -> None:
         """Let the helper threads end, and deliver the queued callbacks, within a grace."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
@@ -193,6 +193,24 @@ class Reporter:
         )
         self.emit(name, "stop_timed_out", stop_error)
         return RoutineOutcome(name, "timed_out", stop_error, stack)
+
+    def report(
+        self,
+        records: Iterable[RoutineRecord],
+        *,
+        reason: str,
+        signal: int | None,
+        forced: bool,
+        stop_timeout: float,
+        started: float,
+    ) -> ShutdownReport:
+        """The report of a shutdown that began at `started` (monotonic): each routine's outcome
+        `at_deadline()`; events from now on are dropped."""
+        outcomes = tuple(
+            self.at_deadline(record, forced=forced, stop_timeout=stop_timeout) for record in records
+        )
+        self.seal()
+        return ShutdownReport(reason, signal, forced, time.monotonic() - started, outcomes)
 
 
 class RoutineRecord:
