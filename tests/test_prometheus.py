@@ -183,6 +183,10 @@ def test_a_collector_needs_a_monitor() -> None:
 
 EMAILS_COMPLETED = ("routines_queue_jobs", (("queue", "emails"), ("state", "completed")))
 INBOX_FAILURES = ("routines_failures_total", (("routine", "inbox"),))
+BACKFILL_PROGRESS = (
+    "routines_migration_progress",
+    (("direction", "forward"), ("migration", "backfill")),
+)
 DIGEST_COMPLETED = (
     "routines_schedule_last_run_timestamp_seconds",
     (("outcome", "completed"), ("schedule", "digest")),
@@ -216,6 +220,7 @@ def test_the_examples_health_endpoints_and_metrics_answer_for_real() -> None:
             if (
                 samples.get(EMAILS_COMPLETED) == 20
                 and samples.get(INBOX_FAILURES, 0) >= 1
+                and samples.get(BACKFILL_PROGRESS) == 1.0
                 and DIGEST_COMPLETED in samples
                 and get("/readyz")[0] == 200
             ):

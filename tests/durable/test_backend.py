@@ -485,9 +485,11 @@ def test_each_job_is_judged_by_the_stalled_after_of_its_claimer(
 
 def test_a_heartbeat_keeps_a_job_from_the_sweep(backend: Backend, queue: durable.Queue) -> None:
     job_id = queue.enqueue(1)
-    claimed = claim_one(backend, stalled_after=0.5)
+    # A heartbeat and the sweep right after it are never stalled_after apart, even when a
+    # loaded machine's fsync takes most of a second.
+    claimed = claim_one(backend, stalled_after=1.5)
     # Heartbeat well within stalled_after, for longer than stalled_after: never swept.
-    deadline = backend.now() + timedelta(seconds=1)
+    deadline = backend.now() + timedelta(seconds=2)
     pause = threading.Event()
     while backend.now() < deadline:
         assert backend.heartbeat([claimed]).gone == frozenset()
