@@ -47,16 +47,24 @@ class Flag(threading.Event):
         return self._set
 
     def set(self) -> None:
+        if self._set:
+            return
         with _shared_lock:
             if self._set:
                 return
             self._set = True
-            self._gate.release()
+            gate = self._gate
             listeners = tuple(self._listeners) if self._listeners else ()
+        # Opened outside the shared lock: the waiter it wakes, and every other flag's set() or
+        # clear(), need not wait for it. A clear() in between made a new gate; this old one's
+        # waiters get through, as they would from a real Event set and cleared at once.
+        gate.release()
         for listener in listeners:
             listener()
 
     def clear(self) -> None:
+        if not self._set:
+            return
         with _shared_lock:
             if not self._set:
                 return

@@ -383,7 +383,7 @@ class WorkerPool(Generic[T, R]):
                     return
                 else:
                     # Counted before the future resolves: its waiter may read status().
-                    record.ran(monotonic() - began)
+                    record.succeeded(monotonic() - began)
                     future.set_result(result)
 
     def _report(self, item: T, exc: Exception, now: float) -> None:

@@ -57,6 +57,18 @@ class RunRecord:
         self._buckets = [0] * len(DURATION_BUCKETS)  # runs per bucket (not cumulative)
         self._duration_sum = 0.0
 
+    def succeeded(self, duration: float) -> None:
+        """`ran(duration)` of a run that did not fail: the pool's hot path, kept short."""
+        ended = time.time()
+        bucket = bisect.bisect_left(DURATION_BUCKETS, duration)
+        with self._lock:
+            self.runs += 1
+            self.last_run_duration = duration
+            self.last_run_at = self.last_success_at = ended
+            self._duration_sum += duration
+            if bucket < len(self._buckets):
+                self._buckets[bucket] += 1
+
     def ran(
         self,
         duration: float,
@@ -71,7 +83,8 @@ class RunRecord:
         after a stop was asked, or a BaseException that ends the routine) is neither, but the
         run is not a success either.
         """
-        described = describe_error(failure) if counted else None  # outside the lock: foreign code
+        # Outside the lock: describing runs foreign code.
+        described = describe_error(failure) if counted and failure is not None else None
         ended = time.time()
         bucket = bisect.bisect_left(DURATION_BUCKETS, duration)
         with self._lock:

@@ -20,18 +20,24 @@ logger = get_logger("monitor")
 @final
 class StopCalls:
     """Calls each routine's `stop()` on `helpers`, so one that blocks holds up only itself,
-    and notes on its record, under the Monitor's lock `cond`, that it returned and what it
-    raised. `pending` (guarded by `cond`) counts the calls not returned; the last wakes `cond`."""
+    and notes on its record that it returned and what it raised. `pending` counts the calls
+    not returned; the last one wakes the Monitor's lock `cond`."""
 
     def __init__(self, cond: threading.Condition) -> None:
         self._cond = cond
+        # The count has a lock of its own: a thousand returning stop() calls each taking the
+        # Monitor's lock, which every ending routine needs too, made shutdown several times
+        # slower. Only the last one takes it, to wake the Monitor (which reads `pending` under
+        # it, so that wake-up cannot be missed).
+        self._count = threading.Lock()
         self.pending = 0
 
     def expect(self, records: Sequence[RoutineRecord]) -> None:
         """Under the lock: the stop() of every record is about to be called."""
         for record in records:
             record.stop_pending = True
-        self.pending += len(records)
+        with self._count:
+            self.pending += len(records)
 
     def call(self, records: Sequence[RoutineRecord], helpers: Helpers) -> None:
         """Outside the lock, which every stop() takes when it returns: a helper done with one
@@ -51,9 +57,11 @@ class StopCalls:
             except BaseException as exc:  # noqa: BLE001 - logged, and in the report
                 log_error(logger, record.name, "stop_raised", "stop() raised")
                 error = exc
-        with self._cond:
-            record.stop_error = error
-            record.stop_pending = False
+        record.stop_error = error
+        record.stop_pending = False
+        with self._count:
             self.pending -= 1
-            if not self.pending:
+            last = not self.pending
+        if last:
+            with self._cond:
                 self._cond.notify_all()
