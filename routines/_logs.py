@@ -37,6 +37,11 @@ def log_error(logger: logging.Logger, routine: str, event: str, what: str) -> No
     logger.exception("routine %r: %s", routine, what, extra=fields(routine, event))
 
 
+# One lock for every RepeatedFailures: failures are rare, and every routine has one or two of
+# them, where a lock each would cost an idle routine memory for nothing.
+_failures_lock = threading.Lock()
+
+
 @final
 class RepeatedFailures:
     """Logs a failure with its traceback the first time, and its repeats briefly; thread-safe.
@@ -46,11 +51,10 @@ class RepeatedFailures:
     new incident, and is logged in full again.
     """
 
-    __slots__ = ("_last", "_last_at", "_lock", "_repeats", "_window")
+    __slots__ = ("_last", "_last_at", "_repeats", "_window")
 
     def __init__(self, window: float) -> None:
         self._window = window
-        self._lock = threading.Lock()
         self._last: tuple[type[BaseException], str | None] | None = None
         self._last_at = -math.inf
         self._repeats = 0
@@ -70,7 +74,7 @@ class RepeatedFailures:
         (seconds on any monotonic clock). `text` replaces the error's description."""
         described = describe_error(error)
         shown = described if text is None else text
-        with self._lock:
+        with _failures_lock:
             repeats = self._count(type(error), described, now)
         if repeats:
             logger.warning(
