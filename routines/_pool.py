@@ -136,6 +136,8 @@ class WorkerPool(Generic[T, R]):
         self._take_back_lock = threading.RLock()
         self._handed_back: list[T] = []
         self._record = RunRecord()
+        # One per worker, kept across starts: a worker counts its successes without a lock.
+        self._tallies = [self._record.tally() for _ in range(self._workers)]
         # A handler that keeps failing the same way: its traceback once, then one line a time.
         self._failures = RepeatedFailures(_QUIET_WINDOW)
         self._started_in = StartedIn()
@@ -221,7 +223,9 @@ class WorkerPool(Generic[T, R]):
         try:
             with run.group:
                 for index in range(self._workers):
-                    run.group.start(self._work, run, name=f"routine:{self.name}:worker-{index + 1}")
+                    run.group.start(
+                        self._work, run, index, name=f"routine:{self.name}:worker-{index + 1}"
+                    )
                 self._wait_for_workers(run)
         finally:
             with self._lock:
@@ -334,7 +338,7 @@ class WorkerPool(Generic[T, R]):
 
     # -- the workers ----------------------------------------------------------------------------
 
-    def _work(self, run: _Run) -> None:
+    def _work(self, run: _Run, index: int) -> None:
         # The hot path: one lock round-trip per item, and nothing allocated but the future's
         # own state. Items are taken one at a time, not in batches, so a slow item never holds
         # up items behind it while another worker is idle, and so an item taken is an item
@@ -343,6 +347,7 @@ class WorkerPool(Generic[T, R]):
         queue = self._queue
         handler = self._handler
         record = self._record
+        tally = self._tallies[index]
         monotonic = time.monotonic
         with running_as(self._stop_flag), running_as(run.ending):
             while True:
@@ -383,7 +388,7 @@ class WorkerPool(Generic[T, R]):
                     return
                 else:
                     # Counted before the future resolves: its waiter may read status().
-                    record.succeeded(monotonic() - began)
+                    tally.succeeded(monotonic() - began)
                     future.set_result(result)
 
     def _report(self, item: T, exc: Exception, now: float) -> None:

@@ -9,6 +9,18 @@ from typing_extensions import final
 
 __all__ = ["StartedIn"]
 
+# This process's id, kept up to date by a fork hook: forked() runs on every pool submit, and
+# os.getpid() is a system call.
+_pid = os.getpid()
+
+
+def _forked_into_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked_into_child)
+
 
 @final
 class StartedIn:
@@ -21,11 +33,11 @@ class StartedIn:
 
     def mark(self) -> None:
         """It starts now, in this process."""
-        self.pid = os.getpid()
+        self.pid = _pid
 
     def forked(self) -> bool:
         """True in a process forked after it was started: none of its threads run here."""
-        return self.pid is not None and self.pid != os.getpid()
+        return self.pid is not None and self.pid != _pid
 
     def message(self, what: str) -> str:
         """Why `what` does not run in this process, and what to do instead."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import threading
+import types
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Final, TypeVar
@@ -112,6 +113,8 @@ def check_callable(arg: str, value: T, *, allow_none: bool = False, takes: int |
 
 
 def _check_takes(arg: str, fn: Callable[..., object], count: int) -> None:
+    if _takes_by_code(fn, count):
+        return  # the usual case, read from the code object: inspect.signature() is slow
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # a callable whose signature Python can't read: the call tells
@@ -122,6 +125,28 @@ def _check_takes(arg: str, fn: Callable[..., object], count: int) -> None:
         what = "no arguments" if count == 0 else f"{count} positional argument{'s' * (count > 1)}"
         msg = f"{arg} must be callable with {what}, got {fn!r} with the signature {signature}"
         raise TypeError(msg) from None
+
+
+def _takes_by_code(fn: Callable[..., object], count: int) -> bool:
+    """True if `fn`, a plain function or a method bound to one, surely accepts `count`
+    positional arguments, read from its code object; False where that can't be told this way
+    (any other callable, a wrapper with `__wrapped__` or `__signature__`, or a refusal, whose
+    message `inspect.signature()` then writes)."""
+    bound = 0
+    function: object = fn
+    if isinstance(fn, types.MethodType):
+        function, bound = fn.__func__, 1
+    if not isinstance(function, types.FunctionType):
+        return False
+    if hasattr(function, "__wrapped__") or hasattr(function, "__signature__"):
+        return False
+    code = function.__code__
+    given = count + bound
+    if given > code.co_argcount and not code.co_flags & inspect.CO_VARARGS:
+        return False
+    if given < code.co_argcount - len(function.__defaults__ or ()):
+        return False
+    return code.co_kwonlyargcount <= len(function.__kwdefaults__ or {})
 
 
 def check_choice(arg: str, value: T, choices: tuple[T, ...]) -> T:

@@ -11,6 +11,7 @@ tests at the end run every row of every section.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import signal
 import threading
@@ -622,6 +623,81 @@ def test_callables_with_defaults_varargs_or_no_readable_signature_are_accepted()
     routines.WorkerPool(defaults, on_error=defaults)
     routines.PeriodicRoutine(print)  # a builtin: its signature is read where Python can
     routines.WorkerPool(functools.partial(_two_args, 1))
+
+
+class _Methods:
+    def no_args(self) -> None:
+        pass
+
+    def one_arg(self, item: object) -> None:
+        pass
+
+    @staticmethod
+    def static_one(item: object) -> None:
+        pass
+
+    @classmethod
+    def class_no_args(cls) -> None:
+        pass
+
+
+def _decorated(fn: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _kw_required(*, flag: bool) -> None:
+    pass
+
+
+def _kw_optional(item: object = None, *, flag: bool = False) -> None:
+    pass
+
+
+def _positional_only(item: object, /) -> None:
+    pass
+
+
+def _three_with_two_defaults(a: object, b: object = 1, c: object = 2) -> None:
+    pass
+
+
+SIGNATURES: list[Callable[..., None]] = [
+    _no_args,
+    _one_arg,
+    _two_args,
+    _kw_required,
+    _kw_optional,
+    _positional_only,
+    _three_with_two_defaults,
+    _Methods().no_args,
+    _Methods().one_arg,
+    _Methods.static_one,
+    _Methods.class_no_args,
+    _decorated(_one_arg),
+    _decorated(_no_args),
+    lambda *items: None,
+    lambda item, *rest, flag=True: None,
+]
+
+
+@pytest.mark.parametrize("fn", SIGNATURES)
+@pytest.mark.parametrize(
+    ("takes", "make"), [(0, routines.PeriodicRoutine), (1, routines.WorkerPool)]
+)
+def test_the_signature_check_agrees_with_inspect_for_every_kind_of_function(
+    fn: Callable[..., None], takes: int, make: Callable[[Callable[..., None]], object]
+) -> None:
+    try:
+        inspect.signature(fn).bind(*range(takes))
+    except TypeError:
+        with pytest.raises(TypeError, match="must be callable with"):
+            make(fn)
+    else:
+        make(fn)
 
 
 # -- RestartPolicy -----------------------------------------------------------------------------

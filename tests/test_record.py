@@ -6,8 +6,10 @@ import threading
 import time
 from dataclasses import replace
 
+import pytest
+
 from routines import RoutineStatus
-from routines._record import RunRecord
+from routines._record import RunRecord, RunTally
 from routines._status import DURATION_BUCKETS
 
 from helpers import Unprintable
@@ -68,6 +70,43 @@ def test_counting_from_many_threads_loses_nothing() -> None:
     for thread in threads:
         thread.join(5)
     assert record.status("r", "running").runs == 8000
+
+
+def test_tallies_written_by_their_own_threads_add_into_the_status() -> None:
+    record = RunRecord()
+    record.ran(0.3, failure=ValueError("counted by the record"))
+    tallies = [record.tally() for _ in range(4)]
+
+    def count(tally: RunTally) -> None:
+        for _ in range(2000):
+            tally.succeeded(0.001)
+
+    threads = [threading.Thread(target=count, args=(tally,)) for tally in tallies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    status = record.status("r", "running")
+    assert (status.runs, status.failures) == (8001, 1)
+    histogram = status.run_durations
+    assert histogram is not None
+    buckets = dict(zip(DURATION_BUCKETS, histogram.counts, strict=True))
+    counts = (buckets[0.005], buckets[0.25], buckets[0.5], histogram.count)
+    assert counts == (8000, 8000, 8001, 8001)
+    assert histogram.sum == pytest.approx(8 + 0.3)
+
+
+def test_the_latest_run_of_a_record_or_its_tallies_is_its_last_run() -> None:
+    record = RunRecord()
+    tally = record.tally()
+    record.ran(0.5, failure=ValueError("bad"))
+    failed_at = record.status("r", "running").last_run_at
+    tally.succeeded(0.25)
+    status = record.status("r", "running")
+    assert failed_at is not None
+    assert status.last_run_at is not None
+    assert status.last_run_at >= failed_at
+    assert (status.last_run_duration, status.last_success_at) == (0.25, status.last_run_at)
 
 
 def test_runs_record_when_they_ended_and_when_one_last_succeeded() -> None:
