@@ -118,7 +118,7 @@ class ThreadGroup:
         if exc is not None:
             self.fail(exc)
         self.wait()
-        self.join()
+        self.join(JOIN_GRACE)
         if self.error is not None and self.error is not exc:
             raise self.error
 

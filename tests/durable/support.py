@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -65,3 +66,43 @@ def finish_program(process: subprocess.Popen[str], timeout: float = 30.0) -> tup
         raise
     assert process.returncode == 0, f"exit code {process.returncode}:\n{err}"
     return out, err
+
+
+class ProgramGroup:
+    """The processes of one test started from `programs/`, each writing its own record file
+    `<kind>-<n>.txt` under `directory`; `close()` kills what is left (a fixture's teardown)."""
+
+    def __init__(self, directory: Path, kind: str) -> None:
+        self.directory = directory
+        self.kind = kind
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def next_record(self) -> Path:
+        return self.directory / f"{self.kind}-{len(self.processes)}.txt"
+
+    def launch(self, name: str, *args: str) -> subprocess.Popen[str]:
+        process = start_program(name, *args)
+        self.processes.append(process)
+        return process
+
+    def record_lines(self) -> list[list[str]]:
+        """Every line of every record, split on whitespace, record by record."""
+        found = []
+        for record in sorted(self.directory.glob(f"{self.kind}-*.txt")):
+            found += [line.split() for line in record.read_text().splitlines() if line]
+        return found
+
+    def stop_all(self) -> None:
+        """SIGTERM to every process still running, then wait for each (it must exit 0)."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            if process.returncode is None:
+                finish_program(process)
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=WAIT)

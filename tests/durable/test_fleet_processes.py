@@ -17,7 +17,7 @@ import pytest
 from routines import durable
 
 from .conftest import Target
-from .support import finish_program, poll, start_program
+from .support import ProgramGroup, poll
 from helpers import WAIT
 
 TTL = 1.5
@@ -25,40 +25,21 @@ RETRY_INTERVAL = 0.3
 STALLED_AFTER = 1.0
 
 
-class Replicas:
+class Replicas(ProgramGroup):
     """Replica processes of one test, each with its own record; all killed at the end."""
 
     def __init__(self, target: Target, tmp_path: Path) -> None:
+        super().__init__(tmp_path, "replica")
         self.target = target
-        self.tmp_path = tmp_path
-        self.processes: list[subprocess.Popen[str]] = []
 
     def start(self, mode: str) -> subprocess.Popen[str]:
-        record = self.tmp_path / f"replica-{len(self.processes)}.txt"
-        process = start_program("fleet", mode, self.target.url, self.target.schema, str(record))
-        self.processes.append(process)
-        return process
+        return self.launch(
+            "fleet", mode, self.target.url, self.target.schema, str(self.next_record())
+        )
 
     def lines(self) -> list[list[str]]:
         """Every record line of every replica, split: [pid, ...]."""
-        found = []
-        for record in sorted(self.tmp_path.glob("replica-*.txt")):
-            found += [line.split() for line in record.read_text().splitlines() if line]
-        return found
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            if process.returncode is None:
-                finish_program(process)
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=WAIT)
+        return self.record_lines()
 
 
 @pytest.fixture

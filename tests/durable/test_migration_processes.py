@@ -6,7 +6,6 @@ down() back to 0."""
 from __future__ import annotations
 
 import itertools
-import signal
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 from routines import durable
 
 from .conftest import Target
-from .support import finish_program, poll, start_program
+from .support import ProgramGroup, poll
 from helpers import WAIT
 
 ROWS = 200
@@ -48,41 +47,23 @@ def make_items(target: Target) -> None:
         )
 
 
-class Runners:
+class Runners(ProgramGroup):
     def __init__(self, target: Target, tmp_path: Path) -> None:
+        super().__init__(tmp_path, "runner")
         self.target = target
-        self.tmp_path = tmp_path
-        self.processes: list[subprocess.Popen[str]] = []
         target.open().close()  # the store's tables first, then the app's
         make_items(target)
 
     def start(self, *flags: str) -> subprocess.Popen[str]:
-        record = self.tmp_path / f"runner-{len(self.processes)}.txt"
-        process = start_program(
-            "migration", self.target.url, self.target.schema, str(record), *flags
-        )
-        self.processes.append(process)
-        return process
+        record = str(self.next_record())
+        return self.launch("migration", self.target.url, self.target.schema, record, *flags)
 
     def batches(self) -> list[tuple[str, str, float, float]]:
-        found = []
-        for record in sorted(self.tmp_path.glob("runner-*.txt")):
-            for line in record.read_text().splitlines():
-                pid, direction, start, end = line.split()
-                found.append((pid, direction, float(start), float(end)))
+        found = [
+            (pid, direction, float(start), float(end))
+            for pid, direction, start, end in self.record_lines()
+        ]
         return sorted(found, key=lambda batch: batch[2])
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                finish_program(process)
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=WAIT)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from routines import durable
 
 from .conftest import Target
 from .proxy import TcpProxy
-from .support import finish_program, poll, start_program
+from .support import ProgramGroup, finish_program, poll
 from helpers import WAIT, LogWatcher, join
 
 # The worker program's settings (programs/worker.py).
@@ -30,42 +30,23 @@ SWEEP_EVERY = STALLED_AFTER / 2
 POLL_INTERVAL = 0.1
 
 
-class Workers:
+class Workers(ProgramGroup):
     """Worker processes of one test, each recording the jobs it starts; all killed at the end."""
 
     def __init__(self, target: Target, tmp_path: Path) -> None:
+        super().__init__(tmp_path, "worker")
         self.target = target
-        self.tmp_path = tmp_path
-        self.processes: list[subprocess.Popen[str]] = []
 
     def start(self, mode: str, concurrency: int = 1) -> subprocess.Popen[str]:
-        record = self.tmp_path / f"worker-{len(self.processes)}.txt"
-        process = start_program(
-            "worker",
-            self.target.url,
-            self.target.schema,
-            "jobs",
-            str(record),
-            mode,
-            str(concurrency),
+        record = str(self.next_record())
+        target = self.target
+        return self.launch(
+            "worker", target.url, target.schema, "jobs", record, mode, str(concurrency)
         )
-        self.processes.append(process)
-        return process
 
     def starts(self) -> list[tuple[int, int]]:
         """Every (job id, attempt) any worker started, from their records."""
-        found = []
-        for record in sorted(self.tmp_path.glob("worker-*.txt")):
-            for line in record.read_text().splitlines():
-                job_id, attempt = line.split()
-                found.append((int(job_id), int(attempt)))
-        return found
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=WAIT)
+        return [(int(job_id), int(attempt)) for job_id, attempt in self.record_lines()]
 
 
 @pytest.fixture
