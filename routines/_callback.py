@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing_extensions import final
 
 from ._lifecycle import Lifecycle
-from ._logs import fields, get_logger
+from ._logs import get_logger, log_error
 from ._validate import check_callable, check_name, describe_callable
 
 __all__ = ["CallbackRoutine"]
@@ -74,12 +74,8 @@ class CallbackRoutine:
         assert self._stop_callable is not None
         try:
             self._stop_callable()
-        except Exception:
-            logger.exception(
-                "routine %r: the stop callback raised",
-                self.name,
-                extra=fields(self.name, "stop_callback_raised"),
-            )
+        except Exception:  # noqa: BLE001 - logged with its traceback by log_error
+            log_error(logger, self.name, "stop_callback_raised", "the stop callback raised")
 
     def __repr__(self) -> str:
         return f"<CallbackRoutine {self.name!r}>"

@@ -16,7 +16,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._context import running_as, stopping
 from ._flag import Flag
 from ._lifecycle import Lifecycle
-from ._logs import RepeatedFailures, fields, get_logger
+from ._logs import RepeatedFailures, fields, get_logger, log_error
 from ._process import StartedIn
 from ._record import RunRecord
 from ._schedule import FixedDelay, FixedRate, Schedule
@@ -412,13 +412,9 @@ class PeriodicRoutine:
             return
         try:
             self._on_error(exc)
-        except Exception:
-            logger.exception(
-                "routine %r: the error callback raised while handling %s",
-                self.name,
-                error_text(exc),
-                extra=fields(self.name, "on_error_raised"),
-            )
+        except Exception:  # noqa: BLE001 - logged with its traceback by log_error
+            what = f"the error callback raised while handling {error_text(exc)}"
+            log_error(logger, self.name, "on_error_raised", what)
 
     def _log_after_stop(self, exc: Exception, source: str) -> None:
         logger.debug(
@@ -462,12 +458,8 @@ class PeriodicRoutine:
             return
         try:
             self._on_shutdown()
-        except Exception:
-            logger.exception(
-                "routine %r: on_shutdown raised",
-                self.name,
-                extra=fields(self.name, "on_shutdown_raised"),
-            )
+        except Exception:  # noqa: BLE001 - logged with its traceback by log_error
+            log_error(logger, self.name, "on_shutdown_raised", "on_shutdown raised")
 
 
 def _method(obj: object, name: str) -> Callable[..., object] | None:

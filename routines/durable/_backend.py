@@ -1,8 +1,10 @@
 """The one interface between the durable tier and a database, and the data that crosses it.
 
 The store, its queues and the queue worker speak only to `Backend`; each backend module
-(`_sqlite.py`, `_postgres.py`) holds all of its SQL. A backend's arguments are already checked
-(the public classes check them); its driver's errors go up unchanged and `Store` turns them into
+(`_sqlite.py`, `_postgres.py`) holds its SQL, but for the rules both dialects spell alike (what
+an outcome and the stalled sweep set on a job: `outcome_assignments`, `stalled_assignments`),
+written once here. A backend's arguments are already checked (the public classes check them);
+its driver's errors go up unchanged and `StoreAccess` turns them into
 `StoreError`/`StoreUnavailable` as `classify` says.
 
 Every time a backend stores or compares comes from the database's clock. Every write about a
@@ -21,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
 
 from typing_extensions import final
 
@@ -33,11 +35,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Backend",
     "Claim",
+    "Claimer",
     "Listener",
     "MigrationError",
     "MigrationStatus",
     "ScheduleRun",
     "TickClaim",
+    "LIVE_STATES",
     "ErrorKind",
     "Heartbeat",
     "NewJob",
@@ -45,6 +49,8 @@ __all__ = [
     "OutcomeKind",
     "migration_statuses",
     "newer_schema_error",
+    "outcome_assignments",
+    "stalled_assignments",
 ]
 
 # "unavailable": the database did not answer, or a lock was not granted, in time (retry later);
@@ -55,6 +61,8 @@ OutcomeKind: TypeAlias = Literal["completed", "errored", "failed", "canceled", "
 # going, so the tick is recorded skipped; or another process claimed (or skipped) it first.
 TickClaim: TypeAlias = Literal["claimed", "skipped", "taken"]
 RunState: TypeAlias = Literal["running", "completed", "failed", "skipped"]
+# The states of a job that is not final, in SQL: a job key is unique among these.
+LIVE_STATES: Final = "('queued', 'errored', 'processing')"
 
 
 @final
@@ -82,6 +90,18 @@ class Claim:
     @property
     def id(self) -> int:
         return self.job.id
+
+
+@final
+@dataclass(frozen=True)
+class Claimer:
+    """Who claims jobs, and the rules its claims carry on the row: the worker's id, after how
+    many seconds without a heartbeat its job counts as stalled, and how many such deaths a job
+    survives (the stalled sweep reads both from the row, not from the sweeping worker)."""
+
+    worker_id: str
+    stalled_after: float
+    max_resets: int
 
 
 @final
@@ -240,13 +260,11 @@ class Backend(Protocol):
 
     # -- workers --------------------------------------------------------------------------------
 
-    def claim(
-        self, queue: str, worker_id: str, limit: int, stalled_after: float, max_resets: int
-    ) -> list[Claim]:
+    def claim(self, queue: str, claimer: Claimer, limit: int) -> list[Claim]:
         """Claim up to `limit` due queued/errored jobs in one short write: highest priority,
         then earliest `run_after`, then lowest id, returned in that order. Each becomes
-        `processing` with `started_at` and `heartbeat_at` now, `worker` = `worker_id`, one more
-        attempt, a fresh random token, and the claimer's `stalled_after` and `max_resets`."""
+        `processing` with `started_at` and `heartbeat_at` now, `worker` = the claimer's id, one
+        more attempt, a fresh random token, and the claimer's `stalled_after` and `max_resets`."""
         ...
 
     def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
@@ -261,12 +279,7 @@ class Backend(Protocol):
         ...
 
     def finish_and_claim(
-        self,
-        claim: Claim,
-        outcome: Outcome,
-        worker_id: str,
-        stalled_after: float,
-        max_resets: int,
+        self, claim: Claim, outcome: Outcome, claimer: Claimer
     ) -> tuple[bool, Claim | None]:
         """`finish(claim, outcome)` and `claim()` of one more job of the same queue, in one
         write (one transaction, one round trip): what `finish` returns, and the claim or
@@ -395,3 +408,52 @@ def newer_schema_error(store: str, found: int, known: int) -> StoreError:
         f"knows versions up to {known}: upgrade routines in this program"
     )
     return StoreError(msg)
+
+
+def outcome_assignments(
+    *, now: str, result: str, error: str, run_after: str
+) -> dict[OutcomeKind, str]:
+    """What each outcome sets on a claimed job, as the SET list of one UPDATE (the old row's
+    values on the right), in SQL that both backends speak: the rules live here once, and each
+    backend gives its spelling of the database's `now`, of the `result` and `error` parameters
+    and of `run_after` (now plus the outcome's delay)."""
+    return {
+        "completed": f"""
+            state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'completed' END,
+            finished_at = {now}, result = {result}
+        """,
+        "errored": f"""
+            state = CASE WHEN cancel_requested THEN 'canceled'
+                         WHEN attempts >= max_attempts THEN 'failed' ELSE 'errored' END,
+            finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN {now} END,
+            run_after = {run_after}, last_error = {error}
+        """,
+        "failed": f"""
+            state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'failed' END,
+            finished_at = {now}, last_error = {error}
+        """,
+        "canceled": f"state = 'canceled', finished_at = {now}",
+        "handed_back": f"""
+            state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
+            attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
+            finished_at = CASE WHEN cancel_requested THEN {now} END
+        """,
+    }
+
+
+def stalled_assignments(*, now: str) -> str:
+    """What the stalled sweep sets on a processing job whose worker stopped heartbeating (the
+    SET list of one UPDATE): back to queued with one more reset, or failed after `max_resets`
+    resets, or canceled if a cancel was asked; `now` is the backend's spelling of its now."""
+    return f"""
+        state = CASE WHEN cancel_requested THEN 'canceled'
+                     WHEN resets >= max_resets THEN 'failed' ELSE 'queued' END,
+        finished_at = CASE WHEN cancel_requested OR resets >= max_resets THEN {now} END,
+        last_error = CASE WHEN NOT cancel_requested AND resets >= max_resets
+            THEN 'the worker died ' || (resets + 1)
+                || CASE WHEN resets = 0 THEN ' time' ELSE ' times' END
+                || ' while running it'
+            ELSE last_error END,
+        resets = resets + 1,
+        claim_token = NULL
+    """

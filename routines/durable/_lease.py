@@ -17,7 +17,7 @@ from .._context import Routine, running_as
 from .._flag import Flag, wait_any
 from .._lifecycle import Lifecycle
 from .._logs import fields, get_logger
-from .._status import RoutineStatus, describe_error, supervised_status
+from .._status import RoutineStatus, supervised_status
 from .._threads import ThreadGroup
 from .._validate import (
     check_name,
@@ -27,9 +27,11 @@ from .._validate import (
     routine_name,
 )
 from ._errors import StoreUnavailable
+from ._outage import warn_unavailable
 from ._queue import check_text
 
 if TYPE_CHECKING:
+    from ._access import StoreAccess
     from ._store import Store
 
 __all__ = ["Lease", "Singleton", "holder_id"]
@@ -58,17 +60,17 @@ class Lease:
     and renewing keeps it. Write it into what the holder changes, to fence off a stale holder.
     """
 
-    __slots__ = ("_holder", "_store", "name", "token", "ttl")
+    __slots__ = ("_access", "_holder", "name", "token", "ttl")
 
-    def __init__(self, store: Store, name: str, ttl: float | timedelta) -> None:
+    def __init__(self, access: StoreAccess, name: str, ttl: float | timedelta) -> None:
         self.name = check_text("name", name)
         self.ttl = check_seconds("ttl", ttl, allow_zero=False)
-        self._store = store
+        self._access = access
         self._holder = holder_id()
         self.token: int | None = None
 
     def acquire(self) -> bool:
-        with self._store._using("lease.acquire") as backend:
+        with self._access.using("lease.acquire") as backend:
             self.token = backend.acquire_lease(self.name, self._holder, self.ttl)
         return self.token is not None
 
@@ -76,7 +78,7 @@ class Lease:
         token = self.token
         if token is None:
             return False
-        with self._store._using("lease.renew") as backend:
+        with self._access.using("lease.renew") as backend:
             held = backend.renew_lease(self.name, self._holder, token, self.ttl)
         if not held:
             self.token = None
@@ -85,7 +87,7 @@ class Lease:
     def release(self) -> None:
         token, self.token = self.token, None
         if token is not None:
-            with self._store._using("lease.release") as backend:
+            with self._access.using("lease.release") as backend:
                 backend.release_lease(self.name, self._holder, token)
 
     def __repr__(self) -> str:
@@ -118,14 +120,14 @@ class Singleton:
         ttl: float | timedelta = 30.0,
         retry_interval: float | timedelta | None = None,
     ) -> None:
-        from ._store import Store
+        from ._store import Store, store_access
 
         self.routine = check_routine("routine", routine)
         if not isinstance(store, Store):
             msg = f"store must be a durable store (durable.open_store()), got {store!r}"
             raise TypeError(msg)
         self.name: str = check_name(name) or routine_name(routine)
-        self._lease = Lease(store, self.name, ttl)
+        self._lease = Lease(store_access(store), self.name, ttl)
         ttl_seconds = self._lease.ttl
         if ttl_seconds < 3 * store.timeout:
             msg = (
@@ -212,24 +214,17 @@ class _Hold:
         try:
             return self.lease.acquire()
         except StoreUnavailable as error:
-            logger.warning(
-                "singleton %r: could not reach the store to take the lease: %s",
-                self.name,
-                describe_error(error),
-                extra=fields(self.name, "store_unavailable"),
-            )
+            self._unavailable(error, "taking the lease")
             return False
+
+    def _unavailable(self, error: StoreUnavailable, doing: str) -> None:
+        warn_unavailable(logger, f"singleton {self.name!r}", doing, error, routine=self.name)
 
     def _release(self) -> None:
         try:
             self.lease.release()
         except StoreUnavailable as error:  # it expires by itself within ttl
-            logger.warning(
-                "singleton %r: could not release the lease (it expires by itself): %s",
-                self.name,
-                describe_error(error),
-                extra=fields(self.name, "store_unavailable"),
-            )
+            self._unavailable(error, "releasing the lease (it expires by itself)")
 
     def _run_while_held(self, stop: Flag) -> bool:
         """Run the routine while the lease holds; True if it ended by itself (its error, if
@@ -256,12 +251,7 @@ class _Hold:
                 try:
                     held = self.lease.renew()
                 except StoreUnavailable as error:
-                    logger.warning(
-                        "singleton %r: a renewal could not reach the store: %s",
-                        self.name,
-                        describe_error(error),
-                        extra=fields(self.name, "store_unavailable"),
-                    )
+                    self._unavailable(error, "renewing the lease")
                     continue
                 if not held:
                     lost.set()

@@ -17,11 +17,12 @@ from .._flag import Flag
 from .._lifecycle import StatefulLifecycle
 from .._logs import RepeatedFailures, fields, get_logger
 from .._record import RunRecord
-from .._status import RoutineStatus, describe_error
+from .._status import RoutineStatus
 from .._validate import check_name, check_seconds
 from ._backend import Backend
 from ._errors import StoreUnavailable, error_report
 from ._lease import Lease
+from ._outage import warn_unavailable
 from ._queue import check_text
 
 if TYPE_CHECKING:
@@ -81,12 +82,13 @@ class MigrationRunner:
         interval: float | timedelta = 1.0,
         name: str = "migrations",
     ) -> None:
-        from ._store import Store
+        from ._store import Store, store_access
 
         if not isinstance(store, Store):
             msg = f"store must be a durable store (durable.open_store()), got {store!r}"
             raise TypeError(msg)
         self._store = store
+        self._access = store_access(store)
         self._migrations = _check_migrations(migrations)
         self._interval = check_seconds("interval", interval, allow_zero=False)
         self.name: str = check_name(name) or "migrations"
@@ -135,12 +137,13 @@ class MigrationRunner:
                         return
                     self._step(migration, leases[migration.id])
             except StoreUnavailable as error:
-                logger.warning(
-                    "migration runner %r: the store is unavailable: %s; trying again in %gs",
-                    self.name,
-                    describe_error(error),
-                    self._interval,
-                    extra=fields(self.name, "store_unavailable"),
+                warn_unavailable(
+                    logger,
+                    f"migration runner {self.name!r}",
+                    "the store is unavailable",
+                    error,
+                    routine=self.name,
+                    then=f"; trying again in {self._interval:g}s",
                 )
             self._record.scheduled(time.time() + self._interval)
             stop.wait(max(0.0, began + self._interval - time.monotonic()))
@@ -149,13 +152,13 @@ class MigrationRunner:
         """Record the migrations in the store, so that it lists them before any batch ran."""
         if self._registered:
             return
-        with self._store._using("register_migrations") as backend:
+        with self._access.using("register_migrations") as backend:
             backend.register_migrations([migration.id for migration in self._migrations])
         self._registered = True
 
     def _step(self, migration: Migration, lease: Lease) -> None:
         """One batch of `migration`, if it is not complete and no other replica runs one."""
-        with self._store._using("migrations") as backend:
+        with self._access.using("migrations") as backend:
             (status,) = backend.migrations([migration.id])
         progress = self._progress(migration)
         if progress is None:
@@ -201,15 +204,8 @@ class MigrationRunner:
             (migration.down if reverse else migration.up)()
         except Exception as error:  # noqa: BLE001 - recorded, and retried at the next interval
             self._record.ran(time.monotonic() - began, failure=error)
-            self._failures.log(
-                logger,
-                error,
-                time.monotonic(),
-                f"migration {migration.id!r}: a batch {'down' if reverse else 'up'} raised",
-                routine=self.name,
-                event="batch_failed",
-            )
-            self._record_error(migration, error)
+            batch = "down" if reverse else "up"
+            self._failed(migration, error, f"a batch {batch} raised", "batch_failed")
         else:
             self._record.ran(time.monotonic() - began)
         finally:
@@ -227,17 +223,27 @@ class MigrationRunner:
                 msg = f"progress() must return a number from 0.0 to 1.0, got {progress!r}"
                 raise ValueError(msg)  # noqa: TRY301 - recorded like any error of the migration
         except Exception as error:  # noqa: BLE001 - recorded; tried again at the next interval
-            self._failures.log(
-                logger,
-                error,
-                time.monotonic(),
-                f"migration {migration.id!r}: progress() failed",
-                routine=self.name,
-                event="progress_failed",
-            )
-            self._record_error(migration, error)
+            self._failed(migration, error, "progress() failed", "progress_failed")
             return None
         return float(progress)
+
+    def _failed(self, migration: Migration, error: Exception, what: str, event: str) -> None:
+        """Log an error of `migration` (its repeats briefly) and record it in the store (the
+        last 100 are kept)."""
+        self._failures.log(
+            logger,
+            error,
+            time.monotonic(),
+            f"migration {migration.id!r}: {what}",
+            routine=self.name,
+            event=event,
+        )
+        self._write(
+            migration,
+            "record an error",
+            "record_migration_error",
+            lambda backend: backend.record_migration_error(migration.id, error_report(error)),
+        )
 
     def _store_progress(self, migration: Migration, progress: float) -> None:
         self._write(
@@ -247,29 +253,22 @@ class MigrationRunner:
             lambda backend: backend.store_migration_progress(migration.id, progress),
         )
 
-    def _record_error(self, migration: Migration, error: BaseException) -> None:
-        self._write(
-            migration,
-            "record an error",
-            "record_migration_error",
-            lambda backend: backend.record_migration_error(migration.id, error_report(error)),
-        )
-
     def _write(
         self, migration: Migration, what: str, operation: str, write: Callable[[Backend], object]
     ) -> None:
         """One write about `migration`; if the store is unavailable, a warning that it could
         not `what` (the next interval writes again)."""
         try:
-            with self._store._using(operation) as backend:
+            with self._access.using(operation) as backend:
                 write(backend)
         except StoreUnavailable as error:
-            logger.warning(
-                "migration %r: could not %s: %s",
-                migration.id,
-                what,
-                describe_error(error),
-                extra=fields(self.name, "store_unavailable", migration=migration.id),
+            warn_unavailable(
+                logger,
+                f"migration {migration.id!r}",
+                f"could not {what}",
+                error,
+                routine=self.name,
+                migration=migration.id,
             )
 
 

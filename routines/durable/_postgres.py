@@ -32,16 +32,19 @@ from typing_extensions import final
 
 from .._status import describe_error
 from ._backend import (
+    LIVE_STATES,
     Claim,
+    Claimer,
     ErrorKind,
     Heartbeat,
     MigrationStatus,
     NewJob,
     Outcome,
-    OutcomeKind,
     ScheduleRun,
     TickClaim,
     newer_schema_error,
+    outcome_assignments,
+    stalled_assignments,
 )
 from ._backend import (
     migration_statuses as _migration_statuses,
@@ -158,31 +161,13 @@ _JOB_COLUMNS: Final = (
     " enqueued_at, run_after, started_at, finished_at, heartbeat_at, worker, cancel_requested,"
     " last_error, result::text"
 )
-_LIVE: Final = "('queued', 'errored', 'processing')"
-
-# What each outcome sets on a claimed job (the old row's values on the right).
-_OUTCOMES: Final[dict[OutcomeKind, str]] = {
-    "completed": """
-        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'completed' END,
-        finished_at = now(), result = %(result)s::json
-    """,
-    "errored": """
-        state = CASE WHEN cancel_requested THEN 'canceled'
-                     WHEN attempts >= max_attempts THEN 'failed' ELSE 'errored' END,
-        finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN now() END,
-        run_after = now() + %(delay)s::float8 * interval '1 second', last_error = %(error)s
-    """,
-    "failed": """
-        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'failed' END,
-        finished_at = now(), last_error = %(error)s
-    """,
-    "canceled": "state = 'canceled', finished_at = now()",
-    "handed_back": """
-        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
-        attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
-        finished_at = CASE WHEN cancel_requested THEN now() END
-    """,
-}
+_STALLED: Final = stalled_assignments(now="now()")
+_OUTCOMES: Final = outcome_assignments(
+    now="now()",
+    result="%(result)s::json",
+    error="%(error)s",
+    run_after="now() + %(delay)s::float8 * interval '1 second'",
+)
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -354,7 +339,7 @@ class PostgresBackend:
             VALUES (%(queue)s, %(payload)s::json, %(priority)s, %(max_attempts)s, %(key)s,
                     coalesce(%(run_at)s::timestamptz,
                              now() + %(delay)s::float8 * interval '1 second'))
-            ON CONFLICT (queue, key) WHERE key IS NOT NULL AND state IN {_LIVE} DO NOTHING
+            ON CONFLICT (queue, key) WHERE key IS NOT NULL AND state IN {LIVE_STATES} DO NOTHING
             RETURNING id
             """
         )
@@ -414,7 +399,7 @@ class PostgresBackend:
         """The id of the live job holding the key, or of a new job if that one just ended."""
         find = self._sql(
             f"SELECT id FROM {{s}}.jobs WHERE queue = %(queue)s AND key = %(key)s"
-            f" AND state IN {_LIVE}"
+            f" AND state IN {LIVE_STATES}"
         )
         for _ in range(_KEY_RACE_ROUNDS):
             row = connection.execute(find, params).fetchone()
@@ -440,7 +425,7 @@ class PostgresBackend:
                 state = CASE WHEN state = 'processing' THEN state ELSE 'canceled' END,
                 finished_at = CASE WHEN state = 'processing' THEN finished_at ELSE now() END,
                 cancel_requested = true
-            WHERE id = %s AND queue = %s AND state IN {_LIVE}
+            WHERE id = %s AND queue = %s AND state IN {LIVE_STATES}
             """,
                 [job_id, queue],
             )
@@ -460,7 +445,7 @@ class PostgresBackend:
                 WHERE id = %(id)s AND queue = %(queue)s AND state IN ('failed', 'canceled')
                     AND (key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM {{s}}.jobs AS live WHERE live.queue = %(queue)s
-                            AND live.key = job.key AND live.state IN {_LIVE}))
+                            AND live.key = job.key AND live.state IN {LIVE_STATES}))
                 """,
                     {"id": job_id, "queue": queue},
                 )
@@ -503,12 +488,10 @@ class PostgresBackend:
 
     # -- workers --------------------------------------------------------------------------------
 
-    def claim(
-        self, queue: str, worker_id: str, limit: int, stalled_after: float, max_resets: int
-    ) -> list[Claim]:
+    def claim(self, queue: str, claimer: Claimer, limit: int) -> list[Claim]:
         with self._connection() as connection:
             rows = connection.execute(
-                self._sql(_CLAIM), _claim_params(queue, worker_id, limit, stalled_after, max_resets)
+                self._sql(_CLAIM), _claim_params(queue, claimer, limit)
             ).fetchall()
         return _claims(rows)
 
@@ -535,15 +518,10 @@ class PostgresBackend:
         return bool(row[0])
 
     def finish_and_claim(
-        self,
-        claim: Claim,
-        outcome: Outcome,
-        worker_id: str,
-        stalled_after: float,
-        max_resets: int,
+        self, claim: Claim, outcome: Outcome, claimer: Claimer
     ) -> tuple[bool, Claim | None]:
         # One pipeline, one Sync: both statements in one round trip and one transaction.
-        params = _claim_params(claim.job.queue, worker_id, 1, stalled_after, max_resets)
+        params = _claim_params(claim.job.queue, claimer, 1)
         with self._connection() as connection, connection.pipeline():
             finished = connection.execute(
                 self._sql(_finish(outcome)), _finish_params(claim, outcome)
@@ -773,20 +751,8 @@ class PostgresBackend:
 
     def sweep_stalled(self, queue: str) -> int:
         return self._rowcount(
-            """
-            UPDATE {s}.jobs SET
-                state = CASE WHEN cancel_requested THEN 'canceled'
-                             WHEN resets >= max_resets THEN 'failed' ELSE 'queued' END,
-                finished_at = CASE WHEN cancel_requested OR resets >= max_resets THEN now() END,
-                last_error = CASE WHEN NOT cancel_requested AND resets >= max_resets
-                    THEN 'the worker died ' || (resets + 1)
-                        || CASE WHEN resets = 0 THEN ' time' ELSE ' times' END
-                        || ' while running it'
-                    ELSE last_error END,
-                resets = resets + 1,
-                claim_token = NULL
-            WHERE queue = %s AND state = 'processing' AND heartbeat_at < now() - stalled_after
-            """,
+            f"UPDATE {{s}}.jobs SET {_STALLED} WHERE queue = %s AND state = 'processing'"
+            " AND heartbeat_at < now() - stalled_after",
             [queue],
         )
 
@@ -848,15 +814,13 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-def _claim_params(
-    queue: str, worker_id: str, limit: int, stalled_after: float, max_resets: int
-) -> dict[str, Any]:
+def _claim_params(queue: str, claimer: Claimer, limit: int) -> dict[str, Any]:
     return {
         "queue": queue,
         "limit": limit,
-        "worker": worker_id,
-        "stalled_after": stalled_after,
-        "max_resets": max_resets,
+        "worker": claimer.worker_id,
+        "stalled_after": claimer.stalled_after,
+        "max_resets": claimer.max_resets,
     }
 
 

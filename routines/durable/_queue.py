@@ -20,6 +20,7 @@ from .._validate import check_int, check_optional_seconds, check_seconds
 from ._backend import NewJob
 
 if TYPE_CHECKING:
+    from ._access import StoreAccess
     from ._store import Store
 
 __all__ = [
@@ -106,11 +107,12 @@ class Queue:
     `timeout`) or `StoreError`.
     """
 
-    __slots__ = ("name", "store")
+    __slots__ = ("_access", "name", "store")
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Store, access: StoreAccess, name: str) -> None:
         self.store = store
         self.name = name
+        self._access = access
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, store={self.store!r})"
@@ -137,9 +139,9 @@ class Queue:
         """
         options = _options(delay, run_at, priority, max_attempts, key)
         job = options.job(_encode_payload(payload))
-        with self.store._using("enqueue") as backend:
+        with self._access.using("enqueue") as backend:
             job_id = backend.enqueue(self.name, [job])[0]
-        self.store._enqueued(self.name)
+        self._access.enqueued(self.name)
         return job_id
 
     def enqueue_many(
@@ -164,15 +166,15 @@ class Queue:
         jobs = [options.job(_encode_payload(payload)) for payload in payloads]
         if not jobs:
             return []
-        with self.store._using("enqueue_many") as backend:
+        with self._access.using("enqueue_many") as backend:
             job_ids = backend.enqueue(self.name, jobs)
-        self.store._enqueued(self.name)
+        self._access.enqueued(self.name)
         return job_ids
 
     def get(self, job_id: int) -> Job | None:
         """The job `job_id` of this queue, or None if there is none (or it was purged)."""
         job_id = _check_job_id(job_id)
-        with self.store._using("get") as backend:
+        with self._access.using("get") as backend:
             return backend.get(self.name, job_id)
 
     def cancel(self, job_id: int) -> bool:
@@ -183,7 +185,7 @@ class Queue:
         ends `canceled` when the handler ends, whatever it returns.
         """
         job_id = _check_job_id(job_id)
-        with self.store._using("cancel") as backend:
+        with self._access.using("cancel") as backend:
             return backend.cancel(self.name, job_id)
 
     def retry(self, job_id: int) -> bool:
@@ -192,18 +194,18 @@ class Queue:
         False if the job is not failed or canceled, or if another job with its key is live.
         """
         job_id = _check_job_id(job_id)
-        with self.store._using("retry") as backend:
+        with self._access.using("retry") as backend:
             return backend.retry(self.name, job_id)
 
     def counts(self) -> dict[JobState, int]:
         """How many jobs of this queue are in each state, every state included."""
-        with self.store._using("counts") as backend:
+        with self._access.using("counts") as backend:
             return backend.counts(self.name)
 
     def oldest_ready_age(self) -> float | None:
         """Seconds since the longest-waiting ready job (queued or errored, due) became due, on
         the database's clock; None when no job is ready. How far behind the workers are."""
-        with self.store._using("oldest_ready_age") as backend:
+        with self._access.using("oldest_ready_age") as backend:
             return backend.oldest_ready_age(self.name)
 
     def purge(
@@ -216,7 +218,7 @@ class Queue:
         seconds ago by the database's clock; return how many were deleted."""
         seconds = check_seconds("older_than", older_than)
         chosen = _check_purge_states(states)
-        with self.store._using("purge") as backend:
+        with self._access.using("purge") as backend:
             return backend.purge(self.name, older_than=seconds, states=chosen)
 
 

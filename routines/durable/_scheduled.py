@@ -28,9 +28,11 @@ from .._threads import ThreadGroup
 from .._validate import check_bool, check_callable, check_name, check_seconds, describe_callable
 from ._errors import StoreUnavailable, error_report
 from ._lease import holder_id
+from ._outage import FIRST_BACKOFF, LONGEST_BACKOFF, Backoff, warn_unavailable
 from ._queue import check_text
 
 if TYPE_CHECKING:
+    from ._access import StoreAccess
     from ._store import Store
 
 __all__ = ["Scheduled"]
@@ -39,8 +41,6 @@ logger = get_logger("durable.scheduled")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _REREAD_CLOCK: Final = 60.0  # the longest local wait before the database's clock is read again
-_FIRST_BACKOFF: Final = 0.1
-_LONGEST_BACKOFF: Final = 5.0
 
 
 @final
@@ -72,13 +72,14 @@ class Scheduled:
         catch_up: bool = False,
         stalled_after: float | timedelta = 60.0,
     ) -> None:
-        from ._store import Store
+        from ._store import Store, store_access
 
         self._handler = check_callable("handler", handler, takes=0)
         if not isinstance(store, Store):
             msg = f"store must be a durable store (durable.open_store()), got {store!r}"
             raise TypeError(msg)
         self._store = store
+        self._access = store_access(store)
         if (every is None) == (cron is None):
             msg = f"pass exactly one of every and cron, got every={every!r} and cron={cron!r}"
             raise ValueError(msg)
@@ -125,7 +126,7 @@ class Scheduled:
     def _take_part(self) -> None:
         _Schedule(
             self.name,
-            self._store,
+            self._access,
             self._lifecycle.flag,
             self._handler,
             self._ticks,
@@ -222,7 +223,7 @@ class _Schedule:
     def __init__(
         self,
         name: str,
-        store: Store,
+        access: StoreAccess,
         stop: Flag,
         handler: Callable[[], object],
         ticks: _Ticks,
@@ -233,7 +234,7 @@ class _Schedule:
         failures: RepeatedFailures,
     ) -> None:
         self.name = name
-        self.store = store
+        self.access = access
         self.stop = stop
         self.handler = handler
         self.ticks = ticks
@@ -247,7 +248,7 @@ class _Schedule:
         self.run_ended = Flag()
         self.clock_read_at = -float("inf")  # monotonic, when the database's clock was read
         self.clock_offset = timedelta(0)  # database's now - this host's wall clock, then
-        self.backoff = 0.0
+        self.backoff = Backoff(logger, f"schedule {name!r}", name)
 
     def run(self) -> None:
         with ThreadGroup(
@@ -281,12 +282,12 @@ class _Schedule:
         """The database's clock, read now (retried while unavailable); None once stopping."""
         while not self.stop.is_set():
             try:
-                with self.store._using("now") as backend:
+                with self.access.using("now") as backend:
                     now = backend.now()
             except StoreUnavailable as error:
                 self._unavailable(error, "reading the database's clock")
                 continue
-            self.backoff = 0.0
+            self.backoff.succeeded()
             self.clock_read_at = time.monotonic()
             self.clock_offset = now - datetime.now(timezone.utc)
             return now
@@ -322,16 +323,7 @@ class _Schedule:
         return False
 
     def _unavailable(self, error: StoreUnavailable, what: str) -> None:
-        if not self.backoff:
-            logger.warning(
-                "schedule %r: %s: %s; trying again until the store is back",
-                self.name,
-                what,
-                describe_error(error),
-                extra=fields(self.name, "store_unavailable"),
-            )
-        self.backoff = min(max(self.backoff * 2, _FIRST_BACKOFF), _LONGEST_BACKOFF)
-        self.stop.wait(self.backoff)
+        self.stop.wait(self.backoff.failed(error, what))
 
     # -- runs -----------------------------------------------------------------------------------
 
@@ -342,14 +334,14 @@ class _Schedule:
     def _claim(self, group: ThreadGroup, tick: datetime) -> None:
         while not self.stop.is_set():
             try:
-                with self.store._using("claim_tick") as backend:
+                with self.access.using("claim_tick") as backend:
                     claimed = backend.claim_tick(self.name, tick, self.worker, self.stalled_after)
                 break
             except StoreUnavailable as error:
                 self._unavailable(error, f"claiming the tick {tick:%Y-%m-%d %H:%M:%S}")
         else:
             return
-        self.backoff = 0.0
+        self.backoff.succeeded()
         if claimed == "skipped":
             logger.info(
                 "schedule %r: tick %s skipped: the previous run is still going",
@@ -398,14 +390,11 @@ class _Schedule:
         if tick is None:
             return
         try:
-            with self.store._using("heartbeat_run") as backend:
+            with self.access.using("heartbeat_run") as backend:
                 backend.heartbeat_run(self.name, tick, self.worker)
         except StoreUnavailable as error:
-            logger.warning(
-                "schedule %r: a heartbeat could not reach the store: %s",
-                self.name,
-                describe_error(error),
-                extra=fields(self.name, "store_unavailable"),
+            warn_unavailable(
+                logger, f"schedule {self.name!r}", "a heartbeat", error, routine=self.name
             )
 
     def _finish(self, tick: datetime, error: str | None) -> None:
@@ -413,10 +402,10 @@ class _Schedule:
         stalled_after (then the run is marked failed by the next claim, as a dead one)."""
         give_up = time.monotonic() + self.stalled_after
         pause = threading.Event()  # not stopped by a stop: only bounded
-        delay = _FIRST_BACKOFF
+        delay = FIRST_BACKOFF
         while True:
             try:
-                with self.store._using("finish_run") as backend:
+                with self.access.using("finish_run") as backend:
                     backend.finish_run(self.name, tick, self.worker, error)
             except StoreUnavailable as unavailable:
                 if time.monotonic() + delay > give_up:
@@ -429,6 +418,6 @@ class _Schedule:
                     )
                     return
                 pause.wait(delay)
-                delay = min(delay * 2, _LONGEST_BACKOFF)
+                delay = min(delay * 2, LONGEST_BACKOFF)
             else:
                 return

@@ -26,17 +26,20 @@ from typing_extensions import final
 
 from .._status import describe_error
 from ._backend import (
+    LIVE_STATES,
     Claim,
+    Claimer,
     ErrorKind,
     Heartbeat,
     MigrationStatus,
     NewJob,
     Outcome,
-    OutcomeKind,
     ScheduleRun,
     TickClaim,
     migration_statuses,
     newer_schema_error,
+    outcome_assignments,
+    stalled_assignments,
 )
 from ._errors import StoreError
 from ._queue import JOB_STATES, Job, JobState, job_from_row
@@ -165,32 +168,11 @@ _JOB_COLUMNS: Final = (
     " run_after, started_at, finished_at, heartbeat_at, worker, cancel_requested, last_error,"
     " result"
 )
-_LIVE: Final = "('queued', 'errored', 'processing')"
-
-# What each outcome sets on a claimed job (the old row's values on the right); :now is the
-# database's now.
-_OUTCOMES: Final[dict[OutcomeKind, str]] = {
-    "completed": """
-        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'completed' END,
-        finished_at = :now, result = :result
-    """,
-    "errored": """
-        state = CASE WHEN cancel_requested THEN 'canceled'
-                     WHEN attempts >= max_attempts THEN 'failed' ELSE 'errored' END,
-        finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN :now END,
-        run_after = :now + :delay, last_error = :error
-    """,
-    "failed": """
-        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'failed' END,
-        finished_at = :now, last_error = :error
-    """,
-    "canceled": "state = 'canceled', finished_at = :now",
-    "handed_back": """
-        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
-        attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
-        finished_at = CASE WHEN cancel_requested THEN :now END
-    """,
-}
+# :now and ?1 are the database's now, read at the start of the write.
+_STALLED: Final = stalled_assignments(now="?1")
+_OUTCOMES: Final = outcome_assignments(
+    now=":now", result=":result", error=":error", run_after=":now + :delay"
+)
 
 
 @final
@@ -350,7 +332,7 @@ class SQLiteBackend:
                 if job.key is not None:
                     live = connection.execute(
                         f"SELECT id FROM {self._jobs}"
-                        f" WHERE queue = ? AND key = ? AND state IN {_LIVE}",
+                        f" WHERE queue = ? AND key = ? AND state IN {LIVE_STATES}",
                         (queue, job.key),
                     ).fetchall()
                     if live:
@@ -410,7 +392,7 @@ class SQLiteBackend:
                     state = CASE WHEN state = 'processing' THEN state ELSE 'canceled' END,
                     finished_at = CASE WHEN state = 'processing' THEN finished_at ELSE ?1 END,
                     cancel_requested = 1
-                WHERE id = ?2 AND queue = ?3 AND state IN {_LIVE}
+                WHERE id = ?2 AND queue = ?3 AND state IN {LIVE_STATES}
                 """,
                 (_now(connection), job_id, queue),
             )
@@ -430,7 +412,7 @@ class SQLiteBackend:
                 WHERE id = ?2 AND queue = ?3 AND state IN ('failed', 'canceled')
                     AND (key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM {self._jobs} AS live WHERE live.queue = ?3
-                            AND live.key = {self._jobs}.key AND live.state IN {_LIVE}))
+                            AND live.key = {self._jobs}.key AND live.state IN {LIVE_STATES}))
                 """,
                 (_now(connection), job_id, queue),
             )
@@ -494,24 +476,13 @@ class SQLiteBackend:
 
     # -- workers --------------------------------------------------------------------------------
 
-    def claim(
-        self, queue: str, worker_id: str, limit: int, stalled_after: float, max_resets: int
-    ) -> list[Claim]:
+    def claim(self, queue: str, claimer: Claimer, limit: int) -> list[Claim]:
         return self._run(
-            lambda connection: self._claim(
-                connection, queue, worker_id, limit, stalled_after, max_resets
-            ),
-            write=True,
+            lambda connection: self._claim(connection, queue, claimer, limit), write=True
         )
 
     def _claim(
-        self,
-        connection: sqlite3.Connection,
-        queue: str,
-        worker_id: str,
-        limit: int,
-        stalled_after: float,
-        max_resets: int,
+        self, connection: sqlite3.Connection, queue: str, claimer: Claimer, limit: int
     ) -> list[Claim]:
         now = _now(connection)
         picked = connection.execute(
@@ -532,7 +503,14 @@ class SQLiteBackend:
                 stalled_after = ?, max_resets = ?
             WHERE id IN ({marks})
             """,
-            (now, now, worker_id, round(stalled_after * 1_000_000), max_resets, *ids),
+            (
+                now,
+                now,
+                claimer.worker_id,
+                round(claimer.stalled_after * 1_000_000),
+                claimer.max_resets,
+                *ids,
+            ),
         )
         rows = connection.execute(
             f"SELECT {_JOB_COLUMNS}, claim_token FROM {self._jobs} WHERE id IN ({marks})"
@@ -567,18 +545,11 @@ class SQLiteBackend:
         return self._run(lambda connection: self._finish(connection, claim, outcome), write=True)
 
     def finish_and_claim(
-        self,
-        claim: Claim,
-        outcome: Outcome,
-        worker_id: str,
-        stalled_after: float,
-        max_resets: int,
+        self, claim: Claim, outcome: Outcome, claimer: Claimer
     ) -> tuple[bool, Claim | None]:
         def work(connection: sqlite3.Connection) -> tuple[bool, Claim | None]:
             written = self._finish(connection, claim, outcome)
-            found = self._claim(
-                connection, claim.job.queue, worker_id, 1, stalled_after, max_resets
-            )
+            found = self._claim(connection, claim.job.queue, claimer, 1)
             return written, found[0] if found else None
 
         return self._run(work, write=True)
@@ -838,20 +809,8 @@ class SQLiteBackend:
     def sweep_stalled(self, queue: str) -> int:
         def work(connection: sqlite3.Connection) -> int:
             cursor = connection.execute(
-                f"""
-                UPDATE {self._jobs} SET
-                    state = CASE WHEN cancel_requested THEN 'canceled'
-                                 WHEN resets >= max_resets THEN 'failed' ELSE 'queued' END,
-                    finished_at = CASE WHEN cancel_requested OR resets >= max_resets THEN ?1 END,
-                    last_error = CASE WHEN NOT cancel_requested AND resets >= max_resets
-                        THEN 'the worker died ' || (resets + 1)
-                        || CASE WHEN resets = 0 THEN ' time' ELSE ' times' END
-                        || ' while running it'
-                        ELSE last_error END,
-                    resets = resets + 1,
-                    claim_token = NULL
-                WHERE queue = ?2 AND state = 'processing' AND heartbeat_at + stalled_after < ?1
-                """,
+                f"UPDATE {self._jobs} SET {_STALLED} WHERE queue = ?2 AND state = 'processing'"
+                " AND heartbeat_at + stalled_after < ?1",
                 (_now(connection), queue),
             )
             return int(cursor.rowcount)

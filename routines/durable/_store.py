@@ -11,24 +11,21 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Final
 
 from typing_extensions import Self, final
 
-from .._flag import Flag
 from .._status import describe_error
 from .._validate import check_bool, check_int, check_seconds
+from ._access import StoreAccess
 from ._backend import Backend, MigrationStatus, ScheduleRun
-from ._errors import StoreError, StoreUnavailable
 from ._lease import Lease
 from ._migrations import MigrationsIncomplete, check_migration_ids
 from ._queue import Queue, check_text
 
-__all__ = ["MAX_TIMEOUT", "Store", "open_store"]
+__all__ = ["MAX_TIMEOUT", "Store", "open_store", "store_access"]
 
 logger = logging.getLogger("routines.durable")
 
@@ -49,15 +46,10 @@ class Store:
     """
 
     def __init__(self, backend: Backend, *, url: str, timeout: float, schema: str) -> None:
-        self._backend: Backend | None = backend
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._access = StoreAccess(backend, url=url, timeout=timeout)
         self.url = url  # the password, if any, masked
         self.timeout = timeout
         self.schema = schema
-        # In-process wake-ups: the flags of the workers waiting on each queue, set after an
-        # enqueue to it commits (other processes' enqueues reach them through the backend).
-        self._watchers: dict[str, set[Flag]] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.url!r}, schema={self.schema!r})"
@@ -71,26 +63,26 @@ class Store:
     def queue(self, name: str) -> Queue:
         """A handle on the queue `name` (queues need no declaring)."""
         name = check_text("name", name)
-        self._check_usable()
-        return Queue(self, name)
+        self._access.backend()
+        return Queue(self, self._access, name)
 
     def lease(self, name: str, ttl: float | timedelta) -> Lease:
         """A handle on the lease `name`, held for `ttl` seconds at a time (see `Lease`)."""
-        self._check_usable()
-        return Lease(self, name, ttl)
+        self._access.backend()
+        return Lease(self._access, name, ttl)
 
     def schedule_runs(self, name: str, limit: int = 20) -> list[ScheduleRun]:
         """The latest `limit` runs of the fleet-wide schedule `name`, newest tick first: did it
         run, where, and how did it end."""
         name = check_text("name", name)
         limit = check_int("limit", limit, minimum=1)
-        with self._using("schedule_runs") as backend:
+        with self._access.using("schedule_runs") as backend:
             return backend.schedule_runs(name, limit)
 
     def migrations(self) -> list[MigrationStatus]:
         """Every out-of-band migration the store has seen: its progress as last computed, its
         direction, when either changed, and its latest errors."""
-        with self._using("migrations") as backend:
+        with self._access.using("migrations") as backend:
             return backend.migrations()
 
     def set_migration_direction(self, migration_id: str, *, reverse: bool) -> None:
@@ -98,7 +90,7 @@ class Store:
         interval, each batch finished first."""
         migration_id = check_text("migration_id", migration_id)
         reverse = check_bool("reverse", reverse)
-        with self._using("set_migration_direction") as backend:
+        with self._access.using("set_migration_direction") as backend:
             backend.set_migration_direction(migration_id, reverse)
 
     def require_migrations_complete(self, ids: Iterable[str]) -> None:
@@ -106,7 +98,7 @@ class Store:
         complete forward (an id the store has never seen is not); for an app's start-up,
         before code that needs the new data (Sourcegraph's `Validate`)."""
         wanted = check_migration_ids(ids)
-        with self._using("migrations") as backend:
+        with self._access.using("migrations") as backend:
             found = {status.id: status for status in backend.migrations(wanted)}
         incomplete = tuple(
             migration_id
@@ -120,72 +112,14 @@ class Store:
 
     def close(self) -> None:
         """Close the store's connections; closing again does nothing."""
-        self._check_process()
-        with self._lock:
-            backend, self._backend = self._backend, None
+        backend = self._access.detach()
         if backend is not None:
             backend.close()
 
-    # -- for the queues and routines of this package --------------------------------------------
 
-    def _watch(self, queue: str, flag: Flag) -> None:
-        """Set `flag` whenever a job is enqueued to `queue` in this process."""
-        with self._lock:
-            self._watchers.setdefault(queue, set()).add(flag)
-
-    def _unwatch(self, queue: str, flag: Flag) -> None:
-        with self._lock:
-            watchers = self._watchers.get(queue)
-            if watchers is not None:
-                watchers.discard(flag)
-                if not watchers:
-                    del self._watchers[queue]
-
-    def _enqueued(self, queue: str) -> None:
-        """Jobs were enqueued to `queue` (committed): wake its workers in this process."""
-        with self._lock:
-            flags = tuple(self._watchers.get(queue, ()))
-        for flag in flags:
-            flag.set()
-
-    @contextmanager
-    def _using(self, operation: str) -> Iterator[Backend]:
-        """The backend, for one call named `operation`; its driver errors come out as
-        `StoreError` or `StoreUnavailable`."""
-        backend = self._check_usable()
-        try:
-            yield backend
-        except StoreError:
-            raise
-        except Exception as error:
-            kind = backend.classify(error)
-            if kind is None:
-                raise
-            if kind == "unavailable":
-                msg = (
-                    f"{operation}: the store {self.url} is unavailable (timeout "
-                    f"{self.timeout:g}s): {describe_error(error)}"
-                )
-                raise StoreUnavailable(msg) from error
-            msg = f"{operation}: the store {self.url} failed: {describe_error(error)}"
-            raise StoreError(msg) from error
-
-    def _check_usable(self) -> Backend:
-        self._check_process()
-        backend = self._backend
-        if backend is None:
-            msg = f"the store {self.url} is closed: open a new one with durable.open_store()"
-            raise RuntimeError(msg)
-        return backend
-
-    def _check_process(self) -> None:
-        if os.getpid() != self._pid:
-            msg = (
-                f"the store {self.url} was opened in process {self._pid}, before a fork: "
-                "open the store after forking, in the process that uses it "
-                "(with gunicorn, in the post_fork hook)"
-            )
-            raise RuntimeError(msg)
+def store_access(store: Store) -> StoreAccess:
+    """The inside of `store`, for the routines of this package that are given a store."""
+    return store._access
 
 
 def open_store(url: str, *, timeout: float | timedelta = 5.0, schema: str = "routines") -> Store:
@@ -227,7 +161,7 @@ def open_store(url: str, *, timeout: float | timedelta = 5.0, schema: str = "rou
         raise ValueError(msg)
     store = Store(backend, url=shown, timeout=seconds, schema=schema)
     try:
-        with store._using("open") as opening:
+        with store._access.using("open") as opening:
             opening.open()
     except BaseException:
         backend.close()

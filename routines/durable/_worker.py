@@ -40,18 +40,18 @@ from .._record import RunRecord
 from .._status import RoutineStatus, describe_error, error_text
 from .._threads import ThreadGroup
 from .._validate import check_callable, check_int, check_name, check_optional_seconds, check_seconds
-from ._backend import Claim, Listener, Outcome
+from ._backend import Claim, Claimer, Listener, Outcome
 from ._errors import Fail, Retry, StoreUnavailable, error_report
 from ._lease import holder_id
+from ._outage import Backoff
 from ._queue import Job, Queue
+from ._store import store_access
 
 __all__ = ["QueueWorker"]
 
 logger = get_logger("durable.worker")
 
 _LISTEN_SLICE: Final = 0.25  # a listener's longest wait: it notices a stop at least this often
-_FIRST_BACKOFF: Final = 0.1  # after a StoreUnavailable: the first wait, doubled up to...
-_LONGEST_BACKOFF: Final = 5.0  # ...this, so a worker is back within seconds of the database
 
 
 @final
@@ -209,35 +209,6 @@ class _Attempt:
         self.overran = False  # it ran past max_runtime
 
 
-class _Backoff:
-    """Waits after a `StoreUnavailable`: doubling, bounded, and logged once per outage."""
-
-    __slots__ = ("_delay", "_what")
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._delay = 0.0
-
-    def failed(self, error: StoreUnavailable, worker: str) -> float:
-        if not self._delay:
-            logger.warning(
-                "worker %r: %s: %s; trying again until the store is back",
-                worker,
-                self._what,
-                describe_error(error),
-                extra=fields(worker, "store_unavailable"),
-            )
-        self._delay = min(max(self._delay * 2, _FIRST_BACKOFF), _LONGEST_BACKOFF)
-        return self._delay
-
-    def succeeded(self, worker: str) -> None:
-        if self._delay:
-            logger.info(
-                "worker %r: %s works again", worker, self._what, extra=fields(worker, "store_back")
-            )
-        self._delay = 0.0
-
-
 class _Run:
     """One `start()` of a QueueWorker: its threads and what they share."""
 
@@ -246,11 +217,11 @@ class _Run:
     ) -> None:
         self.name = name
         self.queue = queue
-        self.store = queue.store
+        self.access = store_access(queue.store)
         self.settings = settings
         self.stop = stop
         self.tally = tally
-        self.worker_id = holder_id()
+        self.claimer = Claimer(holder_id(), settings.stalled_after, settings.max_resets)
         self.cond = threading.Condition(threading.Lock())
         self.jobs: deque[Claim] = deque()  # claimed, for the next free handler
         self.idle = 0  # handler threads waiting for a job
@@ -261,7 +232,7 @@ class _Run:
         self.handlers_done = Flag()  # every handler thread has ended
 
     def run(self) -> None:
-        self.store._watch(self.queue.name, self.wake)
+        self.access.watch(self.queue.name, self.wake)
         self.stop.subscribe(self._notify)
         try:
             with ThreadGroup(
@@ -270,24 +241,27 @@ class _Run:
                 for number in range(1, self.settings.concurrency + 1):
                     group.start(self._handler_thread, name=f"routine:{self.name}:handler-{number}")
                 group.start(self._heartbeat_thread, name=f"routine:{self.name}:heartbeat")
-                with self.store._using("listen") as backend:
+                with self.access.using("listen") as backend:
                     listener = backend.listener()
                 if listener is not None:
                     group.start(self._listen_thread, listener, name=f"routine:{self.name}:listen")
                 self._claim_loop()
         finally:
             self.stop.unsubscribe(self._notify)
-            self.store._unwatch(self.queue.name, self.wake)
+            self.access.unwatch(self.queue.name, self.wake)
 
     def _notify(self) -> None:
         with self.cond:
             self.cond.notify_all()
 
+    def _backoff(self) -> Backoff:
+        return Backoff(logger, f"worker {self.name!r}", self.name)
+
     # -- the claim loop ---------------------------------------------------------------------
 
     def _claim_loop(self) -> None:
         settings = self.settings
-        backoff = _Backoff("claiming")
+        backoff = self._backoff()
         while not self.stop.is_set():
             with self.cond:
                 free = self.idle - len(self.jobs)
@@ -297,20 +271,14 @@ class _Run:
                 continue
             self.wake.clear()  # before the claim: an enqueue after it wakes the next wait
             try:
-                with self.store._using("claim") as backend:
-                    claims = backend.claim(
-                        self.queue.name,
-                        self.worker_id,
-                        free,
-                        settings.stalled_after,
-                        settings.max_resets,
-                    )
+                with self.access.using("claim") as backend:
+                    claims = backend.claim(self.queue.name, self.claimer, free)
                     if not claims:
                         self.tally.queued = backend.count_ready(self.queue.name)
             except StoreUnavailable as error:
-                self.stop.wait(backoff.failed(error, self.name))
+                self.stop.wait(backoff.failed(error, "claiming"))
                 continue
-            backoff.succeeded(self.name)
+            backoff.succeeded()
             if claims:
                 with self.cond:
                     self.jobs.extend(claims)
@@ -423,24 +391,22 @@ class _Run:
         settings = self.settings
         if claim_next and not self.stop.is_set():
             try:
-                with self.store._using("finish") as backend:
-                    written, following = backend.finish_and_claim(
-                        claim, outcome, self.worker_id, settings.stalled_after, settings.max_resets
-                    )
+                with self.access.using("finish") as backend:
+                    written, following = backend.finish_and_claim(claim, outcome, self.claimer)
             except StoreUnavailable:
                 pass  # the outcome alone is retried below (a claim lost with it: the sweep)
             else:
                 return self._written(claim, outcome, written, lost=lost), following
         give_up = time.monotonic() + settings.stalled_after
-        backoff = _Backoff(f"writing the outcome of job {claim.id}")
+        backoff = self._backoff()
         pause = threading.Event()  # a write is not stopped by a stop: only bounded
         while True:
             try:
-                with self.store._using("finish") as backend:
+                with self.access.using("finish") as backend:
                     written = backend.finish(claim, outcome)
                 break
             except StoreUnavailable as error:
-                delay = backoff.failed(error, self.name)
+                delay = backoff.failed(error, f"writing the outcome of job {claim.id}")
                 if time.monotonic() + delay > give_up:
                     logger.error(  # noqa: TRY400 - the outage is logged by the backoff
                         "worker %r: job %d: could not write its outcome (%s) within "
@@ -454,7 +420,7 @@ class _Run:
                     )
                     return False, None
                 pause.wait(delay)
-        backoff.succeeded(self.name)
+        backoff.succeeded()
         return self._written(claim, outcome, written, lost=lost), None
 
     def _written(self, claim: Claim, outcome: Outcome, written: bool, *, lost: bool) -> bool:
@@ -480,8 +446,8 @@ class _Run:
         settings = self.settings
         next_beat = time.monotonic() + settings.heartbeat_interval
         next_sweep = time.monotonic()  # at once: jobs of a dead worker need not wait
-        beats = _Backoff("heartbeats")
-        sweeps = _Backoff("the stalled sweep")
+        beats = self._backoff()
+        sweeps = self._backoff()
         while not self.handlers_done.is_set():
             now = time.monotonic()
             if now >= next_sweep:
@@ -494,18 +460,18 @@ class _Run:
             self.beat.clear()
             wait_any((self.handlers_done, self.beat), max(0.0, wake_at - time.monotonic()))
 
-    def _heartbeat(self, backoff: _Backoff) -> None:
+    def _heartbeat(self, backoff: Backoff) -> None:
         with self.cond:
             attempts = list(self.running.values())
         if not attempts:
             return
         try:
-            with self.store._using("heartbeat") as backend:
+            with self.access.using("heartbeat") as backend:
                 found = backend.heartbeat([attempt.claim for attempt in attempts])
         except StoreUnavailable as error:
-            backoff.failed(error, self.name)
+            backoff.failed(error, "heartbeats")
             return
-        backoff.succeeded(self.name)
+        backoff.succeeded()
         for attempt in attempts:
             if attempt.claim.id in found.gone and not attempt.lost:
                 attempt.lost = True
@@ -542,14 +508,14 @@ class _Run:
                 earliest = min(earliest, attempt.deadline)
         return earliest
 
-    def _sweep(self, backoff: _Backoff) -> None:
+    def _sweep(self, backoff: Backoff) -> None:
         try:
-            with self.store._using("sweep") as backend:
+            with self.access.using("sweep") as backend:
                 changed = backend.sweep_stalled(self.queue.name)
         except StoreUnavailable as error:
-            backoff.failed(error, self.name)
+            backoff.failed(error, "the stalled sweep")
             return
-        backoff.succeeded(self.name)
+        backoff.succeeded()
         if changed:
             self.tally.count("stalled_resets", changed)
             logger.warning(
@@ -563,17 +529,17 @@ class _Run:
     # -- LISTEN/NOTIFY --------------------------------------------------------------------------
 
     def _listen_thread(self, listener: Listener) -> None:
-        backoff = _Backoff("listening for enqueues")
+        backoff = self._backoff()
         try:
             while not self.stop.is_set():
                 try:
-                    with self.store._using("listen") as _:
+                    with self.access.using("listen") as _:
                         queues = listener.wait(_LISTEN_SLICE)
                 except StoreUnavailable as error:
                     listener.close()
-                    self.stop.wait(backoff.failed(error, self.name))
+                    self.stop.wait(backoff.failed(error, "listening for enqueues"))
                     continue
-                backoff.succeeded(self.name)
+                backoff.succeeded()
                 if self.queue.name in queues:
                     self.wake.set()
         finally:

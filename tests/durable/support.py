@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from routines import durable
 from routines.durable._backend import Backend
+from routines.durable._store import store_access
 
 from helpers import WAIT
 
@@ -23,7 +24,7 @@ PROGRAMS = Path(__file__).parent / "programs"
 
 def backend_of(store: durable.Store) -> Backend:
     """The store's backend, to test the operations the queue worker will use directly."""
-    return store._check_usable()
+    return store_access(store).backend()
 
 
 def poll(check: Callable[[], T], *, timeout: float = WAIT, interval: float = 0.01) -> T:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from routines import durable
-from routines.durable._backend import Backend, Claim, Outcome
+from routines.durable._backend import Backend, Claim, Claimer, Outcome
 
 from .conftest import Target
 from .support import backend_of, poll
@@ -39,7 +39,7 @@ def claim(
     max_resets: int = 3,
     worker_id: str = "host:1:abc",
 ) -> list[Claim]:
-    return backend.claim("emails", worker_id, limit, stalled_after, max_resets)
+    return backend.claim("emails", Claimer(worker_id, stalled_after, max_resets), limit)
 
 
 def claim_one(
@@ -269,7 +269,7 @@ def test_finish_and_claim_writes_the_outcome_and_claims_the_next_job(
     claimed = claim_one(backend)
     assert claimed.id == second  # the highest priority first
     written, following = backend.finish_and_claim(
-        claimed, Outcome.completed("7"), "host:2:def", 60.0, 2
+        claimed, Outcome.completed("7"), Claimer("host:2:def", 60.0, 2)
     )
     assert written is True
     assert job(queue, second).state == "completed"
@@ -286,7 +286,7 @@ def test_finish_and_claim_on_an_empty_queue_claims_nothing(
 ) -> None:
     job_id = queue.enqueue(1)
     written, following = backend.finish_and_claim(
-        claim_one(backend), Outcome.failed("no"), "w", HOUR, 3
+        claim_one(backend), Outcome.failed("no"), Claimer("w", HOUR, 3)
     )
     assert (written, following) == (True, None)
     assert job(queue, job_id).state == "failed"
@@ -300,7 +300,7 @@ def test_finish_and_claim_under_a_lost_token_changes_that_job_and_still_claims(
     before = job(queue, job_id)
     waiting = queue.enqueue(2)
     written, following = backend.finish_and_claim(
-        stale(claimed), Outcome.completed("1"), "w", HOUR, 3
+        stale(claimed), Outcome.completed("1"), Claimer("w", HOUR, 3)
     )
     assert written is False
     assert job(queue, job_id) == before
@@ -539,7 +539,7 @@ def test_max_resets_zero_fails_a_job_at_its_first_death(
 
 def test_the_sweep_touches_only_its_queue(store: durable.Store, backend: Backend) -> None:
     other = store.queue("sms").enqueue(1)
-    backend.claim("sms", "w", 1, STALLS_AT_ONCE, 3)
+    backend.claim("sms", Claimer("w", STALLS_AT_ONCE, 3), 1)
     store.queue("emails").enqueue(2)
     claim_one(backend, stalled_after=STALLS_AT_ONCE)
     assert sweep_until_changed(backend) == 1

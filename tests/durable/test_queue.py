@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from routines import durable
-from routines.durable._backend import Claim, Outcome
+from routines.durable._backend import Claim, Claimer, Outcome
 
 from .conftest import Target
 from .support import backend_of, finish_program, start_program
@@ -20,7 +20,7 @@ FAR_AHEAD = datetime(2999, 1, 1, tzinfo=timezone.utc)
 
 
 def claim_one(queue: durable.Queue) -> Claim:
-    claims = backend_of(queue.store).claim(queue.name, "test-worker", 1, 3600.0, 3)
+    claims = backend_of(queue.store).claim(queue.name, Claimer("test-worker", 3600.0, 3), 1)
     assert len(claims) == 1
     return claims[0]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from routines import durable
-from routines.durable._backend import Outcome
+from routines.durable._backend import Claimer, Outcome
 from routines.durable._sqlite import SQLiteBackend
 
 from .conftest import Target
@@ -193,7 +193,7 @@ def test_processes_writing_at_once_never_see_database_is_locked(sqlite_target: T
     deadline = time.monotonic() + 30.0
     pause = threading.Event()
     while len(completed) < 4 * per_process and time.monotonic() < deadline:
-        claims = backend.claim("busy", "main", 5, 60.0, 3)
+        claims = backend.claim("busy", Claimer("main", 60.0, 3), 5)
         for claim in claims:
             assert backend.finish(claim, Outcome.completed("null"))
             completed.append(claim.id)

@@ -12,6 +12,7 @@ import pytest
 
 import routines
 from routines import durable
+from routines.durable._backend import Claimer
 
 from .conftest import Target
 from .support import backend_of, poll
@@ -326,7 +327,9 @@ def test_the_stalled_sweep_puts_back_a_dead_workers_job_and_runs_it(
     queue: durable.Queue, run: Callable[..., Running]
 ) -> None:
     job_id = queue.enqueue("orphan")
-    dead = backend_of(queue.store).claim("emails", "dead:1:x", 1, 0.2, 3)  # never heartbeats
+    dead = backend_of(queue.store).claim(
+        "emails", Claimer("dead:1:x", 0.2, 3), 1
+    )  # never heartbeats
     assert [claim.id for claim in dead] == [job_id]
     handler = Handler()
     with LogWatcher() as logs:

@@ -1,0 +1,110 @@
+"""What the queues, leases and routines of `routines.durable` use of a store.
+
+A `Store` is the public face; `StoreAccess` is its inside, one per store: the backend, lent for
+one call at a time with the driver's errors turned into `StoreError`/`StoreUnavailable`, the
+refusal to work in a process forked after the store was opened, and the in-process wake-ups of
+the workers of each queue. `Store` hands it to the queues and leases it makes; a routine given a
+store reaches it with `store_access(store)` in `_store.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from typing_extensions import final
+
+from .._flag import Flag
+from .._status import describe_error
+from ._backend import Backend
+from ._errors import StoreError, StoreUnavailable
+
+__all__ = ["StoreAccess"]
+
+
+@final
+class StoreAccess:
+    """The backend of one store and the wake-ups of its queues' workers; thread-safe."""
+
+    __slots__ = ("_backend", "_lock", "_pid", "_watchers", "timeout", "url")
+
+    def __init__(self, backend: Backend, *, url: str, timeout: float) -> None:
+        self._backend: Backend | None = backend
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self.url = url  # the password, if any, masked
+        self.timeout = timeout
+        # The flags of the workers waiting on each queue, set after an enqueue to it commits
+        # (other processes' enqueues reach them through the backend's listener).
+        self._watchers: dict[str, set[Flag]] = {}
+
+    @contextmanager
+    def using(self, operation: str) -> Iterator[Backend]:
+        """The backend, for one call named `operation`; its driver errors come out as
+        `StoreError` or `StoreUnavailable`."""
+        backend = self.backend()
+        try:
+            yield backend
+        except StoreError:
+            raise
+        except Exception as error:
+            kind = backend.classify(error)
+            if kind is None:
+                raise
+            if kind == "unavailable":
+                msg = (
+                    f"{operation}: the store {self.url} is unavailable (timeout "
+                    f"{self.timeout:g}s): {describe_error(error)}"
+                )
+                raise StoreUnavailable(msg) from error
+            msg = f"{operation}: the store {self.url} failed: {describe_error(error)}"
+            raise StoreError(msg) from error
+
+    def backend(self) -> Backend:
+        """The backend, if the store is open and was opened in this process."""
+        self.check_process()
+        backend = self._backend
+        if backend is None:
+            msg = f"the store {self.url} is closed: open a new one with durable.open_store()"
+            raise RuntimeError(msg)
+        return backend
+
+    def check_process(self) -> None:
+        if os.getpid() != self._pid:
+            msg = (
+                f"the store {self.url} was opened in process {self._pid}, before a fork: "
+                "open the store after forking, in the process that uses it "
+                "(with gunicorn, in the post_fork hook)"
+            )
+            raise RuntimeError(msg)
+
+    def detach(self) -> Backend | None:
+        """Take the backend out, to close it; None if it already was."""
+        self.check_process()
+        with self._lock:
+            backend, self._backend = self._backend, None
+        return backend
+
+    # -- in-process wake-ups ----------------------------------------------------------------------
+
+    def watch(self, queue: str, flag: Flag) -> None:
+        """Set `flag` whenever a job is enqueued to `queue` in this process."""
+        with self._lock:
+            self._watchers.setdefault(queue, set()).add(flag)
+
+    def unwatch(self, queue: str, flag: Flag) -> None:
+        with self._lock:
+            watchers = self._watchers.get(queue)
+            if watchers is not None:
+                watchers.discard(flag)
+                if not watchers:
+                    del self._watchers[queue]
+
+    def enqueued(self, queue: str) -> None:
+        """Jobs were enqueued to `queue` (committed): wake its workers in this process."""
+        with self._lock:
+            flags = tuple(self._watchers.get(queue, ()))
+        for flag in flags:
+            flag.set()

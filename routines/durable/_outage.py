@@ -1,0 +1,82 @@
+"""How the durable tier's routines ride out a store that does not answer: the waits between
+their retries, and the one line each outage logs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from typing_extensions import final
+
+from .._logs import fields
+from .._status import describe_error
+from ._errors import StoreUnavailable
+
+__all__ = ["FIRST_BACKOFF", "LONGEST_BACKOFF", "Backoff", "warn_unavailable"]
+
+FIRST_BACKOFF: Final = 0.1  # after a StoreUnavailable: the first wait, doubled up to...
+LONGEST_BACKOFF: Final = 5.0  # ...this, so a routine is back within seconds of the database
+
+
+def warn_unavailable(
+    logger: logging.Logger,
+    subject: str,
+    doing: str,
+    error: StoreUnavailable,
+    *,
+    routine: str,
+    then: str = "",
+    **more: object,
+) -> None:
+    """Log, at WARNING and on one line, that `subject` ("singleton 'x'") could not reach the
+    store while `doing`, and what it does `then`."""
+    logger.warning(
+        "%s: %s: %s%s",
+        subject,
+        doing,
+        describe_error(error),
+        then,
+        extra=fields(routine, "store_unavailable", **more),
+    )
+
+
+@final
+class Backoff:
+    """The waits of a loop that retries while the store is unavailable: doubling from
+    `FIRST_BACKOFF` up to `LONGEST_BACKOFF`; each outage logged once at WARNING, and its end at
+    INFO. One loop's: not thread-safe."""
+
+    __slots__ = ("_delay", "_doing", "_logger", "_routine", "_subject")
+
+    def __init__(self, logger: logging.Logger, subject: str, routine: str) -> None:
+        self._logger = logger
+        self._subject = subject
+        self._routine = routine
+        self._delay = 0.0
+        self._doing = ""
+
+    def failed(self, error: StoreUnavailable, doing: str) -> float:
+        """The store did not answer while `doing`: how long to wait before trying again."""
+        if not self._delay:
+            self._doing = doing
+            warn_unavailable(
+                self._logger,
+                self._subject,
+                doing,
+                error,
+                routine=self._routine,
+                then="; trying again until the store is back",
+            )
+        self._delay = min(max(self._delay * 2, FIRST_BACKOFF), LONGEST_BACKOFF)
+        return self._delay
+
+    def succeeded(self) -> None:
+        """The store answered: the next failure starts a new outage."""
+        if self._delay:
+            self._logger.info(
+                "%s: %s works again",
+                self._subject,
+                self._doing,
+                extra=fields(self._routine, "store_back"),
+            )
+        self._delay = 0.0
