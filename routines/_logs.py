@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from typing import Final
 
 from typing_extensions import final
 
@@ -37,6 +38,7 @@ def log_error(logger: logging.Logger, routine: str, event: str, what: str) -> No
     logger.exception("routine %r: %s", routine, what, extra=fields(routine, event))
 
 
+_NEVER: Final = -math.inf  # one float for every RepeatedFailures that has seen no failure yet
 # One lock for every RepeatedFailures: failures are rare, and every routine has one or two of
 # them, where a lock each would cost an idle routine memory for nothing.
 _failures_lock = threading.Lock()
@@ -56,7 +58,7 @@ class RepeatedFailures:
     def __init__(self, window: float) -> None:
         self._window = window
         self._last: tuple[type[BaseException], str | None] | None = None
-        self._last_at = -math.inf
+        self._last_at = _NEVER
         self._repeats = 0
 
     def log(

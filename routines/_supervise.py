@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal, TypeAlias
+from typing import Literal, Protocol, TypeAlias, TypeVar
 
 from typing_extensions import final
 
@@ -41,6 +41,7 @@ __all__ = [
     "Restart",
     "RestartPolicy",
     "RestartWindow",
+    "SupervisionHooks",
     "Supervised",
     "Supervisor",
     "plan_supervision",
@@ -53,6 +54,7 @@ RestartMode: TypeAlias = Literal["always", "on-failure", "never"]
 GiveUpAction: TypeAlias = Literal["shutdown", "continue"]
 _RESTART_MODES: tuple[RestartMode, ...] = ("always", "on-failure", "never")
 _GIVE_UP_ACTIONS: tuple[GiveUpAction, ...] = ("shutdown", "continue")
+Child = TypeVar("Child", contravariant=True)
 
 
 @final
@@ -107,17 +109,19 @@ class RestartWindow:
     """The restart times of one routine inside its policy's `within` window."""
 
     policy: RestartPolicy
-    # A list, not a deque: it holds at most max_restarts times, and every routine of a Monitor
-    # has one, where an empty deque costs a 512-byte block.
-    times: list[float] = field(default_factory=list)
+    # A tuple, made again at each restart: it holds at most max_restarts times, and every
+    # routine of a Monitor has a window, where an empty tuple costs nothing (an empty deque is a
+    # 512-byte block, an empty list 56 bytes).
+    times: tuple[float, ...] = ()
 
     def next_restart(self, now: float) -> int | None:
         """Record a restart at `now` and return its number in the window; None to give up."""
-        while self.times and self.times[0] <= now - self.policy.within_seconds:
-            del self.times[0]
-        if len(self.times) >= self.policy.max_restarts:
+        since = now - self.policy.within_seconds
+        times = tuple(time for time in self.times if time > since)
+        if len(times) >= self.policy.max_restarts:
+            self.times = times
             return None
-        self.times.append(now)
+        self.times = (*times, now)
         return len(self.times)
 
 
@@ -208,6 +212,17 @@ class Final:
 Decision: TypeAlias = Restart | Final
 
 
+class SupervisionHooks(Protocol[Child]):
+    """What a `Supervisor` tells whoever runs it (the Monitor), under its lock; `child` is that
+    one's record of the routine, handed back as it was given."""
+
+    def started(self, child: Child) -> None: ...
+
+    def restarting(self, child: Child, restart: Restart, error: BaseException | None) -> None: ...
+
+    def ended(self, child: Child, final: Final) -> None: ...
+
+
 @final
 class Supervisor:
     """One routine's supervision: after each run, a restart after a backoff, or the end.
@@ -286,16 +301,15 @@ class Supervisor:
         routine: Routine,
         lock: threading.Condition,
         stopping: Flag,
-        *,
-        started: Callable[[], object],
-        restarting: Callable[[Restart, BaseException | None], object],
-        ended: Callable[[Final], object],
+        hooks: SupervisionHooks[Child],
+        child: Child,
     ) -> None:
         """Start `routine` on this thread, and again after each `Restart`, until a `Final`.
 
-        `started`, `restarting` and `ended` are called under `lock`. `stopping`, set under
-        `lock` when shutdown begins, marks this thread stopping, ends a backoff at once, and
-        makes the supervision end (`interrupted()`) instead of starting the routine again.
+        `hooks` hears of each start, restart and the end, about `child`, under `lock`.
+        `stopping`, set under `lock` when shutdown begins, marks this thread stopping, ends a
+        backoff at once, and makes the supervision end (`interrupted()`) instead of starting
+        the routine again.
         """
         clock = self._clock
         with running_as(stopping):
@@ -305,9 +319,9 @@ class Supervisor:
                 with lock:
                     # Checked under the lock: shutdown may set the mark just after the wait.
                     if stopping.is_set():
-                        ended(self.interrupted())
+                        hooks.ended(child, self.interrupted())
                         return
-                    started()
+                    hooks.started(child)
                 error: BaseException | None = None
                 try:
                     routine.start()
@@ -319,9 +333,9 @@ class Supervisor:
                 with lock:
                     decision = self.after_run(error, stop_asked=stop_asked, now=clock.now())
                     if isinstance(decision, Final):
-                        ended(decision)
+                        hooks.ended(child, decision)
                         return
-                    restarting(decision, error)
+                    hooks.restarting(child, decision, error)
                 delay = decision.delay
 
     def interrupted(self) -> Final:

@@ -280,11 +280,17 @@ def test_the_restart_loop_waits_each_backoff_on_its_clock_and_ends_at_once_when_
         def stop(self) -> None:
             pass
 
-    thread = threading.Thread(
-        target=supervisor.run,
-        args=(Crashes(), lock, stopping),
-        kwargs={"started": lambda: None, "restarting": lambda d, e: None, "ended": ended.append},
-    )
+    class Hooks:
+        def started(self, child: str) -> None:
+            pass
+
+        def restarting(self, child: str, restart: Restart, error: BaseException | None) -> None:
+            pass
+
+        def ended(self, child: str, final: Final) -> None:
+            ended.append(final)
+
+    thread = threading.Thread(target=supervisor.run, args=(Crashes(), lock, stopping, Hooks(), "r"))
     with LogWatcher():
         thread.start()
         clock.wait_for_sleepers(1)  # in its first backoff
