@@ -1,9 +1,8 @@
 """The one interface between the durable tier and a database, and the data that crosses it.
 
 The store, its queues and the queue worker speak only to `Backend`; each backend module
-(`_sqlite.py`, `_postgres.py`) holds its SQL, but for the rules both dialects spell alike (what
-an outcome and the stalled sweep set on a job: `outcome_assignments`, `stalled_assignments`),
-written once here. A backend's arguments are already checked (the public classes check them);
+(`_sqlite.py`, `_postgres.py`) holds its SQL, but for the rules both dialects spell alike, in
+`_sql.py`. A backend's arguments are already checked (the public classes check them);
 its driver's errors go up unchanged and `StoreAccess` turns them into
 `StoreError`/`StoreUnavailable` as `classify` says.
 
@@ -23,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from typing_extensions import final
 
@@ -41,7 +40,6 @@ __all__ = [
     "MigrationStatus",
     "ScheduleRun",
     "TickClaim",
-    "LIVE_STATES",
     "ErrorKind",
     "Heartbeat",
     "NewJob",
@@ -49,8 +47,7 @@ __all__ = [
     "OutcomeKind",
     "migration_statuses",
     "newer_schema_error",
-    "outcome_assignments",
-    "stalled_assignments",
+    "schedule_runs",
 ]
 
 # "unavailable": the database did not answer, or a lock was not granted, in time (retry later);
@@ -61,8 +58,6 @@ OutcomeKind: TypeAlias = Literal["completed", "errored", "failed", "canceled", "
 # going, so the tick is recorded skipped; or another process claimed (or skipped) it first.
 TickClaim: TypeAlias = Literal["claimed", "skipped", "taken"]
 RunState: TypeAlias = Literal["running", "completed", "failed", "skipped"]
-# The states of a job that is not final, in SQL: a job key is unique among these.
-LIVE_STATES: Final = "('queued', 'errored', 'processing')"
 
 
 @final
@@ -375,6 +370,25 @@ class Listener(Protocol):
         ...
 
 
+def schedule_runs(
+    rows: Iterable[Sequence[Any]], moment: Callable[[Any], datetime]
+) -> list[ScheduleRun]:
+    """Runs from rows of (name, tick, state, worker, started_at, finished_at, error), each
+    time read with `moment`."""
+    return [
+        ScheduleRun(
+            name=row[0],
+            tick=moment(row[1]),
+            state=row[2],
+            worker=row[3],
+            started_at=moment(row[4]),
+            finished_at=None if row[5] is None else moment(row[5]),
+            error=row[6],
+        )
+        for row in rows
+    ]
+
+
 def migration_statuses(
     rows: Sequence[Sequence[Any]], moment: Callable[[Any], datetime]
 ) -> list[MigrationStatus]:
@@ -408,52 +422,3 @@ def newer_schema_error(store: str, found: int, known: int) -> StoreError:
         f"knows versions up to {known}: upgrade routines in this program"
     )
     return StoreError(msg)
-
-
-def outcome_assignments(
-    *, now: str, result: str, error: str, run_after: str
-) -> dict[OutcomeKind, str]:
-    """What each outcome sets on a claimed job, as the SET list of one UPDATE (the old row's
-    values on the right), in SQL that both backends speak: the rules live here once, and each
-    backend gives its spelling of the database's `now`, of the `result` and `error` parameters
-    and of `run_after` (now plus the outcome's delay)."""
-    return {
-        "completed": f"""
-            state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'completed' END,
-            finished_at = {now}, result = {result}
-        """,
-        "errored": f"""
-            state = CASE WHEN cancel_requested THEN 'canceled'
-                         WHEN attempts >= max_attempts THEN 'failed' ELSE 'errored' END,
-            finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN {now} END,
-            run_after = {run_after}, last_error = {error}
-        """,
-        "failed": f"""
-            state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'failed' END,
-            finished_at = {now}, last_error = {error}
-        """,
-        "canceled": f"state = 'canceled', finished_at = {now}",
-        "handed_back": f"""
-            state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
-            attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
-            finished_at = CASE WHEN cancel_requested THEN {now} END
-        """,
-    }
-
-
-def stalled_assignments(*, now: str) -> str:
-    """What the stalled sweep sets on a processing job whose worker stopped heartbeating (the
-    SET list of one UPDATE): back to queued with one more reset, or failed after `max_resets`
-    resets, or canceled if a cancel was asked; `now` is the backend's spelling of its now."""
-    return f"""
-        state = CASE WHEN cancel_requested THEN 'canceled'
-                     WHEN resets >= max_resets THEN 'failed' ELSE 'queued' END,
-        finished_at = CASE WHEN cancel_requested OR resets >= max_resets THEN {now} END,
-        last_error = CASE WHEN NOT cancel_requested AND resets >= max_resets
-            THEN 'the worker died ' || (resets + 1)
-                || CASE WHEN resets = 0 THEN ' time' ELSE ' times' END
-                || ' while running it'
-            ELSE last_error END,
-        resets = resets + 1,
-        claim_token = NULL
-    """

@@ -21,7 +21,7 @@ import select
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -31,26 +31,16 @@ from psycopg_pool import ConnectionPool
 from typing_extensions import final
 
 from .._status import describe_error
-from ._backend import (
-    LIVE_STATES,
-    Claim,
-    Claimer,
-    ErrorKind,
-    Heartbeat,
-    MigrationStatus,
-    NewJob,
-    Outcome,
-    ScheduleRun,
-    TickClaim,
-    newer_schema_error,
-    outcome_assignments,
-    stalled_assignments,
-)
-from ._backend import (
-    migration_statuses as _migration_statuses,
-)
+from ._backend import Claim, Heartbeat, ScheduleRun, newer_schema_error
+from ._backend import migration_statuses as _migration_statuses
+from ._backend import schedule_runs as _schedule_runs
 from ._errors import StoreError
-from ._queue import JOB_STATES, Job, JobState, job_from_row
+from ._queue import JOB_STATES, job_from_row
+from ._sql import LIVE_STATES, outcome_assignments, stalled_assignments
+
+if TYPE_CHECKING:
+    from ._backend import Claimer, ErrorKind, MigrationStatus, NewJob, Outcome, TickClaim
+    from ._queue import Job, JobState
 
 __all__ = ["MIGRATIONS", "PostgresBackend"]
 
@@ -674,18 +664,7 @@ class PostgresBackend:
                 ),
                 [name, limit],
             ).fetchall()
-        return [
-            ScheduleRun(
-                name=row[0],
-                tick=_utc(row[1]),
-                state=row[2],
-                worker=row[3],
-                started_at=_utc(row[4]),
-                finished_at=None if row[5] is None else _utc(row[5]),
-                error=row[6],
-            )
-            for row in rows
-        ]
+        return _schedule_runs(rows, _utc)
 
     # -- out-of-band migrations -----------------------------------------------------------------
 

@@ -20,29 +20,26 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from typing_extensions import final
 
 from .._status import describe_error
 from ._backend import (
-    LIVE_STATES,
     Claim,
-    Claimer,
-    ErrorKind,
     Heartbeat,
-    MigrationStatus,
-    NewJob,
-    Outcome,
     ScheduleRun,
-    TickClaim,
     migration_statuses,
     newer_schema_error,
-    outcome_assignments,
-    stalled_assignments,
+    schedule_runs,
 )
 from ._errors import StoreError
-from ._queue import JOB_STATES, Job, JobState, job_from_row
+from ._queue import JOB_STATES, job_from_row
+from ._sql import LIVE_STATES, outcome_assignments, stalled_assignments
+
+if TYPE_CHECKING:
+    from ._backend import Claimer, ErrorKind, MigrationStatus, NewJob, Outcome, TickClaim
+    from ._queue import Job, JobState
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]
 
@@ -717,18 +714,7 @@ class SQLiteBackend:
                 (name, limit),
             ).fetchall()
 
-        return [
-            ScheduleRun(
-                name=row[0],
-                tick=_datetime(row[1]),
-                state=row[2],
-                worker=row[3],
-                started_at=_datetime(row[4]),
-                finished_at=None if row[5] is None else _datetime(row[5]),
-                error=row[6],
-            )
-            for row in self._run(work, write=False)
-        ]
+        return schedule_runs(self._run(work, write=False), _datetime)
 
     # -- out-of-band migrations -----------------------------------------------------------------
 
