@@ -74,7 +74,7 @@ class Backoff:
         """The store answered: the next failure starts a new outage."""
         if self._delay:
             self._logger.info(
-                "%s: %s works again",
+                "%s: the store works again (the outage began while %s)",
                 self._subject,
                 self._doing,
                 extra=fields(self._routine, "store_back"),

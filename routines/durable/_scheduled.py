@@ -394,7 +394,7 @@ class _Schedule:
                 backend.heartbeat_run(self.name, tick, self.worker)
         except StoreUnavailable as error:
             warn_unavailable(
-                logger, f"schedule {self.name!r}", "a heartbeat", error, routine=self.name
+                logger, f"schedule {self.name!r}", "sending a heartbeat", error, routine=self.name
             )
 
     def _finish(self, tick: datetime, error: str | None) -> None:
