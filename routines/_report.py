@@ -215,7 +215,9 @@ class Reporter:
 
 class RoutineRecord:
     """A Monitor's record of one routine, guarded by the Monitor's lock: what its status and
-    its outcome in the report are made of."""
+    its outcome in the report are made of. Except `stop_error` and `stop_pending`, which
+    `StopCalls` writes when a stop() returns without that lock, the error first: a reader
+    under the lock that sees `stop_pending` False sees the error too."""
 
     __slots__ = (
         "name",

@@ -4,7 +4,10 @@ their retries, and the one line each outage logs."""
 from __future__ import annotations
 
 import logging
-from typing import Final
+import threading
+import time
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 from typing_extensions import final
 
@@ -12,10 +15,12 @@ from .._logs import fields
 from .._status import describe_error
 from ._errors import StoreUnavailable
 
-__all__ = ["FIRST_BACKOFF", "LONGEST_BACKOFF", "Backoff", "warn_unavailable"]
+__all__ = ["Backoff", "retried", "warn_unavailable"]
 
-FIRST_BACKOFF: Final = 0.1  # after a StoreUnavailable: the first wait, doubled up to...
-LONGEST_BACKOFF: Final = 5.0  # ...this, so a routine is back within seconds of the database
+T = TypeVar("T")
+
+_FIRST_BACKOFF: Final = 0.1  # after a StoreUnavailable: the first wait, doubled up to...
+_LONGEST_BACKOFF: Final = 5.0  # ...this, so a routine is back within seconds of the database
 
 
 def warn_unavailable(
@@ -43,7 +48,7 @@ def warn_unavailable(
 @final
 class Backoff:
     """The waits of a loop that retries while the store is unavailable: doubling from
-    `FIRST_BACKOFF` up to `LONGEST_BACKOFF`; each outage logged once at WARNING, and its end at
+    0.1 s up to 5 s; each outage logged once at WARNING, and its end at
     INFO. One loop's: not thread-safe."""
 
     __slots__ = ("_delay", "_doing", "_logger", "_routine", "_subject")
@@ -67,7 +72,7 @@ class Backoff:
                 routine=self._routine,
                 then="; trying again until the store is back",
             )
-        self._delay = min(max(self._delay * 2, FIRST_BACKOFF), LONGEST_BACKOFF)
+        self._delay = min(max(self._delay * 2, _FIRST_BACKOFF), _LONGEST_BACKOFF)
         return self._delay
 
     def succeeded(self) -> None:
@@ -80,3 +85,24 @@ class Backoff:
                 extra=fields(self._routine, "store_back"),
             )
         self._delay = 0.0
+
+
+def retried(
+    call: Callable[[], T], backoff: Backoff, doing: str, *, within: float
+) -> T | StoreUnavailable:
+    """`call()`, tried again with `backoff`'s waits while it raises `StoreUnavailable`, for up to
+    `within` seconds: its result, or the last `StoreUnavailable` once that time is up. For a
+    write already owed (an outcome, the end of a run): a stop does not cut its waits short."""
+    give_up = time.monotonic() + within
+    pause = threading.Event()  # never set: a bounded wait that no stop ends
+    while True:
+        try:
+            result = call()
+        except StoreUnavailable as error:
+            delay = backoff.failed(error, doing)
+            if time.monotonic() + delay > give_up:
+                return error
+            pause.wait(delay)
+        else:
+            backoff.succeeded()
+            return result

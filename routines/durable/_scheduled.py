@@ -28,7 +28,7 @@ from .._threads import ThreadGroup
 from .._validate import check_bool, check_callable, check_name, check_seconds, describe_callable
 from ._errors import StoreUnavailable, error_report
 from ._lease import holder_id
-from ._outage import FIRST_BACKOFF, LONGEST_BACKOFF, Backoff, warn_unavailable
+from ._outage import Backoff, retried, warn_unavailable
 from ._queue import check_text
 
 if TYPE_CHECKING:
@@ -400,24 +400,20 @@ class _Schedule:
     def _finish(self, tick: datetime, error: str | None) -> None:
         """Record how the run ended, retried while the store is unavailable for up to
         stalled_after (then the run is marked failed by the next claim, as a dead one)."""
-        give_up = time.monotonic() + self.stalled_after
-        pause = threading.Event()  # not stopped by a stop: only bounded
-        delay = FIRST_BACKOFF
-        while True:
-            try:
-                with self.access.using("finish_run") as backend:
-                    backend.finish_run(self.name, tick, self.worker, error)
-            except StoreUnavailable as unavailable:
-                if time.monotonic() + delay > give_up:
-                    logger.error(  # noqa: TRY400 - the outage is the news, not a traceback
-                        "schedule %r: could not record the end of the run of %s: %s",
-                        self.name,
-                        tick.isoformat(),
-                        describe_error(unavailable),
-                        extra=fields(self.name, "run_unrecorded"),
-                    )
-                    return
-                pause.wait(delay)
-                delay = min(delay * 2, LONGEST_BACKOFF)
-            else:
-                return
+
+        def finish() -> None:
+            with self.access.using("finish_run") as backend:
+                backend.finish_run(self.name, tick, self.worker, error)
+
+        # A backoff of its own: this runs on the run's thread, beside the tick loop's.
+        backoff = Backoff(logger, f"schedule {self.name!r}", self.name)
+        doing = f"recording the end of the run of {tick.isoformat()}"
+        unavailable = retried(finish, backoff, doing, within=self.stalled_after)
+        if isinstance(unavailable, StoreUnavailable):
+            logger.error(
+                "schedule %r: could not record the end of the run of %s: %s",
+                self.name,
+                tick.isoformat(),
+                describe_error(unavailable),
+                extra=fields(self.name, "run_unrecorded"),
+            )

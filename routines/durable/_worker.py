@@ -43,7 +43,7 @@ from .._validate import check_callable, check_int, check_name, check_optional_se
 from ._backend import Claim, Claimer, Listener, Outcome
 from ._errors import Fail, Retry, StoreUnavailable, error_report
 from ._lease import holder_id
-from ._outage import Backoff
+from ._outage import Backoff, retried
 from ._queue import Job, Queue
 from ._store import store_access
 
@@ -397,31 +397,24 @@ class _Run:
                 pass  # the outcome alone is retried below (a claim lost with it: the sweep)
             else:
                 return self._written(claim, outcome, written, lost=lost), following
-        give_up = time.monotonic() + settings.stalled_after
-        backoff = self._backoff()
-        pause = threading.Event()  # a write is not stopped by a stop: only bounded
-        while True:
-            try:
-                with self.access.using("finish") as backend:
-                    written = backend.finish(claim, outcome)
-                break
-            except StoreUnavailable as error:
-                delay = backoff.failed(error, f"writing the outcome of job {claim.id}")
-                if time.monotonic() + delay > give_up:
-                    logger.error(  # noqa: TRY400 - the outage is logged by the backoff
-                        "worker %r: job %d: could not write its outcome (%s) within "
-                        "stalled_after; the stalled sweep will put it back",
-                        self.name,
-                        claim.id,
-                        outcome.kind,
-                        extra=fields(
-                            self.name, "outcome_lost", queue=claim.job.queue, job_id=claim.id
-                        ),
-                    )
-                    return False, None
-                pause.wait(delay)
-        backoff.succeeded()
-        return self._written(claim, outcome, written, lost=lost), None
+
+        def finish() -> bool:
+            with self.access.using("finish") as backend:
+                return backend.finish(claim, outcome)
+
+        doing = f"writing the outcome of job {claim.id}"
+        found = retried(finish, self._backoff(), doing, within=settings.stalled_after)
+        if isinstance(found, StoreUnavailable):
+            logger.error(
+                "worker %r: job %d: could not write its outcome (%s) within "
+                "stalled_after; the stalled sweep will put it back",
+                self.name,
+                claim.id,
+                outcome.kind,
+                extra=fields(self.name, "outcome_lost", queue=claim.job.queue, job_id=claim.id),
+            )
+            return False, None
+        return self._written(claim, outcome, found, lost=lost), None
 
     def _written(self, claim: Claim, outcome: Outcome, written: bool, *, lost: bool) -> bool:
         """Log a write that found the claim gone, or one that came through after all."""
