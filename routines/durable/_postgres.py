@@ -36,7 +36,7 @@ from ._backend import migration_statuses as _migration_statuses
 from ._backend import schedule_runs as _schedule_runs
 from ._errors import StoreError
 from ._queue import JOB_STATES, job_from_row
-from ._sql import LIVE_STATES, outcome_assignments, stalled_assignments
+from ._sql import LIVE_STATES, SchemaTypes, outcome_assignments, schema_steps, stalled_assignments
 
 if TYPE_CHECKING:
     from ._backend import Claimer, ErrorKind, MigrationStatus, NewJob, Outcome, TickClaim
@@ -55,95 +55,25 @@ _KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first
 _KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
 _KEY_RACE_ROUNDS: Final = 10  # insert-or-find rounds for a key whose live job keeps changing
 
-# The schema, one step per version: step n turns version n into n + 1. Later steps add tables;
-# a step already released never changes. "{s}" is the quoted schema name.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        """
-        CREATE TABLE {s}.jobs (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            queue text NOT NULL,
-            payload json NOT NULL,
-            state text NOT NULL DEFAULT 'queued' CHECK (state IN
-                ('queued', 'processing', 'completed', 'errored', 'failed', 'canceled')),
-            priority integer NOT NULL,
-            attempts integer NOT NULL DEFAULT 0,
-            max_attempts integer NOT NULL,
-            resets integer NOT NULL DEFAULT 0,
-            key text,
-            enqueued_at timestamptz NOT NULL DEFAULT now(),
-            run_after timestamptz NOT NULL,
-            started_at timestamptz,
-            finished_at timestamptz,
-            heartbeat_at timestamptz,
-            worker text,
-            claim_token text,
-            stalled_after interval,
-            max_resets integer,
-            cancel_requested boolean NOT NULL DEFAULT false,
-            last_error text,
-            result json
-        )
-        """,
-        """
-        CREATE INDEX jobs_ready ON {s}.jobs (queue, priority DESC, run_after, id)
-            WHERE state IN ('queued', 'errored')
-        """,
-        """
-        CREATE UNIQUE INDEX jobs_live_key ON {s}.jobs (queue, key)
-            WHERE key IS NOT NULL AND state IN ('queued', 'errored', 'processing')
-        """,
-        """
-        CREATE INDEX jobs_processing ON {s}.jobs (queue, heartbeat_at)
-            WHERE state = 'processing'
-        """,
-        "CREATE INDEX jobs_by_state ON {s}.jobs (queue, state, finished_at)",
+# The schema's steps (see _sql.py) in PostgreSQL's types; "{s}" is the quoted schema name.
+MIGRATIONS: Final = schema_steps(
+    table=lambda name: "{s}." + name,
+    index=lambda name: name,  # an index lives in its table's schema
+    types=SchemaTypes(
+        identity="bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        text="text",
+        json="json",
+        integer="integer",
+        bigint="bigint",
+        real="double precision",
+        boolean="boolean",
+        false="false",
+        moment="timestamptz",
+        interval="interval",
+        now_default=" DEFAULT now()",
     ),
-    (
-        """
-        CREATE TABLE {s}.leases (
-            name text PRIMARY KEY,
-            holder text,
-            token bigint NOT NULL,
-            expires_at timestamptz
-        )
-        """,
-        "CREATE TABLE {s}.schedules (name text PRIMARY KEY)",
-        """
-        CREATE TABLE {s}.schedule_runs (
-            name text NOT NULL,
-            tick timestamptz NOT NULL,
-            state text NOT NULL CHECK (state IN ('running', 'completed', 'failed', 'skipped')),
-            worker text NOT NULL,
-            started_at timestamptz NOT NULL,
-            finished_at timestamptz,
-            heartbeat_at timestamptz,
-            stalled_after interval,
-            error text,
-            PRIMARY KEY (name, tick)
-        )
-        """,
-        "CREATE INDEX schedule_runs_running ON {s}.schedule_runs (name) WHERE state = 'running'",
-    ),
-    (
-        """
-        CREATE TABLE {s}.migrations (
-            id text PRIMARY KEY,
-            progress double precision NOT NULL DEFAULT 0,
-            reverse boolean NOT NULL DEFAULT false,
-            updated_at timestamptz NOT NULL DEFAULT now()
-        )
-        """,
-        """
-        CREATE TABLE {s}.migration_errors (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            migration_id text NOT NULL,
-            at timestamptz NOT NULL DEFAULT now(),
-            error text NOT NULL
-        )
-        """,
-        "CREATE INDEX migration_errors_latest ON {s}.migration_errors (migration_id, id DESC)",
-    ),
+    # The rows a schedule's tick claim locks (FOR UPDATE); SQLite's one writer needs none.
+    also={1: ("CREATE TABLE {s}.schedules (name text PRIMARY KEY)",)},
 )
 
 _JOB_COLUMNS: Final = (

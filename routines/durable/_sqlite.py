@@ -35,7 +35,7 @@ from ._backend import (
 )
 from ._errors import StoreError
 from ._queue import JOB_STATES, job_from_row
-from ._sql import LIVE_STATES, outcome_assignments, stalled_assignments
+from ._sql import LIVE_STATES, SchemaTypes, outcome_assignments, schema_steps, stalled_assignments
 
 if TYPE_CHECKING:
     from ._backend import Claimer, ErrorKind, MigrationStatus, NewJob, Outcome, TickClaim
@@ -64,99 +64,24 @@ _KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first
 _KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
 _HEARTBEAT_BATCH: Final = 400  # (id, token) pairs per statement: 800 of SQLite's 999 variables
 
-# The schema, one step per version: step n turns version n into n + 1. Later steps add tables;
-# a step already released never changes. "{p}" is the table prefix (the store's schema name).
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        """
-        CREATE TABLE "{p}_jobs" (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            queue TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN
-                ('queued', 'processing', 'completed', 'errored', 'failed', 'canceled')),
-            priority INTEGER NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            max_attempts INTEGER NOT NULL,
-            resets INTEGER NOT NULL DEFAULT 0,
-            key TEXT,
-            enqueued_at INTEGER NOT NULL,
-            run_after INTEGER NOT NULL,
-            started_at INTEGER,
-            finished_at INTEGER,
-            heartbeat_at INTEGER,
-            worker TEXT,
-            claim_token TEXT,
-            stalled_after INTEGER,
-            max_resets INTEGER,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            last_error TEXT,
-            result TEXT
-        )
-        """,
-        """
-        CREATE INDEX "{p}_jobs_ready" ON "{p}_jobs" (queue, priority DESC, run_after, id)
-            WHERE state IN ('queued', 'errored')
-        """,
-        """
-        CREATE UNIQUE INDEX "{p}_jobs_live_key" ON "{p}_jobs" (queue, key)
-            WHERE key IS NOT NULL AND state IN ('queued', 'errored', 'processing')
-        """,
-        """
-        CREATE INDEX "{p}_jobs_processing" ON "{p}_jobs" (queue, heartbeat_at)
-            WHERE state = 'processing'
-        """,
-        'CREATE INDEX "{p}_jobs_by_state" ON "{p}_jobs" (queue, state, finished_at)',
-    ),
-    (
-        """
-        CREATE TABLE "{p}_leases" (
-            name TEXT PRIMARY KEY,
-            holder TEXT,
-            token INTEGER NOT NULL,
-            expires_at INTEGER
-        )
-        """,
-        """
-        CREATE TABLE "{p}_schedule_runs" (
-            name TEXT NOT NULL,
-            tick INTEGER NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('running', 'completed', 'failed', 'skipped')),
-            worker TEXT NOT NULL,
-            started_at INTEGER NOT NULL,
-            finished_at INTEGER,
-            heartbeat_at INTEGER,
-            stalled_after INTEGER,
-            error TEXT,
-            PRIMARY KEY (name, tick)
-        )
-        """,
-        """
-        CREATE INDEX "{p}_schedule_runs_running" ON "{p}_schedule_runs" (name)
-            WHERE state = 'running'
-        """,
-    ),
-    (
-        """
-        CREATE TABLE "{p}_migrations" (
-            id TEXT PRIMARY KEY,
-            progress REAL NOT NULL DEFAULT 0,
-            reverse INTEGER NOT NULL DEFAULT 0,
-            updated_at INTEGER NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE "{p}_migration_errors" (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            migration_id TEXT NOT NULL,
-            at INTEGER NOT NULL,
-            error TEXT NOT NULL
-        )
-        """,
-        """
-        CREATE INDEX "{p}_migration_errors_latest" ON "{p}_migration_errors"
-            (migration_id, id DESC)
-        """,
+# The schema's steps (see _sql.py) in SQLite's types: moments and intervals in integer
+# microseconds, booleans as 0 and 1, JSON as text. "{p}" is the table prefix (the store's schema
+# name); the backend writes every moment, so none has a default.
+MIGRATIONS: Final = schema_steps(
+    table=lambda name: f'"{{p}}_{name}"',
+    index=lambda name: f'"{{p}}_{name}"',
+    types=SchemaTypes(
+        identity="INTEGER PRIMARY KEY AUTOINCREMENT",
+        text="TEXT",
+        json="TEXT",
+        integer="INTEGER",
+        bigint="INTEGER",
+        real="REAL",
+        boolean="INTEGER",
+        false="0",
+        moment="INTEGER",
+        interval="INTEGER",
+        now_default="",
     ),
 )
 
