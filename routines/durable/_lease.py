@@ -239,11 +239,14 @@ class _Hold:
         held = _HeldFlag(lambda: renewed[0] + 2 * ttl / 3)
         group = ThreadGroup(f"singleton {self.name!r}")
 
+        told_to_stop = [False]  # the routine returned with `held` set: it was stopped
+
         def run_routine() -> None:
             try:
                 with running_as(held):
                     self.routine.start()
             finally:
+                told_to_stop[0] = held.is_set()
                 routine_ended.set()
 
         def renew() -> None:
@@ -274,6 +277,15 @@ class _Hold:
                     lost.set()
                     break
                 wait_any((stop, routine_ended, lost), min(left, ttl / 3))
+            if routine_ended.is_set() and told_to_stop[0] and not (stop.is_set() or lost.is_set()):
+                # Thawed from a pause, the routine saw the renewal overdue before this thread
+                # did: the lease may be gone, so this is a loss, not the routine's own end.
+                logger.warning(
+                    "singleton %r: no renewal for 2/3 of the ttl: its routine stopped",
+                    self.name,
+                    extra=fields(self.name, "lease_lost"),
+                )
+                lost.set()
             ended_by_itself = routine_ended.is_set() and not stop.is_set() and not lost.is_set()
             if lost.is_set() and not routine_ended.is_set():
                 logger.warning(

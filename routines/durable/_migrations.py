@@ -4,6 +4,7 @@ background, their progress recorded, reversible (Sourcegraph's `oobmigration`)."
 from __future__ import annotations
 
 import math
+import reprlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ from ._backend import Backend
 from ._errors import StoreUnavailable, error_report
 from ._lease import Lease
 from ._outage import warn_unavailable
-from ._queue import check_text
+from ._queue import MAX_TEXT, check_text
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -32,6 +33,8 @@ __all__ = ["Migration", "MigrationRunner", "MigrationsIncomplete", "check_migrat
 
 logger = get_logger("durable.migrations")
 
+_LEASE_PREFIX: Final = "migration:"  # a migration's lease is named this and its id
+_MAX_ID: Final = MAX_TEXT - len(_LEASE_PREFIX)  # so that its lease's name is a valid one
 # A migration's lease lasts this many intervals (and at least 3 store timeouts), renewed every
 # third of it while a batch runs: a runner that died mid-batch frees it that soon.
 _LEASE_INTERVALS: Final = 5
@@ -127,7 +130,7 @@ class MigrationRunner:
     def _run(self, stop: Flag) -> None:
         store = self._store
         ttl = self._lease_ttl
-        leases = {m.id: store.lease(f"migration:{m.id}", ttl) for m in self._migrations}
+        leases = {m.id: store.lease(_LEASE_PREFIX + m.id, ttl) for m in self._migrations}
         while not stop.is_set():
             began = time.monotonic()
             try:
@@ -287,6 +290,13 @@ def _check_migrations(migrations: object) -> tuple[Migration, ...]:
                 )
                 raise TypeError(msg)
         migration_id = check_text(f"migrations[{index}].id", getattr(migration, "id", None))
+        if len(migration_id) > _MAX_ID:
+            msg = (
+                f"migrations[{index}].id must be at most {_MAX_ID} characters (its lease is "
+                f"named {_LEASE_PREFIX!r} and the id), got {len(migration_id)}: "
+                f"{reprlib.repr(migration_id)}"
+            )
+            raise ValueError(msg)
         if migration_id in seen:
             msg = f"migrations[{index}].id {migration_id!r} is given twice"
             raise ValueError(msg)
@@ -299,7 +309,8 @@ def _check_migrations(migrations: object) -> tuple[Migration, ...]:
 
 
 def check_migration_ids(ids: object) -> tuple[str, ...]:
-    """Migration ids for `require_migrations_complete`: a non-empty iterable of names."""
+    """Migration ids for `require_migrations_complete`: an iterable of names (of none, there
+    is nothing to require)."""
     if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
         msg = f"ids must be an iterable of migration ids (a list, say), got {ids!r}"
         raise TypeError(msg)

@@ -51,7 +51,7 @@ _POOL_MIN_SIZE: Final = 1
 _POOL_MAX_SIZE: Final = 10
 _POOL_WORKERS: Final = 2
 _CLOSE_TIMEOUT: Final = 5.0
-_KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first
+_KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first, and one still going
 _KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
 _KEY_RACE_ROUNDS: Final = 10  # insert-or-find rounds for a key whose live job keeps changing
 
@@ -548,7 +548,8 @@ class PostgresBackend:
             run(
                 self._sql(
                     """
-                    DELETE FROM {s}.schedule_runs WHERE name = %(name)s AND tick < (
+                    DELETE FROM {s}.schedule_runs
+                    WHERE name = %(name)s AND state <> 'running' AND tick < (
                         SELECT tick FROM {s}.schedule_runs WHERE name = %(name)s
                         ORDER BY tick DESC OFFSET %(keep)s LIMIT 1)
                     """

@@ -246,6 +246,7 @@ class _Schedule:
         self.lock = threading.Lock()
         self.running: datetime | None = None  # the tick of this process's run going on
         self.run_ended = Flag()
+        self.next_beat = 0.0  # monotonic, when the run going on is due its next heartbeat
         self.clock_read_at = -float("inf")  # monotonic, when the database's clock was read
         self.clock_offset = timedelta(0)  # database's now - this host's wall clock, then
         self.backoff = Backoff(logger, f"schedule {name!r}", name)
@@ -257,24 +258,24 @@ class _Schedule:
             now = self._database_now()
             if now is None:
                 return
-            last = now
+            last: datetime | None = now
             if self.catch_up:
-                latest = self.ticks.latest(now)
-                self._claim(group, latest)
-                last = max(last, latest)
-            while not self.stop.is_set():
+                claimed = self._claim(group, self.ticks.latest(now))
+                last = None if claimed is None else max(now, claimed)
+            while last is not None and not self.stop.is_set():
                 tick = self.ticks.after(last)
                 self.record.scheduled(tick.timestamp())
-                if not self._wait_for(tick):
+                now = self._wait_for(tick)
+                if now is None:
                     break
-                self._claim(group, tick)
-                last = tick
+                # Ticks that passed while this process was paused coalesce into the latest.
+                last = self._claim(group, max(tick, self.ticks.latest(now)))
             self.record.scheduled(None)
             # A run going on after the stop finishes first: keep it alive meanwhile, or another
             # replica would take it for dead.
             while self._running_tick() is not None:
-                self._heartbeat()
-                self.run_ended.wait(self.stalled_after / 3)
+                self._heartbeat_if_due()
+                self.run_ended.wait(min(self._until_heartbeat(), self.stalled_after / 3))
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -296,31 +297,24 @@ class _Schedule:
     def _estimated_now(self) -> datetime:
         return datetime.now(timezone.utc) + self.clock_offset
 
-    def _wait_for(self, tick: datetime) -> bool:
-        """Wait until the database's clock reaches `tick`, heartbeating a run meanwhile;
-        False once stopping."""
-        heartbeat_every = self.stalled_after / 3
-        next_beat = time.monotonic() + heartbeat_every
+    def _wait_for(self, tick: datetime) -> datetime | None:
+        """Wait until the database's clock reaches `tick`, heartbeating a run meanwhile; the
+        database's now then, or None once stopping."""
         while not self.stop.is_set():
+            self._heartbeat_if_due()
             stale = time.monotonic() - self.clock_read_at >= _REREAD_CLOCK
             if stale and self._database_now() is None:
-                return False
+                return None
             left = (tick - self._estimated_now()).total_seconds()
             if left <= 0:
                 now = self._database_now()  # due by the estimate: ask the database
                 if now is None:
-                    return False
+                    return None
                 if now >= tick:
-                    return True
+                    return now
                 left = (tick - now).total_seconds()
-            if self._running_tick() is not None and time.monotonic() >= next_beat:
-                self._heartbeat()
-                next_beat = time.monotonic() + heartbeat_every
-            wait = min(left, _REREAD_CLOCK)
-            if self._running_tick() is not None:
-                wait = min(wait, max(0.0, next_beat - time.monotonic()))
-            self.stop.wait(max(wait, 0.0))
-        return False
+            self.stop.wait(max(0.0, min(left, _REREAD_CLOCK, self._until_heartbeat())))
+        return None
 
     def _unavailable(self, error: StoreUnavailable, what: str) -> None:
         self.stop.wait(self.backoff.failed(error, what))
@@ -331,7 +325,9 @@ class _Schedule:
         with self.lock:
             return self.running
 
-    def _claim(self, group: ThreadGroup, tick: datetime) -> None:
+    def _claim(self, group: ThreadGroup, tick: datetime) -> datetime | None:
+        """Claim `tick` and start its run if the claim succeeds; the tick claimed (a later one
+        if the store was unavailable past it), or None once stopping."""
         while not self.stop.is_set():
             try:
                 with self.access.using("claim_tick") as backend:
@@ -339,8 +335,9 @@ class _Schedule:
                 break
             except StoreUnavailable as error:
                 self._unavailable(error, f"claiming the tick {tick:%Y-%m-%d %H:%M:%S}")
+                tick = max(tick, self.ticks.latest(self._estimated_now()))
         else:
-            return
+            return None
         self.backoff.succeeded()
         if claimed == "skipped":
             logger.info(
@@ -349,12 +346,13 @@ class _Schedule:
                 tick.isoformat(),
                 extra=fields(self.name, "tick_skipped"),
             )
-        if claimed != "claimed":
-            return
-        with self.lock:
-            self.running = tick
-        self.run_ended.clear()
-        group.start(self._run, tick, name=f"routine:{self.name}:run")
+        if claimed == "claimed":
+            with self.lock:
+                self.running = tick
+            self.run_ended.clear()
+            self.next_beat = time.monotonic() + self.stalled_after / 3
+            group.start(self._run, tick, name=f"routine:{self.name}:run")
+        return tick
 
     def _run(self, tick: datetime) -> None:
         began = time.monotonic()
@@ -384,6 +382,18 @@ class _Schedule:
         self._finish(tick, None if error is None else error_report(error))
         if error is not None and not isinstance(error, Exception):
             raise error
+
+    def _heartbeat_if_due(self) -> None:
+        """Heartbeat the run going on, if any, every stalled_after / 3 (on the tick loop)."""
+        if self._running_tick() is not None and time.monotonic() >= self.next_beat:
+            self._heartbeat()
+            self.next_beat = time.monotonic() + self.stalled_after / 3
+
+    def _until_heartbeat(self) -> float:
+        """Seconds until the run going on is due a heartbeat (infinite without one)."""
+        if self._running_tick() is None:
+            return float("inf")
+        return max(0.0, self.next_beat - time.monotonic())
 
     def _heartbeat(self) -> None:
         tick = self._running_tick()

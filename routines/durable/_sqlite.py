@@ -60,7 +60,7 @@ _SQLITE_LOCKED: Final = 6
 _FIRST_RETRY_WAIT: Final = 0.001
 _MAX_RETRY_WAIT: Final = 0.05
 _PURGE_BATCH: Final = 500  # rows per purge transaction, so other writers get their turn
-_KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first
+_KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first, and one still going
 _KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
 _HEARTBEAT_BATCH: Final = 400  # (id, token) pairs per statement: 800 of SQLite's 999 variables
 
@@ -589,7 +589,8 @@ class SQLiteBackend:
             )
             connection.execute(
                 f"""
-                DELETE FROM {self._runs} WHERE name = :name AND tick < (
+                DELETE FROM {self._runs}
+                WHERE name = :name AND state <> 'running' AND tick < (
                     SELECT tick FROM {self._runs} WHERE name = :name
                     ORDER BY tick DESC LIMIT 1 OFFSET :keep)
                 """,

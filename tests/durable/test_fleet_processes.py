@@ -1,7 +1,8 @@
 """The fleet layer with real processes, on both backends: three replicas of an every-second
-schedule run each tick once, with no overlap, also when one is SIGKILLed mid-run; a Singleton's
-holder SIGKILLed is replaced within ttl + retry_interval with a larger token; a holder paused
-past its ttl stops its routine and never acts beside the new holder."""
+schedule run each tick once, with no overlap, also when one is SIGKILLed mid-run; a replica
+paused for several ticks claims the latest, not each it missed; a Singleton's holder SIGKILLed
+is replaced within ttl + retry_interval with a larger token; a holder paused past its ttl stops
+its routine, never acts beside the new holder, and holds again once the lease is free."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from routines import durable
 
 from .conftest import Target
-from .support import ProgramGroup, poll
+from .support import ProgramGroup, backend_of, finish_program, poll
 from helpers import WAIT
 
 TTL = 1.5
@@ -99,6 +101,35 @@ def test_three_replicas_run_each_tick_once_without_overlap_also_when_one_is_kill
     assert {run.state for run in runs} <= {"completed", "failed", "skipped"}
 
 
+def test_a_replica_paused_for_several_ticks_runs_the_latest_not_each_it_missed(
+    target: Target, replicas: Replicas
+) -> None:
+    paused = replicas.start("schedule")
+    with target.open() as store:
+        backend = backend_of(store)
+        assert poll(lambda: replicas.lines())  # it has run a tick
+        paused.send_signal(signal.SIGSTOP)
+        try:
+            thawed_at = backend.now() + timedelta(seconds=4)  # four ticks go by
+            assert poll(lambda: backend.now() >= thawed_at)
+        finally:
+            paused.send_signal(signal.SIGCONT)
+        assert poll(
+            lambda: any(
+                run.tick > thawed_at and run.state == "completed"
+                for run in store.schedule_runs("every-second")
+            ),
+            timeout=WAIT + 2,
+        )
+        replicas.stop_all()
+        runs = store.schedule_runs("every-second", limit=1000)
+    # Each tick was claimed within a tick of its time: the missed ones coalesced into the
+    # latest, instead of being claimed one by one, seconds late, when the process thawed.
+    late = [run for run in runs if run.started_at - run.tick >= timedelta(seconds=2)]
+    assert late == []
+    assert len(runs) >= 3
+
+
 def test_a_singleton_whose_holder_is_killed_moves_to_another_replica_in_time(
     target: Target, replicas: Replicas
 ) -> None:
@@ -125,9 +156,11 @@ def test_a_singleton_whose_holder_is_killed_moves_to_another_replica_in_time(
     assert len(others) == 2
 
 
-def test_a_paused_holder_stops_its_routine_and_never_acts_beside_the_new_holder(
-    target: Target, replicas: Replicas
-) -> None:
+def _pause_the_holder_past_its_ttl(
+    replicas: Replicas,
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str], float]:
+    """A Singleton's holder frozen (SIGSTOP) until a second replica holds, then thawed: the two
+    replicas, and when the holder was thawed."""
     paused = replicas.start("singleton")
     assert poll(lambda: replicas.lines())
     other = replicas.start("singleton")
@@ -142,6 +175,13 @@ def test_a_paused_holder_stops_its_routine_and_never_acts_beside_the_new_holder(
     resumed = time.time()
     # Let the thawed holder run a while: it must notice at once and stop.
     assert poll(lambda: max(float(line[2]) for line in replicas.lines()) > resumed + 1.0)
+    return paused, other, resumed
+
+
+def test_a_paused_holder_stops_its_routine_and_never_acts_beside_the_new_holder(
+    target: Target, replicas: Replicas
+) -> None:
+    paused, other, resumed = _pause_the_holder_past_its_ttl(replicas)
     replicas.stop_all()
     lines = sorted(replicas.lines(), key=lambda line: float(line[2]))
     new_token = min(int(line[1]) for line in lines if line[0] == str(other.pid))
@@ -150,3 +190,21 @@ def test_a_paused_holder_stops_its_routine_and_never_acts_beside_the_new_holder(
     # token: a store fenced on the token refuses it.
     assert len(late) <= 1, late
     assert all(int(line[1]) < new_token for line in late)
+
+
+def test_a_paused_holder_goes_back_to_trying_and_holds_again_once_the_lease_is_free(
+    target: Target, replicas: Replicas
+) -> None:
+    paused, other, _ = _pause_the_holder_past_its_ttl(replicas)
+    # Its routine stopped for the lost lease, not by itself: the Singleton did not end with it.
+    assert paused.poll() is None
+    other.send_signal(signal.SIGTERM)
+    finish_program(other)
+    other_tokens = [int(line[1]) for line in replicas.lines() if line[0] == str(other.pid)]
+    assert poll(
+        lambda: any(
+            line[0] == str(paused.pid) and int(line[1]) > max(other_tokens)
+            for line in replicas.lines()
+        ),
+        timeout=TTL + RETRY_INTERVAL + WAIT,
+    )

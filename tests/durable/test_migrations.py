@@ -241,6 +241,7 @@ def test_under_a_monitor_it_shows_in_status(store: durable.Store) -> None:
         ({"migrations": "double"}, TypeError, "migrations"),
         ({"migrations": [object()]}, TypeError, r"migrations\[0\]"),
         ({"migrations": [Doubling(), Doubling()]}, ValueError, "twice"),
+        ({"migrations": [Doubling("m" * 191)]}, ValueError, r"migrations\[0\]\.id .* at most 190"),
         ({"interval": 0}, ValueError, "interval"),
         ({"interval": "1"}, TypeError, "interval"),
         ({"name": ""}, ValueError, "name"),

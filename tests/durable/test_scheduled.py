@@ -129,6 +129,26 @@ def test_a_failing_run_is_recorded_failed_and_the_next_tick_runs(
     assert status.runs >= 2
 
 
+def test_a_long_run_heartbeats_while_ticks_come_faster_than_its_heartbeats(
+    store: durable.Store, run: Callable[..., threading.Thread]
+) -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def long_run() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(WAIT)
+
+    # A tick every 0.1 s, a heartbeat due every 0.3 s: 30 ticks skipped span three times
+    # stalled_after, all of it without the run being taken for dead or a second one beside it.
+    run(durable.Scheduled(long_run, store, every=0.1, name="beating", stalled_after=0.9))
+    assert poll(lambda: states(store, "beating").count("skipped") >= 30)
+    recorded = states(store, "beating")
+    release.set()
+    assert (recorded[0], "failed" in recorded, len(calls)) == ("running", False, 1)
+
+
 def test_catch_up_runs_the_latest_missed_tick_once(
     store: durable.Store, run: Callable[..., threading.Thread]
 ) -> None:
@@ -174,6 +194,21 @@ def test_the_last_1000_runs_are_kept(store: durable.Store, target: Target) -> No
     runs = store.schedule_runs("busy", limit=5000)
     assert len(runs) == 1000
     assert (runs[0].tick, runs[-1].tick) == (tick, start + timedelta(seconds=5))
+
+
+def test_keeping_the_last_1000_runs_never_drops_the_run_still_going(
+    store: durable.Store, target: Target
+) -> None:
+    backend = backend_of(store)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert backend.claim_tick("long", start, "w", 3600) == "claimed"
+    _insert_completed_runs(target, "long", [start + timedelta(seconds=n) for n in range(1, 1005)])
+    later = start + timedelta(seconds=1005)
+    assert backend.claim_tick("long", later, "w", 3600) == "skipped"  # a claim prunes
+    assert backend.claim_tick("long", later + timedelta(seconds=1), "w", 3600) == "skipped"
+    runs = store.schedule_runs("long", limit=5000)
+    assert len(runs) == 1001
+    assert (runs[-1].tick, runs[-1].state) == (start, "running")
 
 
 def _insert_completed_runs(target: Target, name: str, ticks: list[datetime]) -> None:
