@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from typing_extensions import final
 
-from ._errors import StoreError
+from ._errors import StoreError, storable
 
 if TYPE_CHECKING:
     from ._queue import Job, JobState
@@ -137,12 +137,12 @@ class Outcome:
     def errored(cls, error: str, delay: float) -> Outcome:
         """`errored`, due `delay` seconds from now, with `last_error`; `failed` instead once
         the job has had `max_attempts` attempts."""
-        return cls("errored", error=error, delay=delay)
+        return cls("errored", error=storable(error), delay=delay)
 
     @classmethod
     def failed(cls, error: str) -> Outcome:
         """`failed`, with `last_error`: not retried."""
-        return cls("failed", error=error)
+        return cls("failed", error=storable(error))
 
     @classmethod
     def canceled(cls) -> Outcome:

@@ -9,7 +9,7 @@ from .._errors import RoutinesError
 from .._status import describe_error
 from .._validate import check_optional_seconds
 
-__all__ = ["Fail", "Retry", "StoreError", "StoreUnavailable", "error_report"]
+__all__ = ["Fail", "Retry", "StoreError", "StoreUnavailable", "error_report", "storable"]
 
 # The longest error a job or a run stores, in characters.
 MAX_ERROR_TEXT = 8192
@@ -61,10 +61,18 @@ class Fail(Exception):
 def error_report(error: BaseException) -> str:
     """The type, message and traceback of an error, at most `MAX_ERROR_TEXT` characters: the
     head (type and message) and the tail (where it was raised) when it is longer."""
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    text = storable("".join(traceback.format_exception(type(error), error, error.__traceback__)))
     if len(text) <= MAX_ERROR_TEXT:
         return text
-    head = describe_error(error) or type(error).__name__
+    head = storable(describe_error(error) or type(error).__name__)
     marker = "\n...(traceback shortened)...\n"
     tail = text[-max(0, MAX_ERROR_TEXT - len(head) - len(marker)) :]
     return f"{head}{marker}{tail}"[:MAX_ERROR_TEXT]
+
+
+def storable(text: str) -> str:
+    """`text` as both databases store it in a text column: NUL characters and lone surrogates
+    (which an error message may hold, from binary input) written as backslash escapes."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")

@@ -10,7 +10,7 @@ import json
 import reprlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeAlias, get_args
 
 from typing_extensions import final
@@ -30,6 +30,7 @@ __all__ = [
     "Job",
     "JobState",
     "Queue",
+    "check_int32",
     "check_text",
     "job_from_row",
 ]
@@ -283,8 +284,13 @@ def _options(
         if seconds is not None:
             msg = f"pass delay or run_at, not both: got delay={delay!r} and run_at={run_at!r}"
             raise ValueError(msg)
-    priority = _check_int32("priority", priority, minimum=-_INT32_MAX - 1)
-    max_attempts = _check_int32("max_attempts", max_attempts, minimum=1)
+        try:
+            run_at.astimezone(timezone.utc)
+        except OverflowError:
+            msg = f"run_at must be within the years 1 to 9999 in UTC, got {run_at!r}"
+            raise ValueError(msg) from None
+    priority = check_int32("priority", priority, minimum=-_INT32_MAX - 1)
+    max_attempts = check_int32("max_attempts", max_attempts, minimum=1)
     return _Options(
         delay=seconds or 0.0,
         run_at=run_at,
@@ -294,7 +300,8 @@ def _options(
     )
 
 
-def _check_int32(arg: str, value: object, *, minimum: int) -> int:
+def check_int32(arg: str, value: object, *, minimum: int) -> int:
+    """An int from `minimum` to the largest 32-bit integer (the columns' type in PostgreSQL)."""
     number = check_int(arg, value, minimum=minimum)
     if number > _INT32_MAX:
         msg = f"{arg} must be <= {_INT32_MAX}, got {value!r}"

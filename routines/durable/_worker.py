@@ -44,7 +44,7 @@ from ._backend import Claim, Claimer, Listener, Outcome
 from ._errors import Fail, Retry, StoreUnavailable, error_report
 from ._lease import holder_id
 from ._outage import Backoff, retried
-from ._queue import Job, Queue
+from ._queue import Job, Queue, check_int32
 from ._store import store_access
 
 __all__ = ["QueueWorker"]
@@ -106,7 +106,7 @@ class QueueWorker:
                 f"({least:g}s), or a live job could be taken for dead; got {stalled_after!r}"
             )
             raise ValueError(msg)
-        resets = check_int("max_resets", max_resets, minimum=0)
+        resets = check_int32("max_resets", max_resets, minimum=0)
         runtime = check_optional_seconds("max_runtime", max_runtime, allow_zero=False)
         backoff_seconds = check_seconds("retry_backoff", retry_backoff)
         max_backoff_seconds = check_seconds("max_retry_backoff", max_retry_backoff)
@@ -226,7 +226,10 @@ class _Run:
         self.jobs: deque[Claim] = deque()  # claimed, for the next free handler
         self.idle = 0  # handler threads waiting for a job
         self.handlers = settings.concurrency  # handler threads not yet ended
-        self.running: dict[int, _Attempt] = {}
+        # The attempts going on. A set, not by job id: after an outage longer than
+        # stalled_after, the sweep may put a job back that this worker is still running, and
+        # another of its handlers may claim it again beside the first.
+        self.running: set[_Attempt] = set()
         self.wake = Flag()  # the claim loop looks again: an enqueue, a free handler, a sweep
         self.beat = Flag()  # the heartbeat thread looks again: an attempt with a deadline began
         self.handlers_done = Flag()  # every handler thread has ended
@@ -281,9 +284,15 @@ class _Run:
             backoff.succeeded()
             if claims:
                 with self.cond:
-                    self.jobs.extend(claims)
-                    self.cond.notify_all()
-                continue  # claim again at once while handlers are free
+                    # Checked under the lock a handler checks it under before it ends: while
+                    # the stop is not asked, some handler will take these.
+                    if not self.stop.is_set():
+                        self.jobs.extend(claims)
+                        self.cond.notify_all()
+                        continue  # claim again at once while handlers are free
+                for claim in claims:  # claimed as the stop came: they never started
+                    self._hand_back(claim)
+                return
             wait_any((self.stop, self.wake), settings.poll_interval)
 
     # -- the handlers ---------------------------------------------------------------------------
@@ -317,14 +326,13 @@ class _Run:
         the same write, if it did."""
         settings, tally = self.settings, self.tally
         if self.stop.is_set():  # claimed, but the stop came first: it never started
-            if self._write(claim, Outcome.handed_back(), lost=False)[0]:
-                tally.count("handed_back")
+            self._hand_back(claim)
             return None
         began = time.monotonic()
         deadline = None if settings.max_runtime is None else began + settings.max_runtime
         attempt = _Attempt(claim, deadline)
         with self.cond:
-            self.running[claim.id] = attempt
+            self.running.add(attempt)
         if deadline is not None:
             self.beat.set()
         fatal: BaseException | None = None
@@ -335,7 +343,7 @@ class _Run:
             outcome, error, fatal = Outcome.handed_back(), None, exception
         finally:
             with self.cond:
-                del self.running[claim.id]
+                self.running.discard(attempt)
         if attempt.overran and fatal is None:
             error = TimeoutError(
                 f"max_runtime of {settings.max_runtime:g}s passed: the handler was asked to stop"
@@ -348,6 +356,11 @@ class _Run:
         if fatal is not None:
             raise fatal
         return following
+
+    def _hand_back(self, claim: Claim) -> None:
+        """Give back a job claimed but never started (a stop came first): its attempt unspent."""
+        if self._write(claim, Outcome.handed_back(), lost=False)[0]:
+            self.tally.count("handed_back")
 
     def _outcome(
         self, claim: Claim, handle: Callable[[Job], object]
@@ -455,7 +468,7 @@ class _Run:
 
     def _heartbeat(self, backoff: Backoff) -> None:
         with self.cond:
-            attempts = list(self.running.values())
+            attempts = list(self.running)
         if not attempts:
             return
         try:
@@ -465,6 +478,8 @@ class _Run:
             backoff.failed(error, "heartbeats")
             return
         backoff.succeeded()
+        with self.cond:  # an attempt that ended meanwhile wrote its outcome: not lost
+            attempts = [attempt for attempt in attempts if attempt in self.running]
         for attempt in attempts:
             if attempt.claim.id in found.gone and not attempt.lost:
                 attempt.lost = True
@@ -490,7 +505,7 @@ class _Run:
         """Ask handlers past max_runtime to stop; when the next deadline falls (or inf)."""
         earliest = float("inf")
         with self.cond:
-            attempts = list(self.running.values())
+            attempts = list(self.running)
         for attempt in attempts:
             if attempt.deadline is None or attempt.overran:
                 continue
@@ -512,7 +527,8 @@ class _Run:
         if changed:
             self.tally.count("stalled_resets", changed)
             logger.warning(
-                "worker %r: the stalled sweep put back %d jobs whose worker died",
+                "worker %r: the stalled sweep put back or ended %d jobs whose worker died "
+                "(ended: failed past max_resets, or canceled as asked)",
                 self.name,
                 changed,
                 extra=fields(self.name, "stalled_reset", queue=self.queue.name, jobs=changed),

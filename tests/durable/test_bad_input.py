@@ -82,6 +82,7 @@ RUN_AT = [
     Bad(date(2030, 1, 1), TypeError),
     Bad("2030-01-01T00:00:00Z", TypeError),
     Bad(1893456000, TypeError),
+    Bad(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), ValueError),  # year 0 in UTC
 ]
 circular: list[object] = []
 circular.append(circular)
@@ -216,6 +217,12 @@ CASES = [
         REQUIRED_DURATION,
     ),
     Case("purge-states", "states", queue_method("purge", "states", older_than=0), PURGE_STATES),
+    Case(
+        "QueueWorker-max_resets",
+        "max_resets",
+        lambda store, value: durable.QueueWorker(store.queue("emails"), print, max_resets=value),
+        [Bad(-1, ValueError), Bad(2**31, ValueError), Bad(True, TypeError), Bad(1.0, TypeError)],
+    ),
     Case("Retry-after", "after", lambda _store, value: durable.Retry(value), DURATION),
     Case(
         "Fail-message",

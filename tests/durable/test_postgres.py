@@ -23,7 +23,7 @@ from routines.durable._postgres import PostgresBackend
 from .conftest import Target
 from .proxy import TcpProxy
 from .support import backend_of, poll
-from helpers import WAIT
+from helpers import WAIT, join
 
 
 def with_query(url: str, **params: str) -> str:
@@ -207,3 +207,32 @@ def test_backend_calls_raise_driver_errors_that_the_store_classifies(
     assert backend.classify(pg_errors.LockNotAvailable()) == "unavailable"
     assert backend.classify(pg_errors.UndefinedTable()) == "error"
     assert backend.classify(ValueError("not the driver's")) is None
+
+
+def test_a_stop_while_a_claim_waits_hands_its_job_back_unspent(
+    postgres_target: Target, admin: psycopg.Connection[Any]
+) -> None:
+    store, name = open_named(postgres_target)
+    queue = store.queue("emails")
+    job_id = queue.enqueue("x")
+    handled: list[durable.Job] = []
+    worker = durable.QueueWorker(queue, handled.append, name="claimer")
+    thread = threading.Thread(target=worker.start, name="test-worker")
+    with admin.transaction():
+        admin.execute(f'LOCK TABLE "{postgres_target.schema}".jobs IN ACCESS EXCLUSIVE MODE')
+        thread.start()
+        assert poll(lambda: backend_pids(admin, name, waiting=True))  # its claim waits
+        worker.stop()
+        # Its handlers end (nothing was claimed for them), then the claim gets the job.
+        assert poll(
+            lambda: (
+                not any(
+                    each.name.startswith("routine:claimer:handler")
+                    for each in threading.enumerate()
+                )
+            )
+        )
+    join(thread)
+    job = queue.get(job_id)
+    assert job is not None
+    assert (job.state, job.attempts, handled) == ("queued", 0, [])

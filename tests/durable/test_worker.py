@@ -247,26 +247,61 @@ def test_a_lost_claim_stops_the_handler_and_writes_nothing(
     assert job.result is None  # the handler's "too late" was never written
 
 
-def _take_the_row(target: Target, job_id: int) -> None:
+def test_a_job_put_back_while_its_handler_runs_may_run_again_in_the_same_worker(
+    target: Target, queue: durable.Queue, run: Callable[..., Running]
+) -> None:
+    # As after an outage longer than stalled_after: a sweep puts back a job this worker is
+    # still running, and its other handler claims it again beside the first.
+    release = threading.Event()
+    handler = Handler(lambda job: release.wait(WAIT) and "done")
+    with LogWatcher() as logs:
+        running = run(durable.QueueWorker(queue, handler, concurrency=2, **FAST))
+        job_id = queue.enqueue("x")
+        handler.wait_started()
+        _take_the_row(target, job_id, hold=False)
+        handler.wait_started()
+        release.set()
+        job = final(queue, job_id)
+        logs.wait_for("its claim was lost")
+        assert running.finish() is None
+    assert [each.attempts for each in handler.jobs] == [1, 2]
+    assert (job.state, job.result) == ("completed", "done")
+
+
+def test_an_error_message_with_a_nul_character_is_stored_escaped(
+    queue: durable.Queue, run: Callable[..., Running]
+) -> None:
+    def handle(job: durable.Job) -> None:
+        raise ValueError("bad byte \x00 and a lone \ud800 in the input")
+
+    run(durable.QueueWorker(queue, Handler(handle), **FAST))
+    job = final(queue, queue.enqueue("x", max_attempts=1))
+    assert job.state == "failed"
+    assert "ValueError: bad byte \\x00 and a lone \\ud800 in the input" in (job.last_error or "")
+
+
+def _take_the_row(target: Target, job_id: int, *, hold: bool = True) -> None:
     """Take the job from under its worker, as another worker's stalled sweep would (queued,
-    token cleared), and out of reach of a claim for an hour."""
+    token cleared), and with `hold` out of reach of a claim for an hour."""
     if target.kind == "sqlite":
         import sqlite3
 
         path = target.url.removeprefix("sqlite:///")
+        later = " + 3600000000" if hold else ""
         with sqlite3.connect(path, timeout=WAIT) as connection:
             connection.execute(
                 f"UPDATE {target.schema}_jobs SET state = 'queued', claim_token = NULL, "
-                "run_after = run_after + 3600000000 WHERE id = ?",
+                f"run_after = run_after{later} WHERE id = ?",
                 [job_id],
             )
         return
     import psycopg
 
+    later = "now() + interval '1 hour'" if hold else "now()"
     with psycopg.connect(target.url, autocommit=True) as connection:
         connection.execute(
             f"UPDATE \"{target.schema}\".jobs SET state = 'queued', claim_token = NULL, "
-            "run_after = now() + interval '1 hour' WHERE id = %s",
+            f"run_after = {later} WHERE id = %s",
             [job_id],
         )
 
