@@ -355,8 +355,9 @@ class Monitor:
         with self._cond:
             self._report = report
             self._cond.notify_all()
-        if self._wake_pump is not None:
-            self._wake_pump()
+        wake = self._wake_pump  # read once: run() clears it as soon as its pump sees the report
+        if wake is not None:
+            wake()
         logger.info(
             "shutdown (%s) in %.3fs: %s",
             report.reason,

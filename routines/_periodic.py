@@ -87,7 +87,7 @@ def _seconds_or_function(
     value: object,
 ) -> tuple[float | None, Callable[[], float | timedelta] | None]:
     if callable(value):
-        return None, value
+        return None, check_callable("interval", value, takes=0)
     return check_seconds("interval", value, allow_zero=False), None
 
 
@@ -185,7 +185,7 @@ class PeriodicRoutine:
         self._concurrency_function: Callable[[], int] | None = None
         self._concurrency = 1
         if callable(concurrency):
-            self._concurrency_function = concurrency
+            self._concurrency_function = check_callable("concurrency", concurrency, takes=0)
         else:
             self._concurrency = check_int("concurrency", concurrency, minimum=1)
         self._fixed_rate = check_bool("fixed_rate", fixed_rate)
@@ -228,6 +228,7 @@ class PeriodicRoutine:
                 if go:
                     self._run_loops()
             finally:
+                self._record.scheduled(None)  # no run is due once the loops have ended
                 try:
                     self._shut_down()
                 finally:
@@ -246,10 +247,10 @@ class PeriodicRoutine:
         state: Literal["idle", "running", "stopping", "stopped"] = self._state
         if state == "running" and self._lifecycle.stopping:
             state = "stopping"
-        status = self._record.status(self.name, state)
-        if self._started_in.forked():
-            return forked_status(status, self._started_in.message(f"routine {self.name!r}"))
-        return status
+        if self._started_in.forked():  # before the record's lock, which the fork may have left held
+            why = self._started_in.message(f"routine {self.name!r}")
+            return forked_status(RoutineStatus(self.name, "stopped"), why)
+        return self._record.status(self.name, state)
 
     def __repr__(self) -> str:
         return f"<PeriodicRoutine {self.name!r}>"

@@ -8,7 +8,6 @@ still start items, so "started" and "handed back" never overlap.
 
 from __future__ import annotations
 
-import reprlib
 import threading
 import time
 from collections import deque
@@ -25,7 +24,14 @@ from ._flag import Flag
 from ._logs import RepeatedFailures, fields, get_logger
 from ._process import StartedIn
 from ._record import RunRecord
-from ._status import RoutineState, RoutineStatus, describe_error, error_text, forked_status
+from ._status import (
+    RoutineState,
+    RoutineStatus,
+    describe_error,
+    describe_value,
+    error_text,
+    forked_status,
+)
 from ._threads import ThreadGroup
 from ._validate import (
     check_bool,
@@ -292,10 +298,10 @@ class WorkerPool(Generic[T, R]):
 
         In a process forked after the pool started, it says the pool is not running there.
         """
-        status = self._record.status(self.name, _STATUS_STATE[self._state], queued=len(self._queue))
-        if self._started_in.forked():
-            return forked_status(status, self._started_in.message(f"pool {self.name!r}"))
-        return status
+        if self._started_in.forked():  # before the record's lock, which the fork may have left held
+            why = self._started_in.message(f"pool {self.name!r}")
+            return forked_status(RoutineStatus(self.name, "stopped"), why)
+        return self._record.status(self.name, _STATUS_STATE[self._state], queued=len(self._queue))
 
     def __repr__(self) -> str:
         return f"<WorkerPool {self.name!r} {self._state}>"
@@ -411,7 +417,7 @@ class WorkerPool(Generic[T, R]):
                 logger,
                 exc,
                 now,
-                f"pool {self.name!r}: the handler raised on item {reprlib.repr(item)}",
+                f"pool {self.name!r}: the handler raised on item {describe_value(item)}",
                 routine=self.name,
                 event="job_failed",
                 text=error_text(exc),

@@ -133,12 +133,13 @@ class RunRecord:
             last_run_at, last_success_at = self.last_run_at, self.last_success_at
             last_run_duration = self.last_run_duration
             for tally in self._tallies or ():
-                # The tally's count first: it is written first, so no bucket outnumbers it.
+                # The tally's buckets before its count: the count is written first, so read
+                # last it is never behind the buckets.
+                for index, count in enumerate(tally.buckets):
+                    buckets[index] += count
                 runs += tally.runs
                 at, duration = tally.last_at, tally.last_duration
                 duration_sum += tally.duration_sum
-                for index, count in enumerate(tally.buckets):
-                    buckets[index] += count
                 if at is not None and (last_run_at is None or at > last_run_at):
                     last_run_at, last_run_duration = at, duration
                 if at is not None and (last_success_at is None or at > last_success_at):

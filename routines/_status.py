@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import reprlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, TypeAlias
 
@@ -14,6 +15,7 @@ __all__ = [
     "RoutineState",
     "RoutineStatus",
     "describe_error",
+    "describe_value",
     "error_dict",
     "error_text",
     "forked_status",
@@ -74,6 +76,15 @@ def error_dict(error: BaseException | None) -> dict[str, str] | None:
     if error is None:
         return None
     return {"type": type(error).__name__, "message": error_text(error)}
+
+
+def describe_value(value: object) -> str:
+    """A short `repr()` of a value (`reprlib.repr`), for a log line or an error message; never
+    raises: a `__repr__` of foreign code may, and so does an int past CPython's digit limit."""
+    try:
+        return reprlib.repr(value)
+    except Exception:  # noqa: BLE001 - a description must never raise
+        return f"<{type(value).__name__} object: repr() failed>"
 
 
 def error_text(error: BaseException) -> str:

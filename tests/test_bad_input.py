@@ -293,6 +293,8 @@ class NotAClock:
         ({"concurrency": 0}, ValueError, "concurrency must be >= 1, got 0"),
         ({"concurrency": 2.0}, TypeError, "concurrency must be an int, got 2.0"),
         ({"concurrency": True}, TypeError, "concurrency must be an int, got True"),
+        ({"concurrency": lambda n: n}, TypeError, "concurrency must be callable with no arg"),
+        ({"interval": lambda n: n}, TypeError, "interval must be callable with no arguments"),
         ({"fixed_rate": 1}, TypeError, "fixed_rate must be a bool, got 1"),
         ({"jitter": 1}, ValueError, r"jitter must be in \[0, 1\), got 1"),
         ({"jitter": -0.1}, ValueError, r"jitter must be in \[0, 1\), got -0.1"),

@@ -134,6 +134,7 @@ def test_a_periodic_status_tells_when_it_last_ran_succeeded_and_runs_next() -> N
     assert first.last_success_at == first.last_run_at
     assert first.next_run_at is not None
     assert 59 < first.next_run_at - first.last_run_at < 61
+    assert periodic.status().next_run_at is None  # stopped: no run is due
 
 
 def test_healthy_while_every_routine_runs_or_waits_to_restart() -> None:

@@ -87,6 +87,20 @@ def test_a_pool_handler_raising_an_unprintable_error_resolves_its_future_and_goe
     assert pool.status().failures == 1
 
 
+def test_a_pool_item_whose_repr_raises_is_described_and_the_pool_goes_on() -> None:
+    huge = [10**5000]  # repr() raises: past CPython's limit of digits in an int's str()
+    pool: WorkerPool[object, object] = WorkerPool(lambda item: 1 / 0, workers=1)
+    thread = threading.Thread(target=pool.start)
+    with LogWatcher() as logs:
+        thread.start()
+        assert isinstance(pool.submit(huge).exception(WAIT), ZeroDivisionError)
+        assert isinstance(pool.submit(2).exception(WAIT), ZeroDivisionError)
+        assert pool.status().state == "running"
+        pool.stop()
+        join(thread)
+        assert any("repr() failed" in message for message in all_messages(logs))
+
+
 def test_a_periodic_handler_raising_an_unprintable_error_keeps_the_loop_going() -> None:
     clock = FakeClock()
 

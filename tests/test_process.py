@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -78,6 +79,30 @@ def test_a_pool_started_before_a_fork_refuses_work_in_the_child(
     assert "forked" in str(found["why"])
     assert pool.status().state == "running"  # the parent's pool is untouched
     assert pool.submit(3).result(WAIT) == 3
+
+
+def test_status_in_the_child_does_not_wait_for_a_lock_the_fork_left_held(
+    pool: routines.WorkerPool[int, int],
+) -> None:
+    ran = threading.Event()
+    periodic = routines.PeriodicRoutine(ran.set, name="tick", interval=60)
+    thread = threading.Thread(target=periodic.start)
+    thread.start()
+
+    def probe() -> dict[str, object]:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(int(WAIT))  # a child stuck on the lock dies, and the parent sees it
+        return {"pool": pool.status().state, "periodic": periodic.status().state}
+
+    try:
+        assert ran.wait(WAIT)
+        # As when another thread reads status() (a metrics scrape) at the moment of the fork.
+        with pool._record._lock, periodic._record._lock:
+            found = in_forked_child(probe)
+    finally:
+        periodic.stop()
+        join(thread)
+    assert found == {"pool": "stopped", "periodic": "stopped"}
 
 
 def test_a_pool_never_started_before_the_fork_works_in_the_child() -> None:

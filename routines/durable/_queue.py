@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeAlias, ge
 
 from typing_extensions import final
 
-from .._status import describe_error
+from .._status import describe_error, describe_value
 from .._validate import check_int, check_optional_seconds, check_seconds
 from ._backend import NewJob
 
@@ -323,7 +323,7 @@ def _encode_payload(payload: object) -> str:
     except (TypeError, ValueError, RecursionError) as error:
         msg = (
             "payload must be a JSON value (dicts with str keys, lists, str, int, finite float, "
-            f"bool, None), got {reprlib.repr(payload)}: {describe_error(error)}"
+            f"bool, None), got {describe_value(payload)}: {describe_error(error)}"
         )
         raise TypeError(msg) from None
 

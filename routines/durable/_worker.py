@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import reprlib
 import threading
 import time
 from collections import deque
@@ -37,7 +36,7 @@ from .._flag import Flag, wait_any
 from .._lifecycle import StatefulLifecycle
 from .._logs import fields, get_logger
 from .._record import RunRecord
-from .._status import RoutineStatus, describe_error, error_text
+from .._status import RoutineStatus, describe_error, describe_value, error_text
 from .._threads import ThreadGroup
 from .._validate import check_callable, check_int, check_name, check_optional_seconds, check_seconds
 from ._backend import Claim, Claimer, Listener, Outcome
@@ -383,7 +382,7 @@ class _Run:
                 json.dumps(result, allow_nan=False, separators=(",", ":"))
             ), None
         except (TypeError, ValueError, RecursionError) as error:
-            problem = TypeError(f"the handler's result is not JSON: {reprlib.repr(result)}")
+            problem = TypeError(f"the handler's result is not JSON: {describe_value(result)}")
             logger.error(  # noqa: TRY400 - the handler is fine; its result is not
                 "worker %r: job %d: %s (%s)",
                 self.name,
