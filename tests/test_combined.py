@@ -138,6 +138,25 @@ def test_stop_before_start_returns_at_once_without_starting_children() -> None:
     assert gate.runs == 0
 
 
+def test_a_stop_with_no_run_going_reaches_every_child_so_a_failed_pool_hands_back_its_queue() -> (
+    None
+):
+    def handle(item: str) -> None:
+        if item == "fatal":
+            raise KeyboardInterrupt("a BaseException ends the pool")
+
+    pool: routines.WorkerPool[str, None] = routines.WorkerPool(handle, workers=1, name="jobs")
+    fatal, *waiting = [pool.submit(item) for item in ("fatal", "a", "b")]
+    combined = routines.CombinedRoutine(pool, Gate("web"))
+    with pytest.raises(KeyboardInterrupt):
+        combined.start()  # the pool failed, keeping its queue for a restart of the group
+    assert pool.status().queued == 2
+    combined.stop()  # as a Monitor's shutdown does to a routine that ended for good
+    assert pool.unprocessed() == ["a", "b"]
+    assert [future.cancelled() for future in waiting] == [True, True]
+    assert fatal.done()
+
+
 def test_children_see_stopping_when_the_group_stops_them() -> None:
     seen: list[bool] = []
     entered = threading.Event()
