@@ -93,6 +93,7 @@ class Monitor:
         # shutdown() takes no lock: it may run in a signal handler that interrupted this very
         # thread inside wait() or status(). SimpleQueue.put() is reentrant; None only wakes.
         self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._shutdown_asked = False
         self._stop_calls = Helpers("routines:monitor:stop", "a stop() call", serial=False)
         self._stops = StopCalls(self._cond)
         self._started_in = StartedIn()
@@ -106,8 +107,15 @@ class Monitor:
         and restores the previous ones before returning.
         """
         if not self._shutdown_signals and not self._on_signal:
-            self.start()
-            return self._report_when_done()
+            fresh = self._phase == "new"
+            try:
+                self.start()
+                return self._report_when_done()
+            except BaseException as error:  # re-raised once the routines are stopped (bounded)
+                if fresh and self._phase != "new":
+                    self._interrupted(error)
+                    self._wait_report(self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE)
+                raise
         with SignalPump(self._shutdown_signals, self._on_signal, self._shutdown_signal) as pump:
             self._wake_pump = pump.wake
             try:
@@ -165,6 +173,7 @@ class Monitor:
         if not isinstance(reason, str):
             msg = f"reason must be a str, got {reason!r}"
             raise TypeError(msg)
+        self._shutdown_asked = True  # for healthy(), before the coordinator has acted on it
         self._requests.put(reason)
 
     def wait(self, timeout: float | None = None) -> ShutdownReport | None:
@@ -207,7 +216,7 @@ class Monitor:
         False before `start()`, once a routine has ended for good (finished, failed or given
         up on), once shutdown has begun, and in a process forked after `start()`.
         """
-        if self._started_in.forked():
+        if self._started_in.forked() or self._shutdown_asked:
             return False
         with self._cond:
             return self._phase == "running" and all(

@@ -137,6 +137,17 @@ def test_a_periodic_status_tells_when_it_last_ran_succeeded_and_runs_next() -> N
     assert periodic.status().next_run_at is None  # stopped: no run is due
 
 
+def test_not_healthy_as_soon_as_shutdown_returns() -> None:
+    gate = Gate()
+    monitor = routines.Monitor(gate, signals=())
+    monitor.start()
+    assert gate.started.wait(WAIT)
+    assert monitor.healthy()
+    monitor.shutdown()
+    assert not monitor.healthy()
+    assert monitor.wait(WAIT) is not None
+
+
 def test_healthy_while_every_routine_runs_or_waits_to_restart() -> None:
     class Crashes(routines.BackgroundRoutine):
         def run(self) -> None:

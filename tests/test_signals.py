@@ -292,3 +292,27 @@ def test_run_stops_the_routines_before_an_exception_from_its_pump_goes_on(
     report = monitor.wait(0)
     assert report is not None
     assert "pump broke" in report.reason
+
+
+def test_run_without_signals_stops_the_routines_before_an_exception_that_broke_its_wait(
+    background: Callable[[Callable[[], object]], None],
+) -> None:
+    class Broken(Exception):
+        pass
+
+    def raise_broken(signum: int, frame: FrameType | None) -> None:
+        raise Broken  # as Python's default SIGINT handler raises KeyboardInterrupt
+
+    gate = Gate()
+    monitor = routines.Monitor(gate, signals=())
+    previous = signal.signal(signal.SIGUSR1, raise_broken)
+    try:
+        background(kill_when(gate.started, signal.SIGUSR1))
+        with pytest.raises(Broken):
+            monitor.run()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert gate.returned.is_set()
+    report = monitor.wait(0)
+    assert report is not None
+    assert "Broken" in report.reason
