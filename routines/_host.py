@@ -11,6 +11,7 @@ from typing import Protocol, TypedDict
 from typing_extensions import Self, final
 
 from ._logs import fields, get_logger
+from ._process import StartedIn
 from ._report import ShutdownReport
 from ._signals import SignalChain, signal_name
 from ._validate import check_bool, check_optional_seconds
@@ -56,13 +57,15 @@ class HostHooks:
     `restore()` puts the host's handlers back (from the main thread) and drops the exit hook.
     """
 
-    __slots__ = ("_chain", "_monitor", "_stop_timeout", "_watcher")
+    __slots__ = ("_chain", "_monitor", "_started_in", "_stop_timeout", "_watcher")
 
     def __init__(self, monitor: _Monitor, chain: SignalChain | None, stop_timeout: float) -> None:
         self._monitor = monitor
         self._chain = chain
         self._stop_timeout = stop_timeout
         self._watcher: threading.Thread | None = None
+        self._started_in = StartedIn()
+        self._started_in.mark()
 
     @classmethod
     def start(
@@ -125,6 +128,8 @@ class HostHooks:
         self._watcher.start()
 
     def _at_exit(self) -> None:
+        if self._started_in.forked():  # a child exiting: the monitor is its parent's
+            return
         self._monitor.shutdown("the interpreter is exiting")
         report = self._monitor.wait(self._stop_timeout + _EXIT_GRACE)
         if report is None:

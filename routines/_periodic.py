@@ -235,7 +235,10 @@ class PeriodicRoutine:
                     self._state = "stopped"
 
     def stop(self) -> None:
-        """End every wait at once; a run in progress finishes first. Thread-safe and quick."""
+        """End every wait at once; a run in progress finishes first. Thread-safe and quick.
+        In a process forked after it started, it does nothing: no loop of it runs there."""
+        if self._started_in.forked():  # before the lock, which the fork may have left held
+            return
         self._lifecycle.stop()
 
     def status(self) -> RoutineStatus:

@@ -257,8 +257,11 @@ class WorkerPool(Generic[T, R]):
 
         With `drain_on_stop`, a running pool goes on starting queued items for up to
         `drain_timeout` seconds; otherwise (and when the pool is not running) the queue is
-        handed back at once, to `unprocessed()`.
+        handed back at once, to `unprocessed()`. In a process forked after the pool started,
+        it does nothing: the pool and its queue are the parent's.
         """
+        if self._started_in.forked():  # before the lock, which the fork may have left held
+            return
         with self._lock:
             if self._closed:
                 return
@@ -285,9 +288,9 @@ class WorkerPool(Generic[T, R]):
         drain still going), so none of them can start later; it is safe to call at any moment,
         also while the pool is still finishing its running items. Each call returns everything
         handed back so far. Before `stop()` it returns an empty list: the queue still belongs to
-        the pool.
+        the pool. In a process forked after the pool started, it is empty too.
         """
-        if not self._closed:
+        if not self._closed or self._started_in.forked():
             return []
         self._take_back()
         with self._lock:

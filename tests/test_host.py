@@ -46,6 +46,16 @@ def test_the_exit_hook_stops_the_routines_when_the_host_returns() -> None:
     assert "cleaned up" in program.output
 
 
+def test_a_forked_child_that_exits_leaves_the_exit_hook_to_the_parent() -> None:
+    with Example(HOST, "fork") as program:
+        program.expect("ready")
+        code = program.wait()
+    assert code == 0, program.errors
+    assert "the child exited 0" in program.output
+    assert "cleaned up" in program.output
+    assert "Traceback" not in program.errors
+
+
 def test_a_chained_signal_reaches_the_host_handler_after_asking_for_the_shutdown() -> None:
     received: list[int] = []
 

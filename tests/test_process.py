@@ -81,7 +81,7 @@ def test_a_pool_started_before_a_fork_refuses_work_in_the_child(
     assert pool.submit(3).result(WAIT) == 3
 
 
-def test_status_in_the_child_does_not_wait_for_a_lock_the_fork_left_held(
+def test_status_and_stop_in_the_child_do_not_wait_for_a_lock_the_fork_left_held(
     pool: routines.WorkerPool[int, int],
 ) -> None:
     ran = threading.Event()
@@ -92,17 +92,21 @@ def test_status_in_the_child_does_not_wait_for_a_lock_the_fork_left_held(
     def probe() -> dict[str, object]:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.alarm(int(WAIT))  # a child stuck on the lock dies, and the parent sees it
-        return {"pool": pool.status().state, "periodic": periodic.status().state}
+        pool.stop()
+        periodic.stop()
+        found: dict[str, object] = {"pool": pool.status().state, "unprocessed": pool.unprocessed()}
+        return {**found, "periodic": periodic.status().state}
 
     try:
         assert ran.wait(WAIT)
         # As when another thread reads status() (a metrics scrape) at the moment of the fork.
-        with pool._record._lock, periodic._record._lock:
+        with pool._lock, pool._record._lock, periodic._lifecycle._lock, periodic._record._lock:
             found = in_forked_child(probe)
     finally:
         periodic.stop()
         join(thread)
-    assert found == {"pool": "stopped", "periodic": "stopped"}
+    assert found == {"pool": "stopped", "unprocessed": [], "periodic": "stopped"}
+    assert pool.submit(4).result(WAIT) == 4  # the parent's pool is untouched
 
 
 def test_a_pool_never_started_before_the_fork_works_in_the_child() -> None:
