@@ -51,7 +51,8 @@ class MonitorCollector(Collector):
     `routines_failures_total`, `routines_missed_runs_total`, `routines_overdue_runs_total`,
     `routines_run_duration_seconds` (a histogram), `routines_queued_items` (a pool's queue), and
     the last run, last success and next run as `routines_*_timestamp_seconds`;
-    `routines_healthy` for the Monitor.
+    `routines_healthy` for the Monitor. Two routines of one name are told apart as `name` and
+    `name#2`, in the Monitor's order.
 
     For the durable tier's routines (found among the Monitor's, and inside a `Singleton`):
     `routines_queue_jobs{queue,state}`, `routines_queue_oldest_ready_age_seconds`,
@@ -133,11 +134,11 @@ def _routine_metrics(statuses: list[RoutineStatus]) -> Iterator[Metric]:
             "routines_next_run_timestamp_seconds", "when the next run is due", labels=["routine"]
         ),
     }
-    for status in statuses:
-        name = [status.name]
+    for status, label in zip(statuses, _routine_labels(statuses), strict=True):
+        name = [label]
         up.add_metric(name, 1.0 if status.state in ("running", "restarting") else 0.0)
         for each in _STATES:
-            state.add_metric([status.name, each], 1.0 if status.state == each else 0.0)
+            state.add_metric([label, each], 1.0 if status.state == each else 0.0)
         for field, family in counters.items():
             family.add_metric(name, float(getattr(status, field)))
         queued.add_metric(name, float(status.queued))
@@ -159,6 +160,23 @@ def _routine_metrics(statuses: list[RoutineStatus]) -> Iterator[Metric]:
     yield queued
     yield durations
     yield from times.values()
+
+
+def _routine_labels(statuses: list[RoutineStatus]) -> list[str]:
+    """The `routine` label of each status: its name, or, for a name the Monitor holds more than
+    once (names need not be unique), "<name>#2", "#3"... in the Monitor's order, so that no two
+    routines share a series."""
+    names = {status.name for status in statuses}  # a routine's own name is never taken
+    used: set[str] = set()
+    labels: list[str] = []
+    for status in statuses:
+        label, count = status.name, 1
+        while label in used or (count > 1 and label in names):
+            count += 1
+            label = f"{status.name}#{count}"
+        used.add(label)
+        labels.append(label)
+    return labels
 
 
 def _durable_metrics(routines: Iterable[Routine]) -> Iterator[Metric]:

@@ -176,6 +176,18 @@ def test_a_store_that_cannot_be_reached_leaves_its_metrics_out_and_the_scrape_su
     assert not any(name.startswith("routines_queue_") for name, _ in samples)
 
 
+def test_routines_of_one_name_get_series_of_their_own() -> None:
+    from prometheus_client.openmetrics import exposition, parser
+
+    monitor = routines.Monitor(
+        routines.NoopRoutine("sync"), routines.NoopRoutine("sync"), routines.NoopRoutine("sync#2")
+    )
+    # OpenMetrics' parser refuses a series given twice, as a Prometheus server would.
+    text = exposition.generate_latest(registry_of(monitor)).decode()
+    up = next(f for f in parser.text_string_to_metric_families(text) if f.name.endswith("_up"))
+    assert [sample.labels["routine"] for sample in up.samples] == ["sync", "sync#3", "sync#2"]
+
+
 def test_a_collector_needs_a_monitor() -> None:
     with pytest.raises(TypeError, match="monitor"):
         MonitorCollector("not a monitor")  # type: ignore[arg-type]
