@@ -1,10 +1,11 @@
 """Catching signals for the Monitor: handlers that only record, and a pump that reads them.
 
 A Python signal handler runs in the main thread between two bytecodes, possibly while that
-thread holds a lock, so it must not take one. Here the handler does nothing at all: CPython's
-C-level handler has already written the signal number to our wakeup socket
-(`signal.set_wakeup_fd`), and the main thread, blocked in `recv()` on that socket, reads it
-as soon as it arrives. Everything else happens outside the handler, on ordinary threads.
+thread holds a lock, so it must not take one. Here the handler only appends the signal to a
+list. CPython's C-level handler has already written a byte to our wakeup socket
+(`signal.set_wakeup_fd`), which wakes the main thread, blocked in `recv()` on that socket; it
+then takes the list. The bytes only wake: when a flood fills the socket, the bytes dropped
+lose no signal, as the list has them all. Everything else happens on ordinary threads.
 """
 
 from __future__ import annotations
@@ -34,16 +35,12 @@ __all__ = [
     "signal_name",
 ]
 
-_WAKE = 0  # not a signal number: a byte that only wakes the pump
+_WAKE = 0  # what wake() writes: not a signal number (every byte only wakes the pump)
 # Each retry of a restore follows a handler that raised, which takes a new signal: a storm of
 # signals could make a few, never this many.
 _RESTORE_ATTEMPTS = 1000
 # A socket timeout must fit in a C timeval; longer waits end early, which callers allow for.
 _LONGEST_WAIT = 86400.0
-
-
-def _recorded_by_wakeup_fd(signum: int, frame: FrameType | None) -> None:
-    """The Python-level handler: the C-level one already wrote `signum` to the wakeup socket."""
 
 
 class SignalCatcher:
@@ -56,6 +53,7 @@ class SignalCatcher:
         self._wakeup_fd_set = False
         self._reader, self._writer = socket.socketpair()
         self._writer.setblocking(False)
+        self._received: list[int] = []  # appended by the handler, taken by `wait()`
 
     def __enter__(self) -> Self:
         if threading.current_thread() is not threading.main_thread():
@@ -72,7 +70,7 @@ class SignalCatcher:
             )
             self._wakeup_fd_set = True
             for signum in self._signals:
-                self._previous[signum] = signal.signal(signum, _recorded_by_wakeup_fd)
+                self._previous[signum] = signal.signal(signum, self._record)
         except BaseException:
             self._restore()
             raise
@@ -111,6 +109,17 @@ class SignalCatcher:
             signal.set_wakeup_fd(self._previous_wakeup_fd)
             self._wakeup_fd_set = False
 
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        """The Python-level handler: one append, no lock (the C-level handler has already
+        written a byte to the wakeup socket, which wakes `wait()`)."""
+        self._received.append(signum)
+
+    def _take(self) -> list[int]:
+        """The signals recorded since the last call, in order. Being a call, it runs the
+        handlers still pending first: the byte that woke `wait()` may come before them."""
+        taken, self._received = self._received, []
+        return taken
+
     def close(self) -> None:
         self._reader.close()
         self._writer.close()
@@ -141,13 +150,11 @@ class SignalCatcher:
         """Block until a signal arrives, `wake()` is called or `timeout` runs out (a timeout of
         more than a day may end after a day); return the signals received."""
         # A blocking recv() rather than select(), which fails for descriptors past 1024. A signal
-        # interrupts it, runs the (empty) handler, and its byte is there to read.
+        # interrupts it, runs the handler, and its byte is there to read: the bytes only wake.
         self._reader.settimeout(None if timeout is None else min(timeout, _LONGEST_WAIT))
-        try:
-            data = self._reader.recv(4096)
-        except (TimeoutError, InterruptedError):
-            return []
-        return [signum for signum in data if signum != _WAKE and signum in self._signals]
+        with contextlib.suppress(TimeoutError, InterruptedError):
+            self._reader.recv(4096)
+        return self._take()
 
 
 @final

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -316,3 +317,14 @@ def test_run_without_signals_stops_the_routines_before_an_exception_that_broke_i
     report = monitor.wait(0)
     assert report is not None
     assert "Broken" in report.reason
+
+
+def test_a_signal_whose_wakeup_byte_finds_no_room_is_not_lost() -> None:
+    from routines._signals import SignalCatcher
+
+    with SignalCatcher([signal.SIGUSR2]) as catcher:
+        with contextlib.suppress(BlockingIOError):
+            while True:  # as a flood of another signal leaves it: the wakeup socket is full
+                catcher._writer.send(bytes(65536))
+        os.kill(os.getpid(), signal.SIGUSR2)  # CPython drops its byte
+        assert catcher.wait(0) == [signal.SIGUSR2]
