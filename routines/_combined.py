@@ -51,38 +51,23 @@ class CombinedRoutine:
         self.name = check_name(name) or f"combined[{', '.join(self._child_names)}]"
         self._stop_order: StopOrder = check_choice("stop_order", stop_order, _STOP_ORDERS)
         self._lifecycle = Lifecycle()
-        self._lock = threading.Lock()
-        self._run: _CombinedRun | None = None  # the run going on, if any
 
     def start(self) -> None:
         with self._lifecycle.run(self.name) as go:
-            if not go:
-                return
-            run = _CombinedRun(
-                self.name,
-                self._children,
-                self._child_names,
-                self._stop_order,
-                self._lifecycle.flag,
-            )
-            with self._lock:
-                if self._lifecycle.stopping:  # stop() found no run: it stopped the children
-                    return
-                self._run = run
-            try:
-                run.run()
-            finally:
-                with self._lock:
-                    self._run = None
+            if go:
+                _CombinedRun(
+                    self.name,
+                    self._children,
+                    self._child_names,
+                    self._stop_order,
+                    self._lifecycle.flag,
+                ).run()
 
     def stop(self) -> None:
         """Stop the children in the group's order; with no run going (before the first start,
         or after the group ended or failed), call every child's `stop()` at once, as a Monitor
         does at shutdown: a pool that failed, or never started, hands back its queue."""
-        self._lifecycle.stop()
-        with self._lock:
-            idle = self._run is None
-        if idle:
+        if not self._lifecycle.stop():  # decided under the lock a start() begins under
             for child in self._children:
                 child.stop()
 

@@ -38,10 +38,12 @@ class Lifecycle:
     def stopping(self) -> bool:
         return self.flag.is_set()
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Ask a stop; True if a run is going, to which it applies."""
         with self._lock:  # held while setting: a run that is ending must not miss it, or keep it
             if self._running or not self._has_run:
                 self.flag.set()
+            return self._running
 
     def run(self, name: str) -> _Run:
         """Hold one run of the routine: `with lifecycle.run(name) as go:`, `go` False when a
