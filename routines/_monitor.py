@@ -94,6 +94,10 @@ class Monitor:
         # thread inside wait() or status(). SimpleQueue.put() is reentrant; None only wakes.
         self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._shutdown_asked = False
+        # Set with the report: what run() waits on without signals. A plain lock's acquire
+        # that a signal handler's exception interrupts leaves nothing half-done, where
+        # Condition.wait() may hang re-taking its lock.
+        self._reported_flag = Flag()
         self._stop_calls = Helpers("routines:monitor:stop", "a stop() call", serial=False)
         self._stops = StopCalls(self._cond)
         self._started_in = StartedIn()
@@ -110,12 +114,14 @@ class Monitor:
             fresh = self._phase == "new"
             try:
                 self.start()
-                return self._report_when_done()
+                self._reported_flag.wait()
             except BaseException as error:  # re-raised once the routines are stopped (bounded)
                 if fresh and self._phase != "new":
                     self._interrupted(error)
-                    self._wait_report(self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE)
+                    settle = self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE
+                    self._reported_flag.wait(min(settle, threading.TIMEOUT_MAX))
                 raise
+            return self._report_when_done()
         with SignalPump(self._shutdown_signals, self._on_signal, self._shutdown_signal) as pump:
             self._wake_pump = pump.wake
             try:
@@ -364,6 +370,7 @@ class Monitor:
         with self._cond:
             self._report = report
             self._cond.notify_all()
+        self._reported_flag.set()
         wake = self._wake_pump  # read once: run() clears it as soon as its pump sees the report
         if wake is not None:
             wake()
