@@ -4,7 +4,6 @@ background, their progress recorded, reversible (Sourcegraph's `oobmigration`)."
 from __future__ import annotations
 
 import math
-import reprlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +33,7 @@ __all__ = ["Migration", "MigrationRunner", "MigrationsIncomplete", "check_migrat
 logger = get_logger("durable.migrations")
 
 _LEASE_PREFIX: Final = "migration:"  # a migration's lease is named this and its id
-_MAX_ID: Final = MAX_TEXT - len(_LEASE_PREFIX)  # so that its lease's name is a valid one
+_MAX_ID: Final = MAX_TEXT - len(_LEASE_PREFIX)  # so that its lease's name is a valid name
 # A migration's lease lasts this many intervals (and at least 3 store timeouts), renewed every
 # third of it while a batch runs: a runner that died mid-batch frees it that soon.
 _LEASE_INTERVALS: Final = 5
@@ -289,14 +288,9 @@ def _check_migrations(migrations: object) -> tuple[Migration, ...]:
                     f"{migration!r} without a callable {method}()"
                 )
                 raise TypeError(msg)
-        migration_id = check_text(f"migrations[{index}].id", getattr(migration, "id", None))
-        if len(migration_id) > _MAX_ID:
-            msg = (
-                f"migrations[{index}].id must be at most {_MAX_ID} characters (its lease is "
-                f"named {_LEASE_PREFIX!r} and the id), got {len(migration_id)}: "
-                f"{reprlib.repr(migration_id)}"
-            )
-            raise ValueError(msg)
+        migration_id = check_text(
+            f"migrations[{index}].id", getattr(migration, "id", None), longest=_MAX_ID
+        )
         if migration_id in seen:
             msg = f"migrations[{index}].id {migration_id!r} is given twice"
             raise ValueError(msg)

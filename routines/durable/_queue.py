@@ -223,17 +223,17 @@ class Queue:
             return backend.purge(self.name, older_than=seconds, states=chosen)
 
 
-def check_text(arg: str, value: object) -> str:
-    """A queue name or a key: a non-empty str of at most `MAX_TEXT` characters."""
+def check_text(arg: str, value: object, *, longest: int = MAX_TEXT) -> str:
+    """A queue name or a key: a non-empty str of at most `longest` characters."""
     if not isinstance(value, str):
         msg = f"{arg} must be a str, got {value!r}"
         raise TypeError(msg)
     if not value:
         msg = f"{arg} must not be empty, got {value!r}"
         raise ValueError(msg)
-    if len(value) > MAX_TEXT:
+    if len(value) > longest:
         shown = reprlib.repr(value)
-        msg = f"{arg} must be at most {MAX_TEXT} characters, got {len(value)}: {shown}"
+        msg = f"{arg} must be at most {longest} characters, got {len(value)}: {shown}"
         raise ValueError(msg)
     # Neither database stores a NUL character or a lone surrogate in a text column.
     if "\x00" in value or not _encodable(value):
