@@ -49,6 +49,10 @@ _CALLBACK_GRACE = 1.0
 # A routine in one of these is as it should be: running, about to, or waiting for its restart.
 _HEALTHY_STATES: frozenset[RoutineState] = frozenset({"idle", "running", "restarting"})
 _EXIT_GRACE = 1.0
+# The longest wait of the main thread for the report, between looks for a signal's handler: a
+# signal sent to the process may be taken by another thread, and then does not interrupt an
+# untimed lock wait, so the program's handler (Ctrl-C's) would run only once the wait ends.
+_MAIN_THREAD_SLICE = 0.1
 
 
 @final
@@ -94,10 +98,10 @@ class Monitor:
         # thread inside wait() or status(). SimpleQueue.put() is reentrant; None only wakes.
         self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._shutdown_asked = False
-        # Set with the report: what run() waits on without signals. A plain lock's acquire
-        # that a signal handler's exception interrupts leaves nothing half-done, where
-        # Condition.wait() may hang re-taking its lock.
-        self._reported_flag = Flag()
+        # Set once `_report` is: what every wait for the report waits on. A Flag, not the
+        # Condition: a signal handler's exception (Ctrl-C) that interrupts a plain lock's
+        # acquire leaves nothing half-done, where Condition.wait() may be left re-taking its lock.
+        self._reported = Flag()
         self._stop_calls = Helpers("routines:monitor:stop", "a stop() call", serial=False)
         self._stops = StopCalls(self._cond)
         self._started_in = StartedIn()
@@ -114,20 +118,18 @@ class Monitor:
             fresh = self._phase == "new"
             try:
                 self.start()
-                self._reported_flag.wait()
+                return self._report_when_done()
             except BaseException as error:  # re-raised once the routines are stopped (bounded)
                 if fresh and self._phase != "new":
                     self._interrupted(error)
-                    settle = self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE
-                    self._reported_flag.wait(min(settle, threading.TIMEOUT_MAX))
+                    self._wait_report(self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE)
                 raise
-            return self._report_when_done()
         with SignalPump(self._shutdown_signals, self._on_signal, self._shutdown_signal) as pump:
             self._wake_pump = pump.wake
             try:
                 pump.serve(
                     self.start,
-                    done=self._reported,
+                    done=self._reported.is_set,
                     interrupted=self._interrupted,
                     settle=self._stop_timeout + _CALLBACK_GRACE + _EXIT_GRACE,
                     wait=self._wait_report,
@@ -275,17 +277,19 @@ class Monitor:
         assert report is not None
         return report
 
-    def _reported(self) -> bool:
-        with self._cond:
-            return self._report is not None
-
     def _wait_report(self, timeout: float | None = None) -> ShutdownReport | None:
-        """`wait()` without its checks; a timeout past what a thread can wait waits that long."""
-        with self._cond:
-            if timeout is not None:
-                timeout = min(timeout, threading.TIMEOUT_MAX)
-            self._cond.wait_for(lambda: self._report is not None, timeout)
+        """`wait()` without its checks; a timeout past what a thread can wait waits that long.
+        On the main thread, in slices, so that a signal's handler runs while it waits."""
+        if threading.current_thread() is not threading.main_thread():
+            self._reported.wait(None if timeout is None else min(timeout, threading.TIMEOUT_MAX))
             return self._report
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._reported.is_set():
+            left = _MAIN_THREAD_SLICE if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._reported.wait(min(left, _MAIN_THREAD_SLICE))
+        return self._report
 
     # -- supervision (one thread per routine) ----------------------------------------------
 
@@ -367,10 +371,8 @@ class Monitor:
             )
             self._phase = "done"
         self._release_threads(report)
-        with self._cond:
-            self._report = report
-            self._cond.notify_all()
-        self._reported_flag.set()
+        self._report = report
+        self._reported.set()
         wake = self._wake_pump  # read once: run() clears it as soon as its pump sees the report
         if wake is not None:
             wake()
