@@ -31,12 +31,13 @@ from psycopg_pool import ConnectionPool
 from typing_extensions import final
 
 from .._status import describe_error
+from . import _sql
 from ._backend import Claim, Heartbeat, ScheduleRun, newer_schema_error
 from ._backend import migration_statuses as _migration_statuses
 from ._backend import schedule_runs as _schedule_runs
 from ._errors import StoreError
 from ._queue import JOB_STATES, job_from_row
-from ._sql import LIVE_STATES, SchemaTypes, outcome_assignments, schema_steps, stalled_assignments
+from ._sql import LIVE_STATES
 
 if TYPE_CHECKING:
     from ._backend import Claimer, ErrorKind, MigrationStatus, NewJob, Outcome, TickClaim
@@ -56,10 +57,10 @@ _KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest fi
 _KEY_RACE_ROUNDS: Final = 10  # insert-or-find rounds for a key whose live job keeps changing
 
 # The schema's steps (see _sql.py) in PostgreSQL's types; "{s}" is the quoted schema name.
-MIGRATIONS: Final = schema_steps(
+MIGRATIONS: Final = _sql.schema_steps(
     table=lambda name: "{s}." + name,
     index=lambda name: name,  # an index lives in its table's schema
-    types=SchemaTypes(
+    types=_sql.SchemaTypes(
         identity="bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         text="text",
         json="json",
@@ -76,13 +77,9 @@ MIGRATIONS: Final = schema_steps(
     also={1: ("CREATE TABLE {s}.schedules (name text PRIMARY KEY)",)},
 )
 
-_JOB_COLUMNS: Final = (
-    "id, queue, payload::text, state, priority, attempts, max_attempts, resets, key,"
-    " enqueued_at, run_after, started_at, finished_at, heartbeat_at, worker, cancel_requested,"
-    " last_error, result::text"
-)
-_STALLED: Final = stalled_assignments(now="now()")
-_OUTCOMES: Final = outcome_assignments(
+_JOB_COLUMNS: Final = _sql.job_columns(json_as_text="::text")
+_STALLED: Final = _sql.stalled_assignments(now="now()")
+_OUTCOMES: Final = _sql.outcome_assignments(
     now="now()",
     result="%(result)s::json",
     error="%(error)s",
@@ -777,10 +774,6 @@ def _insert_params(queue: str, job: NewJob) -> dict[str, Any]:
     }
 
 
-def _qualified(table: str, columns: str) -> str:
-    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
-
-
 _CLAIM: Final = f"""
     WITH picked AS (
         SELECT id FROM {{s}}.jobs
@@ -796,7 +789,7 @@ _CLAIM: Final = f"""
         stalled_after = %(stalled_after)s::float8 * interval '1 second',
         max_resets = %(max_resets)s
     FROM picked WHERE job.id = picked.id
-    RETURNING {_qualified("job", _JOB_COLUMNS)}, job.claim_token
+    RETURNING {_sql.job_columns(table="job", json_as_text="::text")}, job.claim_token
 """
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LIVE_STATES",
     "SchemaTypes",
+    "job_columns",
     "outcome_assignments",
     "schema_steps",
     "stalled_assignments",
@@ -165,6 +166,24 @@ def schema_steps(
 
 # The states of a job that is not final: a job's key is unique among the jobs in these.
 LIVE_STATES: Final = "('queued', 'errored', 'processing')"
+
+# The columns a `Job` is read from, in the order `_queue.job_from_row()` takes them.
+_JOB_FIELDS: Final = (
+    "id", "queue", "payload", "state", "priority", "attempts", "max_attempts", "resets", "key",
+    "enqueued_at", "run_after", "started_at", "finished_at", "heartbeat_at", "worker",
+    "cancel_requested", "last_error", "result",
+)  # fmt: skip
+_JSON_FIELDS: Final = frozenset({"payload", "result"})
+
+
+def job_columns(*, table: str = "", json_as_text: str = "") -> str:
+    """The SELECT (or RETURNING) list of a job row, in `job_from_row()`'s order: each column
+    prefixed with `table.` if a table is given, the JSON ones followed by `json_as_text` (the
+    backend's cast of JSON to text, if it needs one)."""
+    prefix = f"{table}." if table else ""
+    return ", ".join(
+        f"{prefix}{field}{json_as_text if field in _JSON_FIELDS else ''}" for field in _JOB_FIELDS
+    )
 
 
 def outcome_assignments(

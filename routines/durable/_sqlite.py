@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from typing_extensions import final
 
 from .._status import describe_error
+from . import _sql
 from ._backend import (
     Claim,
     Heartbeat,
@@ -35,7 +36,7 @@ from ._backend import (
 )
 from ._errors import StoreError
 from ._queue import JOB_STATES, job_from_row
-from ._sql import LIVE_STATES, SchemaTypes, outcome_assignments, schema_steps, stalled_assignments
+from ._sql import LIVE_STATES
 
 if TYPE_CHECKING:
     from ._backend import Claimer, ErrorKind, MigrationStatus, NewJob, Outcome, TickClaim
@@ -64,35 +65,26 @@ _KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first, and one s
 _KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
 _HEARTBEAT_BATCH: Final = 400  # (id, token) pairs per statement: 800 of SQLite's 999 variables
 
-# The schema's steps (see _sql.py) in SQLite's types: moments and intervals in integer
-# microseconds, booleans as 0 and 1, JSON as text. "{p}" is the table prefix (the store's schema
-# name); the backend writes every moment, so none has a default.
-MIGRATIONS: Final = schema_steps(
+# The schema's steps (see _sql.py) in SQLite's types, by storage class: moments and intervals in
+# integer microseconds, booleans as 0 and 1, JSON as text. "{p}" is the table prefix (the store's
+# schema name); the backend writes every moment, so none has a default.
+MIGRATIONS: Final = _sql.schema_steps(
     table=lambda name: f'"{{p}}_{name}"',
     index=lambda name: f'"{{p}}_{name}"',
-    types=SchemaTypes(
+    types=_sql.SchemaTypes(
         identity="INTEGER PRIMARY KEY AUTOINCREMENT",
-        text="TEXT",
-        json="TEXT",
-        integer="INTEGER",
-        bigint="INTEGER",
+        integer="INTEGER", bigint="INTEGER", moment="INTEGER", interval="INTEGER",
+        boolean="INTEGER", false="0",
+        text="TEXT", json="TEXT",
         real="REAL",
-        boolean="INTEGER",
-        false="0",
-        moment="INTEGER",
-        interval="INTEGER",
         now_default="",
     ),
-)
+)  # fmt: skip
 
-_JOB_COLUMNS: Final = (
-    "id, queue, payload, state, priority, attempts, max_attempts, resets, key, enqueued_at,"
-    " run_after, started_at, finished_at, heartbeat_at, worker, cancel_requested, last_error,"
-    " result"
-)
+_JOB_COLUMNS: Final = _sql.job_columns()
 # :now and ?1 are the database's now, read at the start of the write.
-_STALLED: Final = stalled_assignments(now="?1")
-_OUTCOMES: Final = outcome_assignments(
+_STALLED: Final = _sql.stalled_assignments(now="?1")
+_OUTCOMES: Final = _sql.outcome_assignments(
     now=":now", result=":result", error=":error", run_after=":now + :delay"
 )
 
