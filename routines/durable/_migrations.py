@@ -37,6 +37,10 @@ _MAX_ID: Final = MAX_TEXT - len(_LEASE_PREFIX)  # so that its lease's name is a 
 # A migration's lease lasts this many intervals (and at least 3 store timeouts), renewed every
 # third of it while a batch runs: a runner that died mid-batch frees it that soon.
 _LEASE_INTERVALS: Final = 5
+# A renewal the store did not answer (busy, or away) is tried again after this part of the ttl,
+# not a whole third later: one busy moment must not let the lease run out under a batch that
+# cannot be stopped.
+_RENEW_RETRY: Final = 1 / 12
 
 
 @runtime_checkable
@@ -187,17 +191,30 @@ class MigrationRunner:
         done = Flag()
 
         def renew() -> None:
-            while not done.wait(lease.ttl / 3):
+            wait = lease.ttl / 3
+            while not done.wait(wait):
                 try:
-                    if not lease.renew():
-                        logger.warning(
-                            "migration %r: its lease was lost during a batch",
-                            migration.id,
-                            extra=fields(self.name, "lease_lost", migration=migration.id),
-                        )
-                        return
-                except StoreUnavailable:
+                    held = lease.renew()
+                except StoreUnavailable as error:
+                    warn_unavailable(
+                        logger,
+                        f"migration {migration.id!r}",
+                        "renewing its lease during a batch",
+                        error,
+                        routine=self.name,
+                        then="; trying again",
+                        migration=migration.id,
+                    )
+                    wait = lease.ttl * _RENEW_RETRY
                     continue
+                if not held:
+                    logger.warning(
+                        "migration %r: its lease was lost during a batch",
+                        migration.id,
+                        extra=fields(self.name, "lease_lost", migration=migration.id),
+                    )
+                    return
+                wait = lease.ttl / 3
 
         renewer = threading.Thread(target=renew, name=f"routine:{self.name}:lease", daemon=True)
         renewer.start()

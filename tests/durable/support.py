@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from routines import durable
 from routines.durable._backend import Backend
@@ -17,9 +19,30 @@ from routines.durable._store import store_access
 
 from helpers import WAIT
 
+if TYPE_CHECKING:
+    from .conftest import Target
+
 T = TypeVar("T")
 
 PROGRAMS = Path(__file__).parent / "programs"
+
+
+def path_of(target: Target) -> Path:
+    """The file of a SQLite target."""
+    return Path(target.url.removeprefix("sqlite:///"))
+
+
+@contextmanager
+def write_lock(path: Path, *, statement: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """Another connection holding a lock on the file (the write lock, by default) until the
+    block ends."""
+    connection = sqlite3.connect(path, isolation_level=None, timeout=WAIT)
+    try:
+        connection.execute(statement)
+        yield connection
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
 
 
 def backend_of(store: durable.Store) -> Backend:

@@ -5,6 +5,7 @@ across runners, stop between batches, `require_migrations_complete`.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 
@@ -14,7 +15,7 @@ import routines
 from routines import durable
 
 from .conftest import Target
-from .support import poll
+from .support import path_of, poll, write_lock
 from helpers import WAIT, LogWatcher, join
 
 
@@ -156,6 +157,37 @@ def test_two_runners_of_one_migration_never_run_a_batch_at_once(
     run(durable.MigrationRunner(target.open(), [migration], interval=0.001))
     assert poll(lambda: (s := status_of(store, "double")) is not None and s.complete)
     assert migration.most_at_once == 1
+
+
+def test_a_renewal_the_store_did_not_answer_is_tried_again_before_the_lease_runs_out(
+    sqlite_target: Target, run: Callable[..., threading.Thread]
+) -> None:
+    # The lease lasts 3 store timeouts (1.5 s) and is renewed a third in. That renewal waits out
+    # the timeout on a write lock held here and fails two thirds in: the next try must come
+    # before the lease runs out (and another runner could start a batch), not a third later.
+    store = sqlite_target.open(timeout=0.5)
+    migration = Doubling()
+    migration.hold = threading.Event()
+    runner = durable.MigrationRunner(store, [migration], interval=0.01)
+
+    def lease() -> tuple[int, int]:
+        with sqlite3.connect(path_of(sqlite_target), timeout=WAIT) as connection:
+            row = connection.execute(
+                f"SELECT token, expires_at FROM {sqlite_target.schema}_leases WHERE name = ?",
+                ["migration:double"],
+            ).fetchone()
+        return row[0], row[1]
+
+    with LogWatcher() as logs:
+        run(runner)
+        assert poll(lambda: migration.running == 1)
+        token, expires_at = lease()
+        with write_lock(path_of(sqlite_target)):
+            logs.wait_for("renewing its lease during a batch")
+        assert poll(lambda: lease()[1] > expires_at or "lease was lost" in logs.text())
+        assert "lease was lost" not in logs.text()
+        assert lease()[0] == token  # renewed by its holder, not taken by another
+    migration.hold.set()
 
 
 def test_a_stop_lets_the_batch_going_on_finish(

@@ -18,25 +18,8 @@ from routines.durable._backend import Claimer, Outcome
 from routines.durable._sqlite import SQLiteBackend
 
 from .conftest import Target
-from .support import backend_of, finish_program, start_program
+from .support import backend_of, finish_program, path_of, start_program, write_lock
 from helpers import WAIT
-
-
-def path_of(target: Target) -> Path:
-    return Path(target.url.removeprefix("sqlite:///"))
-
-
-@contextmanager
-def write_lock(path: Path, *, statement: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
-    """Another connection holding a lock on the file (the write lock, by default) until the
-    block ends."""
-    connection = sqlite3.connect(path, isolation_level=None, timeout=WAIT)
-    try:
-        connection.execute(statement)
-        yield connection
-        connection.execute("COMMIT")
-    finally:
-        connection.close()
 
 
 class InThread:
