@@ -18,13 +18,14 @@ from typing import Literal, TypeAlias, TypedDict
 from typing_extensions import Self, Unpack, final
 
 from ._context import Routine
-from ._flag import Flag
+from ._flag import Flag, wait_interruptibly
 from ._helpers import Helpers
 from ._host import HostHooks, HostOptions
 from ._logs import fields, get_logger, log_error
 from ._process import StartedIn
 from ._report import (
     Reporter,
+    ReportingHooks,
     RoutineEvent,
     RoutineOutcome,
     RoutineRecord,
@@ -33,7 +34,7 @@ from ._report import (
 from ._signals import SignalPump, check_on_signal, check_signals, signal_name
 from ._status import RoutineState, RoutineStatus, describe_error, forked_status, supervised_status
 from ._stops import StopCalls
-from ._supervise import Final, Restart, RestartPolicy, Supervisor, plan_supervision
+from ._supervise import Final, RestartPolicy, Supervisor, plan_supervision
 from ._threads import join_all
 from ._validate import check_callable, check_seconds, routine_name
 
@@ -49,10 +50,6 @@ _CALLBACK_GRACE = 1.0
 # A routine in one of these is as it should be: running, about to, or waiting for its restart.
 _HEALTHY_STATES: frozenset[RoutineState] = frozenset({"idle", "running", "restarting"})
 _EXIT_GRACE = 1.0
-# The longest wait of the main thread for the report, between looks for a signal's handler: a
-# signal sent to the process may be taken by another thread, and then does not interrupt an
-# untimed lock wait, so the program's handler (Ctrl-C's) would run only once the wait ends.
-_MAIN_THREAD_SLICE = 0.1
 
 
 @final
@@ -81,7 +78,7 @@ class Monitor:
         self._shutdown_signals = check_signals("signals", signals)
         self._on_signal = check_on_signal(on_signal)
         self._reporter = Reporter(check_callable("on_event", on_event, allow_none=True, takes=1))
-        self._hooks = _Hooks(self._reporter, self._finish)
+        self._hooks = ReportingHooks(self._reporter, self._finish)
 
         self._cond = threading.Condition(threading.Lock())
         # Set when shutdown begins: every routine's thread is then "stopping" (routines.stopping())
@@ -278,17 +275,8 @@ class Monitor:
         return report
 
     def _wait_report(self, timeout: float | None = None) -> ShutdownReport | None:
-        """`wait()` without its checks; a timeout past what a thread can wait waits that long.
-        On the main thread, in slices, so that a signal's handler runs while it waits."""
-        if threading.current_thread() is not threading.main_thread():
-            self._reported.wait(None if timeout is None else min(timeout, threading.TIMEOUT_MAX))
-            return self._report
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._reported.is_set():
-            left = _MAIN_THREAD_SLICE if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                break
-            self._reported.wait(min(left, _MAIN_THREAD_SLICE))
+        """`wait()` without its checks; on the main thread, a signal's handler runs meanwhile."""
+        wait_interruptibly(self._reported, timeout)
         return self._report
 
     # -- supervision (one thread per routine) ----------------------------------------------
@@ -411,29 +399,3 @@ class MonitorOptions(TypedDict, total=False):
 def monitor(*routines: Routine, **options: Unpack[MonitorOptions]) -> ShutdownReport:
     """`Monitor(*routines, **options).run()`: run until a signal, return the report."""
     return Monitor(*routines, **options).run()
-
-
-@final
-class _Hooks:
-    """The Monitor's side of each routine's supervision, under its lock. One per Monitor, not
-    three callbacks per routine: those cost about 670 bytes a routine (benchmarks, figure 6)."""
-
-    __slots__ = ("_finish", "_reporter")
-
-    def __init__(self, reporter: Reporter, finish: Callable[[RoutineRecord, Final], None]) -> None:
-        self._reporter = reporter
-        self._finish = finish
-
-    def started(self, child: RoutineRecord) -> None:
-        child.state = "running"
-        self._reporter.emit(child.name, "started")
-
-    def restarting(
-        self, child: RoutineRecord, restart: Restart, error: BaseException | None
-    ) -> None:
-        child.state = "restarting"
-        for event in restart.events:
-            self._reporter.emit(child.name, event, error)
-
-    def ended(self, child: RoutineRecord, final: Final) -> None:
-        self._finish(child, final)
