@@ -7,7 +7,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
@@ -34,12 +34,15 @@ if TYPE_CHECKING:
     from ._access import StoreAccess
     from ._store import Store
 
-__all__ = ["Lease", "Singleton", "holder_id"]
+__all__ = ["Lease", "Singleton", "holder_id", "keep_renewed"]
 
 logger = get_logger("durable.lease")
 
 _State: TypeAlias = Literal["idle", "waiting", "holding", "stopped", "failed"]
 _STANDING_BY: Final = "standing by: another replica holds the lease"
+# A renewal the store did not answer (busy, or away) is tried again after this part of the ttl,
+# not a whole third later: one busy moment must not let the lease run out.
+_RENEW_RETRY: Final = 1 / 12
 
 
 def holder_id() -> str:
@@ -94,18 +97,44 @@ class Lease:
         return f"Lease({self.name!r}, ttl={self.ttl:g}, token={self.token})"
 
 
+def keep_renewed(
+    lease: Lease,
+    until: Sequence[Flag],
+    *,
+    unavailable: Callable[[StoreUnavailable], object],
+    renewed: Callable[[], object] = lambda: None,
+) -> bool:
+    """Renew `lease` every third of its ttl until one of `until` is set (True) or the lease is
+    lost (False), calling `renewed` after each renewal. A renewal the store did not answer goes
+    to `unavailable` and is tried again after a twelfth of the ttl."""
+    wait = lease.ttl / 3
+    while not wait_any(until, wait):
+        try:
+            held = lease.renew()
+        except StoreUnavailable as error:
+            unavailable(error)
+            wait = lease.ttl * _RENEW_RETRY
+            continue
+        if not held:
+            return False
+        renewed()
+        wait = lease.ttl / 3
+    return True
+
+
 @final
 class Singleton:
     """Runs `routine` on one replica at a time: only while this process holds the lease `name`.
 
     It tries to take the lease every `retry_interval` (default `ttl / 3`); once it holds it, it
-    starts the routine on its own thread and renews every `ttl / 3`. If a renewal fails, or
-    none has succeeded for `2 * ttl / 3` (watched by its own timer, not after a call that may
-    block), it stops the routine before the lease can expire, waits for it to return, and goes
-    back to trying. `stop()` stops the routine and releases the lease, so another replica takes
-    over within its `retry_interval`. A routine that returns or raises on its own ends the
-    Singleton the same way (so a restart policy applies). `ttl` must be at least 3 times the
-    store's timeout. `token` is the fencing token of the lease it holds now, or None.
+    starts the routine on its own thread and renews every `ttl / 3` (a renewal the store did not
+    answer is tried again after `ttl / 12`). If the lease is lost, or no renewal has succeeded
+    for `2 * ttl / 3` (watched by its own timer, not after a call that may block), it stops the
+    routine before the lease can expire, waits for it to return, and goes back to trying.
+    `stop()` stops the routine and releases the lease, so another replica takes over within its
+    `retry_interval`. A routine that returns or raises on its own ends the Singleton the same
+    way (so a restart policy applies). `ttl` must be at least 3 times the store's timeout.
+    `token` is the fencing token of the lease it holds now, or None.
 
     The promise: at most one holder acts at a time, as long as a holder's pauses (a GC, a frozen
     VM) stay under `ttl / 3`; the fencing token covers the rest.
@@ -250,16 +279,15 @@ class _Hold:
                 routine_ended.set()
 
         def renew() -> None:
-            while not wait_any((stop, routine_ended, lost), ttl / 3):
-                try:
-                    held = self.lease.renew()
-                except StoreUnavailable as error:
-                    self._unavailable(error, "renewing the lease")
-                    continue
-                if not held:
-                    lost.set()
-                    return
+            def unavailable(error: StoreUnavailable) -> None:
+                self._unavailable(error, "renewing the lease")
+
+            def now_renewed() -> None:
                 renewed[0] = time.monotonic()
+
+            until = (stop, routine_ended, lost)
+            if not keep_renewed(self.lease, until, unavailable=unavailable, renewed=now_renewed):
+                lost.set()
 
         with group:
             group.start(run_routine, name=f"routine:{self.name}")

@@ -21,7 +21,7 @@ from .._status import RoutineStatus
 from .._validate import check_name, check_seconds
 from ._backend import Backend
 from ._errors import StoreUnavailable, error_report
-from ._lease import Lease
+from ._lease import Lease, keep_renewed
 from ._outage import warn_unavailable
 from ._queue import MAX_TEXT, check_text
 
@@ -37,10 +37,6 @@ _MAX_ID: Final = MAX_TEXT - len(_LEASE_PREFIX)  # so that its lease's name is a 
 # A migration's lease lasts this many intervals (and at least 3 store timeouts), renewed every
 # third of it while a batch runs: a runner that died mid-batch frees it that soon.
 _LEASE_INTERVALS: Final = 5
-# A renewal the store did not answer (busy, or away) is tried again after this part of the ttl,
-# not a whole third later: one busy moment must not let the lease run out under a batch that
-# cannot be stopped.
-_RENEW_RETRY: Final = 1 / 12
 
 
 @runtime_checkable
@@ -190,31 +186,24 @@ class MigrationRunner:
         """Run one batch, never interrupted; keep its lease alive meanwhile."""
         done = Flag()
 
+        def unavailable(error: StoreUnavailable) -> None:
+            warn_unavailable(
+                logger,
+                f"migration {migration.id!r}",
+                "renewing its lease during a batch",
+                error,
+                routine=self.name,
+                then="; trying again",
+                migration=migration.id,
+            )
+
         def renew() -> None:
-            wait = lease.ttl / 3
-            while not done.wait(wait):
-                try:
-                    held = lease.renew()
-                except StoreUnavailable as error:
-                    warn_unavailable(
-                        logger,
-                        f"migration {migration.id!r}",
-                        "renewing its lease during a batch",
-                        error,
-                        routine=self.name,
-                        then="; trying again",
-                        migration=migration.id,
-                    )
-                    wait = lease.ttl * _RENEW_RETRY
-                    continue
-                if not held:
-                    logger.warning(
-                        "migration %r: its lease was lost during a batch",
-                        migration.id,
-                        extra=fields(self.name, "lease_lost", migration=migration.id),
-                    )
-                    return
-                wait = lease.ttl / 3
+            if not keep_renewed(lease, (done,), unavailable=unavailable):
+                logger.warning(
+                    "migration %r: its lease was lost during a batch",
+                    migration.id,
+                    extra=fields(self.name, "lease_lost", migration=migration.id),
+                )
 
         renewer = threading.Thread(target=renew, name=f"routine:{self.name}:lease", daemon=True)
         renewer.start()

@@ -45,6 +45,15 @@ def write_lock(path: Path, *, statement: str = "BEGIN IMMEDIATE") -> Iterator[sq
         connection.close()
 
 
+def sqlite_lease(target: Target, name: str) -> tuple[int, int]:
+    """The token and expiry (the database's clock) of the lease `name` in a SQLite target."""
+    with sqlite3.connect(path_of(target), timeout=WAIT) as connection:
+        token, expires_at = connection.execute(
+            f"SELECT token, expires_at FROM {target.schema}_leases WHERE name = ?", [name]
+        ).fetchone()
+    return token, expires_at
+
+
 def backend_of(store: durable.Store) -> Backend:
     """The store's backend, to test the operations the queue worker will use directly."""
     return store_access(store).backend()

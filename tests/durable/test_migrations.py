@@ -5,7 +5,6 @@ across runners, stop between batches, `require_migrations_complete`.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 
@@ -15,7 +14,7 @@ import routines
 from routines import durable
 
 from .conftest import Target
-from .support import path_of, poll, write_lock
+from .support import path_of, poll, sqlite_lease, write_lock
 from helpers import WAIT, LogWatcher, join
 
 
@@ -171,12 +170,7 @@ def test_a_renewal_the_store_did_not_answer_is_tried_again_before_the_lease_runs
     runner = durable.MigrationRunner(store, [migration], interval=0.01)
 
     def lease() -> tuple[int, int]:
-        with sqlite3.connect(path_of(sqlite_target), timeout=WAIT) as connection:
-            row = connection.execute(
-                f"SELECT token, expires_at FROM {sqlite_target.schema}_leases WHERE name = ?",
-                ["migration:double"],
-            ).fetchone()
-        return row[0], row[1]
+        return sqlite_lease(sqlite_target, "migration:double")
 
     with LogWatcher() as logs:
         run(runner)

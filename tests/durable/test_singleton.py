@@ -13,7 +13,7 @@ import routines
 from routines import durable
 
 from .conftest import Target
-from .support import poll
+from .support import path_of, poll, sqlite_lease, write_lock
 from helpers import WAIT, Gate, LogWatcher, join
 
 
@@ -114,6 +114,27 @@ def test_a_lost_lease_stops_the_routine_and_the_singleton_tries_again(
         assert poll(lambda: singleton.status().last_error is not None)  # standing by again
         thief.release()
         assert poll(lambda: gate.runs == 2)  # took the lease back, started the routine anew
+
+
+def test_a_renewal_the_store_did_not_answer_is_tried_again_before_the_routine_is_stopped(
+    sqlite_target: Target, run: Callable[..., Started]
+) -> None:
+    # ttl 6 s, store timeout 0.5 s: the first renewal, 2 s in, waits out the timeout on a write
+    # lock held here and fails at 2.5 s. The next try must come before the Singleton's own timer
+    # stops the routine (4 s in, two thirds of the ttl), not a third of the ttl later (4.5 s).
+    gate = Gate("job")
+    singleton = durable.Singleton(gate, sqlite_target.open(timeout=0.5), ttl=6.0)
+    with LogWatcher() as logs:
+        run(singleton)
+        assert gate.started.wait(WAIT)
+        token, expires_at = sqlite_lease(sqlite_target, "job")
+        with write_lock(path_of(sqlite_target)):
+            logs.wait_for("renewing the lease")
+        assert poll(
+            lambda: sqlite_lease(sqlite_target, "job")[1] > expires_at or gate.returned.is_set()
+        )
+        assert not gate.returned.is_set(), logs.text()
+        assert sqlite_lease(sqlite_target, "job")[0] == token == singleton.token
 
 
 def _expire(target: Target, name: str) -> None:
