@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 
-__all__ = ["Flag", "wait_any", "wait_interruptibly"]
+__all__ = ["Flag", "wait_any"]
 
 # One lock for every flag's state changes and listener lists: set(), clear() and subscribe()
 # are rare, and a lock per flag would cost every idle routine memory for nothing.
 _shared_lock = threading.Lock()
-# The longest single wait of the main thread in `wait_interruptibly()`.
-_MAIN_THREAD_SLICE = 0.1
 
 
 def _new_shared_lock_after_fork() -> None:
@@ -126,19 +123,3 @@ def wait_any(flags: Sequence[Flag], timeout: float | None) -> bool:
     finally:
         for flag in flags:
             flag.unsubscribe(woken.set)
-
-
-def wait_interruptibly(flag: Flag, timeout: float | None) -> bool:
-    """`flag.wait(timeout)`, but on the main thread in slices of 0.1 s, so that a signal's
-    handler (Ctrl-C's) runs while it waits: a signal sent to the process may be taken by another
-    thread, and then does not interrupt an untimed lock wait. A timeout past what a thread can
-    wait waits that long."""
-    if threading.current_thread() is not threading.main_thread():
-        return flag.wait(None if timeout is None else min(timeout, threading.TIMEOUT_MAX))
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not flag.is_set():
-        left = _MAIN_THREAD_SLICE if deadline is None else deadline - time.monotonic()
-        if left <= 0:
-            return False
-        flag.wait(min(left, _MAIN_THREAD_SLICE))
-    return True

@@ -18,7 +18,7 @@ from typing import Literal, TypeAlias, TypedDict
 from typing_extensions import Self, Unpack, final
 
 from ._context import Routine
-from ._flag import Flag, wait_interruptibly
+from ._flag import Flag
 from ._helpers import Helpers
 from ._host import HostHooks, HostOptions
 from ._logs import fields, get_logger, log_error
@@ -31,7 +31,13 @@ from ._report import (
     RoutineRecord,
     ShutdownReport,
 )
-from ._signals import SignalPump, check_on_signal, check_signals, signal_name
+from ._signals import (
+    SignalPump,
+    check_on_signal,
+    check_signals,
+    signal_name,
+    wait_interruptibly,
+)
 from ._status import RoutineState, RoutineStatus, describe_error, forked_status, supervised_status
 from ._stops import StopCalls
 from ._supervise import Final, RestartPolicy, Supervisor, plan_supervision

@@ -18,7 +18,6 @@ from ._threads import thread_stack
 
 if TYPE_CHECKING:
     from . import _supervise
-    from ._supervise import Supervisor
 
 __all__ = [
     "EventKind",
@@ -232,7 +231,7 @@ class RoutineRecord:
         "thread",
     )
 
-    def __init__(self, routine: Routine, supervisor: Supervisor) -> None:
+    def __init__(self, routine: Routine, supervisor: _supervise.Supervisor) -> None:
         self.routine = routine
         self.name = supervisor.name
         self.supervisor = supervisor

@@ -20,6 +20,7 @@ from types import FrameType
 
 from typing_extensions import Self, final
 
+from ._flag import Flag
 from ._helpers import Helpers
 from ._logs import fields, get_logger
 from ._validate import check_callable
@@ -33,6 +34,7 @@ __all__ = [
     "check_on_signal",
     "check_signals",
     "signal_name",
+    "wait_interruptibly",
 ]
 
 _WAKE = 0  # what wake() writes: not a signal number (every byte only wakes the pump)
@@ -41,6 +43,8 @@ _WAKE = 0  # what wake() writes: not a signal number (every byte only wakes the 
 _RESTORE_ATTEMPTS = 1000
 # A socket timeout must fit in a C timeval; longer waits end early, which callers allow for.
 _LONGEST_WAIT = 86400.0
+# The longest single wait of the main thread in `wait_interruptibly()`.
+_MAIN_THREAD_SLICE = 0.1
 
 
 class SignalCatcher:
@@ -311,6 +315,22 @@ class SignalChain:
                 signal.raise_signal(signum)
         else:
             self._on_signal(signum)
+
+
+def wait_interruptibly(flag: Flag, timeout: float | None) -> bool:
+    """`flag.wait(timeout)`, but on the main thread in slices of 0.1 s, so that a signal's
+    handler (Ctrl-C's) runs while it waits: a signal sent to the process may be taken by another
+    thread, and then does not interrupt an untimed lock wait. A timeout past what a thread can
+    wait waits that long."""
+    if threading.current_thread() is not threading.main_thread():
+        return flag.wait(None if timeout is None else min(timeout, threading.TIMEOUT_MAX))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not flag.is_set():
+        left = _MAIN_THREAD_SLICE if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            return False
+        flag.wait(min(left, _MAIN_THREAD_SLICE))
+    return True
 
 
 def signal_name(signum: int) -> str:

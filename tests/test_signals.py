@@ -7,6 +7,9 @@ import os
 import resource
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -14,8 +17,10 @@ from types import FrameType
 import pytest
 
 import routines
+from routines._flag import Flag
+from routines._signals import wait_interruptibly
 
-from helpers import NO_RESTART, WAIT, Gate, LogWatcher, Stubborn, join
+from helpers import EXAMPLE_WAIT, NO_RESTART, WAIT, Gate, LogWatcher, Stubborn, join
 
 
 @pytest.fixture
@@ -328,3 +333,50 @@ def test_a_signal_whose_wakeup_byte_finds_no_room_is_not_lost() -> None:
                 catcher._writer.send(bytes(65536))
         os.kill(os.getpid(), signal.SIGUSR2)  # CPython drops its byte
         assert catcher.wait(0) == [signal.SIGUSR2]
+
+
+def test_wait_interruptibly_times_out_off_the_main_thread_and_on_it() -> None:
+    flag = Flag()
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.append(wait_interruptibly(flag, 0.01)))
+    thread.start()
+    join(thread)
+    assert results == [False]
+    assert wait_interruptibly(flag, 0.01) is False
+    flag.set()
+    assert wait_interruptibly(flag, None) is True
+
+
+# A signal that another thread takes does not interrupt the main thread's lock wait: CPython runs
+# the Python handler only when the main thread next runs bytecode. The program blocks SIGUSR1 in
+# its main thread, so that its helper thread takes it, and waits with a timeout of a minute.
+_SIGNAL_TAKEN_BY_ANOTHER_THREAD = textwrap.dedent(
+    """
+    import os, signal, threading, time
+    from routines._flag import Flag
+    from routines._signals import wait_interruptibly
+
+    flag = Flag()
+    signal.signal(signal.SIGUSR1, lambda signum, frame: flag.set())
+    masked = threading.Event()
+    def send():
+        masked.wait()
+        time.sleep(0.2)  # a moment for the main thread to be in its wait
+        os.kill(os.getpid(), signal.SIGUSR1)
+    threading.Thread(target=send).start()  # before the mask: this thread may take the signal
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    masked.set()
+    print(wait_interruptibly(flag, 60.0))
+    """
+)
+
+
+def test_on_the_main_thread_a_signal_handler_runs_while_it_waits() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_TAKEN_BY_ANOTHER_THREAD],
+        capture_output=True,
+        text=True,
+        timeout=EXAMPLE_WAIT,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "True", "")
