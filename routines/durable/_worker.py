@@ -14,6 +14,17 @@ One `start()` runs, each on its own thread:
 
 A handler sees `routines.stopping()` turn True when the worker is stopped, when its job's cancel
 was asked, when it ran past `max_runtime`, and when its claim was lost.
+
+The data flow (the store's side is drawn in `_sqlstore.py`):
+
+    store ──claim(free)──▶ claim loop ──jobs──▶ handler threads ──handle(job)──▶ outcome
+      ▲                      ▲   ▲                  │                             │
+      │   wake: enqueue here │   └─ a handler free ─┘                             │
+      │   (store), NOTIFY    │                                                    │
+      │   (listener), sweep  │      finish_and_claim: the outcome, and the next job
+      ├──────────────────────┴───────────────────────◀───────────────────────────┘
+      └── heartbeat thread: heartbeat(running claims) → gone / cancel asked → stopping();
+          sweep_stalled() → jobs of dead workers back to queued; max_runtime
 """
 
 from __future__ import annotations
