@@ -3,7 +3,10 @@
 A `Store` is the public face; `StoreAccess` is its inside, one per store: the backend, lent for
 one call at a time with the driver's errors turned into `StoreError`/`StoreUnavailable`, the
 refusal to work in a process forked after the store was opened, and the in-process wake-ups of
-the workers of each queue. `Store` hands it to the queues and leases it makes; a routine given a
+the workers of each queue. A store whose database did not answer when it was opened opens at
+the first call that finds it answering: until then every call raises `StoreUnavailable`, so a
+web process boots and serves while its database is down, and the tier's routines wait for it
+as they ride out any outage. `Store` hands it to the queues and leases it makes; a routine given a
 store reaches it with `store_access(store)` in `_store.py`.
 """
 
@@ -19,7 +22,7 @@ from typing_extensions import final
 
 from .._flag import Flag
 from .._status import describe_error
-from ._backend import Backend, JobStore, LeaseStore, MigrationStore, TickStore
+from ._backend import Backend, JobStore, LeaseStore, Listener, MigrationStore, TickStore
 from ._errors import StoreError, StoreUnavailable
 
 __all__ = ["StoreAccess"]
@@ -31,12 +34,14 @@ R = TypeVar("R")
 class StoreAccess:
     """The backend of one store and the wake-ups of its queues' workers; thread-safe."""
 
-    __slots__ = ("_backend", "_lock", "_pid", "_watchers", "timeout", "url")
+    __slots__ = ("_backend", "_lock", "_opened", "_opening", "_pid", "_watchers", "timeout", "url")
 
     def __init__(self, backend: Backend, *, url: str, timeout: float) -> None:
         self._backend: Backend | None = backend
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._opened = False  # the backend's open() has succeeded
+        self._opening = threading.Lock()  # one thread at a time tries to open it
         self.url = url  # the password, if any, masked
         self.timeout = timeout
         # The flags of the workers waiting on each queue, set after an enqueue to it commits
@@ -49,6 +54,8 @@ class StoreAccess:
         `StoreError` or `StoreUnavailable`."""
         backend = self.backend()
         try:
+            if not self._opened:
+                self._open(backend, operation)
             yield backend
         except StoreError:
             raise
@@ -86,11 +93,36 @@ class StoreAccess:
         with self.using(operation) as backend:
             yield self._role(backend.migration_log, "the state of migrations")
 
+    def listener(self) -> Listener | None:
+        """A listener for other processes' enqueues, made without a call to the database (it
+        connects when it first waits), so a worker starts while the database is down."""
+        return self._role(self.backend().jobs, "jobs").listener()
+
     def _role(self, role: R | None, what: str) -> R:
         if role is None:
             msg = f"the store {self.url} keeps no {what}: open a store that does for this"
             raise StoreError(msg)
         return role
+
+    def _open(self, backend: Backend, operation: str) -> None:
+        """Open the backend (connect, create or upgrade the schema) if no call has yet."""
+        if not self._opening.acquire(timeout=self.timeout):
+            msg = (
+                f"{operation}: the store {self.url} is unavailable (timeout {self.timeout:g}s): "
+                "another thread is still trying to open it"
+            )
+            raise StoreUnavailable(msg)
+        try:
+            if not self._opened:
+                backend.open()
+                self._opened = True
+        finally:
+            self._opening.release()
+
+    @property
+    def opened(self) -> bool:
+        """Whether the backend has been opened: its database answered at least once."""
+        return self._opened
 
     def backend(self) -> Backend:
         """The backend, if the store is open and was opened in this process."""

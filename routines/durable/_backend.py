@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         MigrationStatus,
         NewJob,
         Outcome,
+        Reset,
         ScheduleRun,
         TickClaim,
     )
@@ -133,11 +134,20 @@ class JobStore(Protocol):
         """Delete the jobs in `states` finished more than `older_than` seconds ago."""
         ...
 
-    def claim(self, queue: str, claimer: Claimer, limit: int) -> list[Claim]:
+    def claim(
+        self, queue: str, claimer: Claimer, limit: int, *, claim_id: str | None = None
+    ) -> list[Claim]:
         """Claim up to `limit` due queued/errored jobs in one short write: highest priority,
         then earliest `run_after`, then lowest id, returned in that order. Each becomes
         `processing` with `started_at` and `heartbeat_at` now, `worker` = the claimer's id, one
-        more attempt, a fresh random token, and the claimer's `stalled_after` and `max_resets`."""
+        more attempt, a fresh token, and the claimer's `stalled_after` and `max_resets`.
+        `claim_id` (random, new for each claim; made here if not given) is the part of the
+        tokens that `claimed` finds them by."""
+        ...
+
+    def claimed(self, queue: str, claim_id: str) -> list[Claim]:
+        """The jobs a claim of `claim_id` took that it still holds (processing): for a claim
+        whose reply was lost, which may or may not have committed."""
         ...
 
     def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
@@ -152,18 +162,18 @@ class JobStore(Protocol):
         ...
 
     def finish_and_claim(
-        self, claim: Claim, outcome: Outcome, claimer: Claimer
+        self, claim: Claim, outcome: Outcome, claimer: Claimer, *, claim_id: str | None = None
     ) -> tuple[bool, Claim | None]:
         """`finish(claim, outcome)` and `claim()` of one more job of the same queue, in one
         write (one transaction, one round trip): what `finish` returns, and the claim or
         None. The handler that ran a job takes its next one without waking the claim loop."""
         ...
 
-    def sweep_stalled(self, queue: str) -> int:
+    def sweep_stalled(self, queue: str) -> list[Reset]:
         """Processing jobs of `queue` whose heartbeat is older than the `stalled_after` stored on
         their row: back to `queued` (`resets` + 1, token cleared, the attempt spent),
         `canceled` if a cancel was asked, or `failed` ("the worker died N times") at the
-        `max_resets` + 1-th death. Returns how many jobs it changed."""
+        `max_resets` + 1-th death. Returns the jobs it changed, as it left them."""
         ...
 
     def listener(self) -> Listener | None:

@@ -10,7 +10,9 @@ disagree about which states are which.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import reprlib
 import secrets
 import socket
@@ -30,6 +32,7 @@ __all__ = [
     "JOB_STATES",
     "LIVE_STATES",
     "MAX_ERROR_TEXT",
+    "MAX_NESTING",
     "MAX_TEXT",
     "READY_STATES",
     "RETRYABLE_STATES",
@@ -44,6 +47,7 @@ __all__ = [
     "NewJob",
     "Outcome",
     "OutcomeKind",
+    "Reset",
     "RunState",
     "ScheduleRun",
     "TickClaim",
@@ -51,7 +55,10 @@ __all__ = [
     "check_job_id",
     "check_text",
     "holder_id",
+    "new_claim_id",
     "storable",
+    "task_name",
+    "to_json",
 ]
 
 JobState: TypeAlias = Literal["queued", "processing", "completed", "errored", "failed", "canceled"]
@@ -94,6 +101,7 @@ OutcomeKind: TypeAlias = Literal["completed", "errored", "failed", "canceled", "
 TickClaim: TypeAlias = Literal["claimed", "skipped", "taken"]
 RunState: TypeAlias = Literal["running", "completed", "failed", "skipped"]
 
+MAX_NESTING: Final = 200  # the deepest a payload or result may nest lists and dicts
 MAX_TEXT: Final = 200  # the longest queue name, key, lease or schedule name, in characters
 MAX_ERROR_TEXT: Final = 8192  # the longest error a job or a run stores, in characters
 INT32_MAX: Final = 2**31 - 1  # priorities and attempts are 32-bit integers in PostgreSQL
@@ -269,6 +277,40 @@ class MigrationStatus:
         return self.progress <= 0.0 if self.reverse else self.progress >= 1.0
 
 
+@final
+@dataclass(frozen=True)
+class Reset:
+    """A processing job the stalled sweep found without a heartbeat: its attempt, and the state
+    the sweep left it in (`queued` again, `failed` past `max_resets`, or `canceled` as asked)."""
+
+    id: int
+    queue: str
+    task: str | None
+    attempt: int
+    resets: int  # its worker's deaths, this one included
+    state: JobState
+
+
+def new_claim_id() -> str:
+    """The random part of the tokens of one claim's attempts, which the claim's jobs can be
+    found by when its reply is lost."""
+    return secrets.token_hex(16)
+
+
+def task_name(payload: object) -> str | None:
+    """The task a payload calls: its "task" if it is exactly {"task": str, "args": list,
+    "kwargs": dict}, else None."""
+    if (
+        isinstance(payload, dict)
+        and payload.keys() == {"task", "args", "kwargs"}
+        and isinstance(payload["task"], str)
+        and isinstance(payload["args"], list)
+        and isinstance(payload["kwargs"], dict)
+    ):
+        return payload["task"]
+    return None
+
+
 # -- who works ---------------------------------------------------------------------------------
 
 
@@ -317,6 +359,30 @@ def check_job_id(value: object, arg: str = "job_id") -> int:
         msg = f"{arg} must be <= {ID_MAX}, got {value!r}"
         raise ValueError(msg)
     return job_id
+
+
+def to_json(value: object) -> str:
+    """`value` as the JSON text a store keeps, or ValueError/TypeError saying why it can't be:
+    not a JSON value (NaN included), or nested deeper than `MAX_NESTING`, which a worker could
+    fail to decode deeper in its stack than it was encoded. Text outside ASCII is escaped, so
+    NUL characters and lone surrogates come back as they went in."""
+    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    if text.count("[") + text.count("{") > MAX_NESTING and _nesting(text) > MAX_NESTING:
+        msg = f"it nests lists and dicts deeper than {MAX_NESTING} levels"
+        raise ValueError(msg)
+    return text
+
+
+def _nesting(text: str) -> int:
+    """How deep the lists and dicts of the JSON `text` nest (brackets in strings don't count)."""
+    deepest = depth = 0
+    for bracket in re.findall(r"[\[\]{}]", _JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+_JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def storable(text: str) -> str:

@@ -30,7 +30,9 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 import select
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -108,6 +110,7 @@ class PostgresDriver:
             problem = (describe_error(error) or "").replace(url, shown)  # libpq quotes the URL
             msg = f"url must be a valid libpq URL, got {shown!r}: {problem}"
             raise ValueError(msg) from None
+        _check_settings(settings, shown)
         self._url = url
         self._shown = shown
         self._timeout = timeout
@@ -140,14 +143,12 @@ class PostgresDriver:
                     f"{connection.info.server_version}"
                 )
                 raise StoreError(msg)
-        self._pool = ConnectionPool(
+        pool = ConnectionPool(
             self._url,
             kwargs=self._settings,
             min_size=_POOL_MIN_SIZE,
             max_size=_POOL_MAX_SIZE,
             timeout=self._timeout,
-            # A connection killed while idle in the pool is replaced, not handed out.
-            check=_check_connection,
             configure=self._configure,
             # Give up reconnecting early, so the next call after an outage starts afresh
             # instead of waiting out the pool's backoff.
@@ -156,7 +157,12 @@ class PostgresDriver:
             name=f"routines.durable:{self._schema}",
             open=False,
         )
-        self._pool.open(wait=True, timeout=self._timeout)
+        try:
+            pool.open(wait=True, timeout=self._timeout)
+        except BaseException:
+            pool.close(timeout=_CLOSE_TIMEOUT)
+            raise
+        self._pool = pool
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -165,9 +171,10 @@ class PostgresDriver:
 
     def classify(self, error: Exception) -> ErrorKind | None:
         # OperationalError covers a lost or refused connection, PoolTimeout, AdminShutdown,
-        # lock_timeout (LockNotAvailable) and serialization failures: try again later.
+        # lock_timeout (LockNotAvailable) and serialization failures: try again later; but not
+        # a server that refused this store's settings, which no retry fixes.
         if isinstance(error, psycopg.OperationalError):
-            return "unavailable"
+            return "error" if _refused_settings(error) else "unavailable"
         if isinstance(error, psycopg.Error):
             return "error"
         return None
@@ -176,9 +183,14 @@ class PostgresDriver:
         return isinstance(error, pg_errors.UniqueViolation)
 
     def _configure(self, connection: Connection) -> None:
-        # A call waits for a row or advisory lock no longer than for a connection.
+        # A call waits for a row or advisory lock no longer than for a connection; and times
+        # cross in UTC whatever the database's or the role's TimeZone: in another zone, a
+        # moment near the ends of Python's years 1 to 9999 would not read back.
         lock_timeout = f"{max(1, round(self._timeout * 1000))}ms"
-        connection.execute("SELECT set_config('lock_timeout', %s, false)", [lock_timeout])
+        connection.execute(
+            "SELECT set_config('lock_timeout', %s, false), set_config('TimeZone', 'UTC', false)",
+            [lock_timeout],
+        )
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -187,12 +199,29 @@ class PostgresDriver:
             msg = f"the store {self._shown} is closed"
             raise StoreError(msg)
         try:
-            with pool.connection() as connection:
+            connection = self._healthy_connection(pool)
+            try:
                 yield connection
+            finally:
+                pool.putconn(connection)
         except psycopg.OperationalError as error:
             if _connection_lost(error):
                 _drop_idle_connections(pool)
             raise
+
+    def _healthy_connection(self, pool: ConnectionPool[Connection]) -> Connection:
+        """A connection from the pool that the server has not ended. The first one found dead
+        (a restart, a failover, `pg_terminate_backend`) means its idle siblings are dead too:
+        they are all dropped at once and a fresh connection is taken, instead of the pool's
+        own check loop meeting each dead one in turn with a backoff between them, which spent
+        the call's whole timeout."""
+        deadline = time.monotonic() + self._timeout
+        connection = pool.getconn(timeout=self._timeout)
+        if _alive(connection):
+            return connection
+        pool.putconn(connection)  # broken now: the pool discards it
+        _drop_idle_connections(pool)
+        return pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
 
     def run(self, work: Callable[[Session], T], *, transaction: bool) -> T:
         with self._connection() as connection:
@@ -303,6 +332,57 @@ class _Session:
         return None if row is None else int(row[0])
 
 
+# libpq's options whose values it checks only when it connects: checked when the store is made,
+# so that a typo is a ValueError naming `url`, not an outage retried for ever.
+_CHOICES: Final = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "target_session_attrs": (
+        "any", "read-write", "read-only", "primary", "standby", "prefer-standby",
+    ),
+    "load_balance_hosts": ("disable", "random"),
+    "sslnegotiation": ("postgres", "direct"),
+    "replication": ("true", "on", "yes", "1", "false", "off", "no", "0", "database"),
+}  # fmt: skip
+_INTEGERS: Final = (
+    "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "sslcompression",
+)  # fmt: skip
+# What a server says, on its way to closing the connection, about settings no retry will fix
+# (a wrong password, a role or database that does not exist, an unknown option). PostgreSQL
+# gives no SQLSTATE for a refused connection, so these are its (English) messages.
+_REFUSALS: Final = re.compile(
+    r"password authentication failed|authentication failed for user|role \".*\" does not exist"
+    r"|database \".*\" does not exist|no pg_hba\.conf entry|unrecognized configuration parameter"
+    r"|invalid value for parameter|permission denied for database|is not permitted to log in"
+    r"|password must be a string|server requested .* authentication"
+)
+
+
+def _check_settings(settings: dict[str, Any], shown: str) -> None:
+    for name, value in settings.items():
+        text = "" if value is None else str(value)
+        if name in _CHOICES and text not in _CHOICES[name]:
+            msg = (
+                f"url has {name}={text!r}, which libpq does not know: use one of "
+                f"{', '.join(_CHOICES[name])}; got {shown!r}"
+            )
+            raise ValueError(msg)
+        if name in _INTEGERS and not text.lstrip("-").isdigit():
+            msg = f"url has {name}={text!r}: it must be an integer; got {shown!r}"
+            raise ValueError(msg)
+    for port in str(settings.get("port") or "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            msg = f"url has port {port!r}: a port is a number from 1 to 65535; got {shown!r}"
+            raise ValueError(msg)
+
+
+def _refused_settings(error: psycopg.OperationalError) -> bool:
+    """Whether the server refused the connection for settings no retry fixes."""
+    return error.sqlstate is None and _REFUSALS.search(describe_error(error) or "") is not None
+
+
 def _connection_settings(settings: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Connection parameters that bound every wait by about `timeout`; the URL's own win."""
     seconds = max(1, math.ceil(timeout))
@@ -329,22 +409,26 @@ def _connection_lost(error: psycopg.OperationalError) -> bool:
     return code is None or code.startswith(("08", "57P"))
 
 
-def _check_connection(connection: Connection) -> None:
-    """The pool's check before it hands out a connection, with a round trip only when one is
+def _alive(connection: Connection) -> bool:
+    """Whether a pooled connection is fit to hand out, with a round trip only when one is
     needed: a server that ends a session (a restart, `pg_terminate_backend`) sends an error
     and closes the socket, which makes it readable, while an idle healthy session receives
     nothing (pooled connections never LISTEN). So a readable socket gets the pool's full
-    check (an empty statement), which raises for a dead session; a quiet one is handed out.
+    check (an empty statement), which fails for a dead session; a quiet one is handed out.
     A network cut silently is not seen here, nor by the full check, which would only wait:
     the statement itself then fails within the store's timeout (keepalives,
     `tcp_user_timeout`)."""
     if connection.closed or connection.broken:
-        msg = "the connection is closed"
-        raise psycopg.OperationalError(msg)
+        return False
     poller = select.poll()
     poller.register(connection.fileno(), select.POLLIN)
-    if poller.poll(0):
+    if not poller.poll(0):
+        return True
+    try:
         ConnectionPool.check_connection(connection)
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _drop_idle_connections(pool: ConnectionPool[Connection]) -> None:

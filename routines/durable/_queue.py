@@ -6,7 +6,6 @@ checked before anything is written (spec/DURABLE.md, section 7).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, NamedTuple
@@ -25,6 +24,7 @@ from ._model import (
     check_int32,
     check_job_id,
     check_text,
+    to_json,
 )
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def _options(
 
 def _encode_payload(payload: object) -> str:
     try:
-        return json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        return to_json(payload)
     except (TypeError, ValueError, RecursionError) as error:
         msg = (
             "payload must be a JSON value (dicts with str keys, lists, str, int, finite float, "

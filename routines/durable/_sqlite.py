@@ -22,6 +22,7 @@ Where SQLite differs from the neutral statements, and why:
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -50,6 +51,7 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 
 _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
+_SQLITE_FULL: Final = 13
 # Waits between retries of a write SQLite refused without calling its busy handler.
 _FIRST_RETRY_WAIT: Final = 0.001
 _MAX_RETRY_WAIT: Final = 0.05
@@ -117,6 +119,13 @@ class SQLiteDriver:
                 f"this Python has {sqlite3.sqlite_version}"
             )
             raise StoreError(msg)
+        directory = os.path.dirname(self._path)
+        if not os.path.isdir(directory):
+            msg = (
+                f"the SQLite store {self._path} cannot be opened: the directory {directory} "
+                "does not exist (create it, or give another path)"
+            )
+            raise StoreError(msg)
         self._run(_enable_wal, write=False)
 
     def close(self) -> None:
@@ -128,7 +137,9 @@ class SQLiteDriver:
             _close(connection)
 
     def classify(self, error: Exception) -> ErrorKind | None:
-        if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+        # A lock not granted in time, or a full disk: both pass (a disk is freed, or grown),
+        # so both are ridden out like an outage of a server.
+        if isinstance(error, sqlite3.OperationalError) and (_is_busy(error) or _is_full(error)):
             return "unavailable"
         if isinstance(error, sqlite3.Error):
             return "error"
@@ -309,6 +320,14 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
         return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     text = error.args[0] if error.args and isinstance(error.args[0], str) else ""
     return "locked" in text or "busy" in text
+
+
+def _is_full(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF == _SQLITE_FULL
+    text = error.args[0] if error.args and isinstance(error.args[0], str) else ""
+    return "database or disk is full" in text
 
 
 def _microseconds(moment: datetime) -> int:

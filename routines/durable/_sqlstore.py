@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 from typing_extensions import final
 
+from .._status import describe_error
 from . import _statements as sql
 from ._backend import ErrorKind, JobStore, LeaseStore, Listener, MigrationStore, TickStore
 from ._errors import StoreError
@@ -41,8 +41,12 @@ from ._model import (
     MigrationStatus,
     NewJob,
     Outcome,
+    Reset,
     ScheduleRun,
     TickClaim,
+    new_claim_id,
+    storable,
+    task_name,
 )
 from ._sql import Driver, Params, Session
 
@@ -66,6 +70,7 @@ class SQLStore:
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
         self._dialect = driver.dialect
+        self._connected = False
         self._steps = tuple(
             (*step, *driver.schema_additions.get(number, ()))
             for number, step in enumerate(sql.SCHEMA)
@@ -97,7 +102,10 @@ class SQLStore:
     # -- connections and the schema ---------------------------------------------------------------
 
     def open(self) -> None:
-        self._driver.connect()
+        # Tried again by the next call if it fails: connect once, then the schema.
+        if not self._connected:
+            self._driver.connect()
+            self._connected = True
         if self._driver.run(self._version, transaction=False) != len(self._steps):
             self._driver.run(self._upgrade, transaction=True)
 
@@ -236,8 +244,15 @@ class SQLStore:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    def claim(self, queue: str, claimer: Claimer, limit: int) -> list[Claim]:
-        return self._claims(self._driver.batch(_claim(queue, claimer, limit))[-1].rows)
+    def claim(
+        self, queue: str, claimer: Claimer, limit: int, *, claim_id: str | None = None
+    ) -> list[Claim]:
+        statements = _claim(queue, claimer, limit, claim_id)
+        return self._claims(self._driver.batch(statements)[-1].rows)
+
+    def claimed(self, queue: str, claim_id: str) -> list[Claim]:
+        rows = self._rows(sql.CLAIMED, {"queue": queue, **_claim_of(claim_id)})
+        return self._claims(rows)
 
     def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
         if not claims:
@@ -253,16 +268,32 @@ class SQLStore:
         return bool(self._driver.batch(_finish(claim, outcome))[1].rows)
 
     def finish_and_claim(
-        self, claim: Claim, outcome: Outcome, claimer: Claimer
+        self, claim: Claim, outcome: Outcome, claimer: Claimer, *, claim_id: str | None = None
     ) -> tuple[bool, Claim | None]:
         results = self._driver.batch(
-            [*_finish(claim, outcome), *_claim(claim.job.queue, claimer, 1)]
+            [*_finish(claim, outcome), *_claim(claim.job.queue, claimer, 1, claim_id)]
         )
         claims = self._claims(results[3].rows)
         return bool(results[1].rows), claims[0] if claims else None
 
-    def sweep_stalled(self, queue: str) -> int:
-        return self._count(sql.SWEEP, {"queue": queue})
+    def sweep_stalled(self, queue: str) -> list[Reset]:
+        def work(session: Session) -> list[Reset]:
+            ids = [int(row[0]) for row in session.rows(sql.STALLED, {"queue": queue})]
+            if not ids or not session.count(sql.SWEEP, {"ids": ids}):
+                return []
+            return [
+                Reset(
+                    id=row[0],
+                    queue=row[1],
+                    task=_task_of(row[2]),
+                    attempt=row[3],
+                    resets=row[4],
+                    state=row[5],
+                )
+                for row in session.rows(sql.SWEPT, {"ids": ids})
+            ]
+
+        return self._driver.run(work, transaction=True)
 
     def listener(self) -> Listener | None:
         return self._driver.listener()
@@ -368,13 +399,15 @@ class SQLStore:
 
     # -- rows -----------------------------------------------------------------------------------
 
-    def job(self, row: Sequence[Any]) -> Job:
-        """A `Job` from a row of `JOB_FIELDS`, its JSON read as text."""
+    def job(self, row: Sequence[Any], *, strict: bool = False) -> Job:
+        """A `Job` from a row of `JOB_FIELDS`, its JSON read as text. JSON that can't be decoded
+        (nested too deep for this stack) raises `_Unreadable` if `strict`, else reads as None:
+        a listing shows such a job (failed, saying why) instead of failing."""
         moment = self._dialect.read_moment
         return Job(
             id=row[0],
             queue=row[1],
-            payload=json.loads(row[2]),
+            payload=_decoded(row[2], row[0], "payload", strict=strict),
             state=row[3],
             priority=row[4],
             attempts=row[5],
@@ -389,11 +422,31 @@ class SQLStore:
             worker=row[14],
             cancel_requested=bool(row[15]),
             last_error=row[16],
-            result=None if row[17] is None else json.loads(row[17]),
+            result=None if row[17] is None else _decoded(row[17], row[0], "result", strict=strict),
         )
 
     def _claims(self, rows: Iterable[Sequence[Any]]) -> list[Claim]:
-        return [Claim(job=self.job(row), token=row[-1]) for row in rows]
+        """The claims of claimed rows; a row that can't be read (its payload does not decode)
+        ends its job failed, saying why, instead of reaching (and killing) a worker."""
+        claims, unreadable = [], []
+        for row in rows:
+            try:
+                claims.append(Claim(job=self.job(row, strict=True), token=row[-1]))
+            except _Unreadable as error:
+                unreadable.append((int(row[0]), str(row[-1]), error.reason))
+        if unreadable:
+            self._driver.batch(
+                [
+                    (sql.FINISH["failed"], {"id": job_id, "token": token, "error": reason})
+                    for job_id, token, reason in unreadable
+                ]
+            )
+            logger.error(
+                "jobs %s could not be read and are failed: %s",
+                ", ".join(str(job_id) for job_id, _, _ in unreadable),
+                unreadable[0][2],
+            )
+        return claims
 
     def _count(self, template: str, params: Params) -> int:
         return self._driver.run(lambda session: session.count(template, params), transaction=False)
@@ -407,6 +460,31 @@ class SQLStore:
         )
 
 
+class _Unreadable(StoreError):
+    """A row the store holds but can't turn into a job."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _decoded(text: str, job_id: int, what: str, *, strict: bool) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        if not strict:
+            return None
+        reason = storable(f"job {job_id}: its {what} can't be decoded: {describe_error(error)}")
+        raise _Unreadable(reason) from None
+
+
+def _task_of(payload: str) -> str | None:
+    try:
+        return task_name(json.loads(payload))
+    except (ValueError, RecursionError):
+        return None
+
+
 def _first(session: Session, template: str, params: Params | None = None) -> tuple[Any, ...]:
     row = session.first(template, params or {})
     if row is None:  # pragma: no cover - an aggregate always gives a row
@@ -415,15 +493,19 @@ def _first(session: Session, template: str, params: Params | None = None) -> tup
     return row
 
 
-def _claim(queue: str, claimer: Claimer, limit: int) -> list[tuple[str, Params]]:
+def _claim_of(claim_id: str) -> dict[str, object]:
+    return {"claim": claim_id, "claim_length": len(claim_id)}
+
+
+def _claim(
+    queue: str, claimer: Claimer, limit: int, claim_id: str | None
+) -> list[tuple[str, Params]]:
     """The statements of a claim: take the jobs, then read back what was taken."""
-    claim = secrets.token_hex(16)
     params = {
         "queue": queue,
         "limit": limit,
         "worker": claimer.worker_id,
-        "claim": claim,
-        "claim_length": len(claim),
+        **_claim_of(claim_id or new_claim_id()),
         "stalled_after": timedelta(seconds=claimer.stalled_after),
         "max_resets": claimer.max_resets,
     }

@@ -250,7 +250,13 @@ FINISHED: Final = """
 
 # The stalled sweep: processing jobs whose heartbeat is older than the stalled_after of the
 # worker that claimed them (stored on the row) go back to queued with one more reset, or fail
-# after max_resets, or end canceled if a cancel was asked.
+# after max_resets, or end canceled if a cancel was asked. STALLED locks them (skipping those a
+# worker is writing right now) for SWEEP, and SWEPT reads what became of them.
+STALLED: Final = """
+    SELECT id FROM {jobs}
+    WHERE queue = :queue AND state = 'processing' AND heartbeat_at + stalled_after < {now}
+    ORDER BY id{skip_locked}
+"""
 SWEEP: Final = """
     UPDATE {jobs} SET
         state = CASE WHEN cancel_requested THEN 'canceled'
@@ -263,7 +269,11 @@ SWEEP: Final = """
             ELSE last_error END,
         resets = resets + 1,
         claim_token = NULL
-    WHERE queue = :queue AND state = 'processing' AND heartbeat_at + stalled_after < {now}
+    WHERE id IN {values:ids} AND state = 'processing' AND heartbeat_at + stalled_after < {now}
+"""
+SWEPT: Final = """
+    SELECT id, queue, payload{as_text}, attempts, resets, state FROM {jobs}
+    WHERE id IN {values:ids} ORDER BY id
 """
 
 # -- leases --------------------------------------------------------------------------------------

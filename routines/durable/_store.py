@@ -22,7 +22,7 @@ from .._status import describe_error
 from .._validate import check_bool, check_int, check_seconds
 from ._access import StoreAccess
 from ._backend import Backend
-from ._errors import MigrationsIncomplete
+from ._errors import MigrationsIncomplete, StoreUnavailable
 from ._lease import Lease
 from ._model import MigrationStatus, ScheduleRun, check_text
 from ._queue import Queue
@@ -137,6 +137,9 @@ def open_store(url: str, *, timeout: float | timedelta = 5.0, schema: str = "rou
     if not isinstance(url, str):
         msg = f"url must be a str such as 'sqlite:////var/lib/app/routines.db', got {url!r}"
         raise TypeError(msg)
+    if "\x00" in url:  # C libraries would read the URL up to it, and open something else
+        msg = f"url must not hold a NUL character, got {redact(url)!r}"
+        raise ValueError(msg)
     seconds = check_seconds("timeout", timeout, allow_zero=False)
     if seconds > MAX_TIMEOUT:
         msg = f"timeout must be at most {MAX_TIMEOUT:g} seconds, got {timeout!r}"
@@ -164,8 +167,18 @@ def open_store(url: str, *, timeout: float | timedelta = 5.0, schema: str = "rou
         raise ValueError(msg)
     store = Store(backend, url=shown, timeout=seconds, schema=schema)
     try:
-        with store._access.using("open") as opening:
-            opening.open()
+        with store._access.using("open"):
+            pass  # opens it
+    except StoreUnavailable as error:
+        # A database that is down now may be back in a minute: the store opens at the first
+        # call that finds it (until then each call raises StoreUnavailable). Refusals that a
+        # retry can't fix (a wrong password, a missing database) are raised here.
+        logger.warning(
+            "opening %r: %s; it opens at the first call that finds the database answering",
+            store,
+            describe_error(error),
+        )
+        return store
     except BaseException:
         backend.close()
         raise

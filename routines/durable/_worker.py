@@ -30,7 +30,6 @@ The data flow (the store's side is drawn in `_sqlstore.py`):
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import threading
 import time
@@ -52,7 +51,17 @@ from .._threads import ThreadGroup
 from .._validate import check_callable, check_int, check_name, check_optional_seconds, check_seconds
 from ._backend import Listener
 from ._errors import Fail, Retry, StoreUnavailable, error_report
-from ._model import Claim, Claimer, Job, Outcome, check_int32, holder_id
+from ._model import (
+    Claim,
+    Claimer,
+    Job,
+    Outcome,
+    check_int32,
+    holder_id,
+    new_claim_id,
+    task_name,
+    to_json,
+)
 from ._outage import Backoff, retried
 from ._queue import Queue
 from ._store import store_access
@@ -234,6 +243,7 @@ class _Run:
         self.claimer = Claimer(holder_id(), settings.stalled_after, settings.max_resets)
         self.cond = threading.Condition(threading.Lock())
         self.jobs: deque[Claim] = deque()  # claimed, for the next free handler
+        self.unsure: list[str] = []  # claims whose reply was lost (see _unsure)
         self.idle = 0  # handler threads waiting for a job
         self.handlers = settings.concurrency  # handler threads not yet ended
         # The attempts going on. A set, not by job id: after an outage longer than
@@ -254,8 +264,7 @@ class _Run:
                 for number in range(1, self.settings.concurrency + 1):
                     group.start(self._handler_thread, name=f"routine:{self.name}:handler-{number}")
                 group.start(self._heartbeat_thread, name=f"routine:{self.name}:heartbeat")
-                with self.access.jobs("listen") as jobs:
-                    listener = jobs.listener()
+                listener = self.access.listener()
                 if listener is not None:
                     group.start(self._listen_thread, listener, name=f"routine:{self.name}:listen")
                 self._claim_loop()
@@ -283,15 +292,22 @@ class _Run:
                 self.wake.clear()
                 continue
             self.wake.clear()  # before the claim: an enqueue after it wakes the next wait
+            claim_id = new_claim_id()
             try:
                 with self.access.jobs("claim") as jobs:
-                    claims = jobs.claim(self.queue.name, self.claimer, free)
-                    if not claims:
-                        self.tally.queued = jobs.count_ready(self.queue.name)
+                    claims = jobs.claim(self.queue.name, self.claimer, free, claim_id=claim_id)
             except StoreUnavailable as error:
+                self._unsure(claim_id)
                 self.stop.wait(backoff.failed(error, "claiming"))
                 continue
             backoff.succeeded()
+            self._settle_unsure()
+            if not claims:
+                try:
+                    with self.access.jobs("count_ready") as jobs:
+                        self.tally.queued = jobs.count_ready(self.queue.name)
+                except StoreUnavailable as error:
+                    backoff.failed(error, "counting the ready jobs")
             if claims:
                 with self.cond:
                     # Checked under the lock a handler checks it under before it ends: while
@@ -302,8 +318,41 @@ class _Run:
                         continue  # claim again at once while handlers are free
                 for claim in claims:  # claimed as the stop came: they never started
                     self._hand_back(claim)
-                return
+                break
             wait_any((self.stop, self.wake), settings.poll_interval)
+        self._settle_unsure()
+
+    def _unsure(self, claim_id: str) -> None:
+        """A claim (or a finish-and-claim) whose reply never came: it may have committed, so
+        this worker may hold jobs it does not know of. The next call that the store answers
+        finds them (their tokens carry `claim_id`) and hands them back, so that neither an
+        attempt nor a reset is spent on them."""
+        with self.cond:
+            self.unsure.append(claim_id)
+
+    def _settle_unsure(self) -> None:
+        """Hand back the jobs that claims whose reply was lost took, if any."""
+        with self.cond:
+            unsure, self.unsure = self.unsure, []
+        for index, claim_id in enumerate(unsure):
+            try:
+                with self.access.jobs("claimed") as jobs:
+                    found = jobs.claimed(self.queue.name, claim_id)
+            except StoreUnavailable:
+                with self.cond:
+                    self.unsure.extend(unsure[index:])
+                return
+            for claim in found:
+                logger.info(
+                    "worker %r: job %d was claimed by a claim whose reply was lost: handing "
+                    "it back",
+                    self.name,
+                    claim.id,
+                    extra=fields(
+                        self.name, "claim_recovered", queue=claim.job.queue, job_id=claim.id
+                    ),
+                )
+                self._hand_back(claim)
 
     # -- the handlers ---------------------------------------------------------------------------
 
@@ -363,9 +412,38 @@ class _Run:
         tally.count(outcome.kind if written else "lost")
         if written and outcome.kind != "handed_back":  # a hand-back is not a run
             tally.record.ran(time.monotonic() - began, failure=error)
+        if written and outcome.kind in ("errored", "failed"):
+            self._log_failed_attempt(claim.job, outcome, error)
         if fatal is not None:
             raise fatal
         return following
+
+    def _log_failed_attempt(self, job: Job, outcome: Outcome, error: BaseException | None) -> None:
+        """One WARNING for an attempt that ended errored or failed."""
+        last = outcome.kind == "failed" or job.attempts >= job.max_attempts
+        shown = describe_error(error) if error is not None else outcome.error
+        first_line = (shown or outcome.kind).strip().splitlines()[0] if shown else outcome.kind
+        then = "failed, not retried" if last else f"retried in {outcome.delay:g}s"
+        task = task_name(job.payload)
+        logger.warning(
+            "worker %r: job %d%s, attempt %d of %d: %s; %s",
+            self.name,
+            job.id,
+            _task_label(task),
+            job.attempts,
+            job.max_attempts,
+            first_line,
+            then,
+            extra=_attempt_fields(
+                self.name,
+                "attempt_failed" if last else "attempt_errored",
+                queue=job.queue,
+                job_id=job.id,
+                task=task,
+                attempt=job.attempts,
+                error=first_line,
+            ),
+        )
 
     def _hand_back(self, claim: Claim) -> None:
         """Give back a job claimed but never started (a stop came first): its attempt unspent."""
@@ -389,10 +467,9 @@ class _Run:
             delay = self.settings.retry_delay(job.attempts) if after is None else after
             return Outcome.errored(error_report(error), delay), error
         try:
-            return Outcome.completed(
-                json.dumps(result, allow_nan=False, separators=(",", ":"))
-            ), None
-        except (TypeError, ValueError, RecursionError) as error:
+            return Outcome.completed(to_json(result)), None
+        except Exception as error:  # noqa: BLE001 - any failure to encode it fails the job
+            # Not only TypeError/ValueError: a dict another thread mutates raises RuntimeError.
             problem = TypeError(f"the handler's result is not JSON: {describe_value(result)}")
             logger.error(  # noqa: TRY400 - the handler is fine; its result is not
                 "worker %r: job %d: %s (%s)",
@@ -413,11 +490,16 @@ class _Run:
         job while the queue has work, instead of a finish and a claim)."""
         settings = self.settings
         if claim_next and not self.stop.is_set():
+            claim_id = new_claim_id()
             try:
                 with self.access.jobs("finish") as jobs:
-                    written, following = jobs.finish_and_claim(claim, outcome, self.claimer)
+                    written, following = jobs.finish_and_claim(
+                        claim, outcome, self.claimer, claim_id=claim_id
+                    )
             except StoreUnavailable:
-                pass  # the outcome alone is retried below (a claim lost with it: the sweep)
+                # The outcome alone is retried below; the claim that went with it may have
+                # taken a job: the claim loop finds it and hands it back.
+                self._unsure(claim_id)
             else:
                 return self._written(claim, outcome, written, lost=lost), following
 
@@ -442,13 +524,24 @@ class _Run:
     def _written(self, claim: Claim, outcome: Outcome, written: bool, *, lost: bool) -> bool:
         """Log a write that found the claim gone, or one that came through after all."""
         if not written:
+            job = claim.job
             logger.warning(
-                "worker %r: job %d: its claim was lost (reset by a stalled sweep, or deleted): "
-                "its outcome (%s) was not written",
+                "worker %r: job %d%s, attempt %d: its claim was lost (reset by a stalled sweep, "
+                "or deleted): its outcome (%s) was not written",
                 self.name,
-                claim.id,
+                job.id,
+                _task_label(task_name(job.payload)),
+                job.attempts,
                 outcome.kind,
-                extra=fields(self.name, "claim_lost", queue=claim.job.queue, job_id=claim.id),
+                extra=_attempt_fields(
+                    self.name,
+                    "claim_lost",
+                    queue=job.queue,
+                    job_id=job.id,
+                    task=task_name(job.payload),
+                    attempt=job.attempts,
+                    error="the claim was lost",
+                ),
             )
         elif lost:
             logger.info(
@@ -534,15 +627,28 @@ class _Run:
             backoff.failed(error, "the stalled sweep")
             return
         backoff.succeeded()
-        if changed:
-            self.tally.count("stalled_resets", changed)
+        for reset in changed:
+            became = {"queued": "queued again", "failed": "failed: it died too often"}
             logger.warning(
-                "worker %r: the stalled sweep put back or ended %d jobs whose worker died "
-                "(ended: failed past max_resets, or canceled as asked)",
+                "worker %r: the stalled sweep put back job %d%s, attempt %d, whose worker died "
+                "(no heartbeat within its stalled_after): %s",
                 self.name,
-                changed,
-                extra=fields(self.name, "stalled_reset", queue=self.queue.name, jobs=changed),
+                reset.id,
+                _task_label(reset.task),
+                reset.attempt,
+                became.get(reset.state, "canceled, as was asked"),
+                extra=_attempt_fields(
+                    self.name,
+                    "stalled_reset",
+                    queue=reset.queue,
+                    job_id=reset.id,
+                    task=reset.task,
+                    attempt=reset.attempt,
+                    error=f"the worker died ({reset.resets} of its workers so far)",
+                ),
             )
+        if changed:
+            self.tally.count("stalled_resets", len(changed))
             self.wake.set()
 
     # -- LISTEN/NOTIFY --------------------------------------------------------------------------
@@ -563,3 +669,13 @@ class _Run:
                     self.wake.set()
         finally:
             listener.close()
+
+
+def _task_label(task: str | None) -> str:
+    return "" if task is None else f" (task {task!r})"
+
+
+def _attempt_fields(routine: str, event: str, **attempt: object) -> dict[str, object]:
+    """The `extra` of a line about one attempt: queue, job_id, task (None if the job is not a
+    task call), attempt and error, each always there, for a log pipeline to rely on."""
+    return {**fields(routine, event), **attempt}

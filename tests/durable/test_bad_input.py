@@ -8,6 +8,7 @@ every argument of a kind is tried with every bad value of that kind.
 
 from __future__ import annotations
 
+import functools
 import math
 import reprlib
 import threading
@@ -95,6 +96,9 @@ PAYLOAD = [
     Bad({(1, 2): "tuple key"}, TypeError),
     Bad(circular, TypeError),
     Bad(b"bytes", TypeError),
+    # Deeper than a worker may be able to decode: it killed the worker that claimed it.
+    Bad(functools.reduce(lambda inner, _: [inner], range(250), 1), TypeError),
+    Bad({"a": functools.reduce(lambda inner, _: {"k": inner}, range(201), 1)}, TypeError),
 ]
 PAYLOADS = [Bad("abc", TypeError), Bad(b"abc", TypeError), Bad(5, TypeError), Bad(None, TypeError)]
 PURGE_STATES = [
@@ -137,6 +141,9 @@ URL = [
     Bad("sqlite:///:memory:", ValueError),
     Bad("sqlite:///x.db?mode=ro", ValueError),
     Bad("postgresql://[::1/app", ValueError),
+    # A NUL cut the URL short in C: this opened database "x".
+    Bad("sqlite:///x.db\x00.other", ValueError),
+    Bad("postgresql://127.0.0.1/x\x00ignored", ValueError),
 ]
 
 
@@ -290,3 +297,7 @@ def test_valid_edge_values_are_accepted(store: durable.Store) -> None:
     ]
     assert len(set(ids)) == 4
     assert queue.purge(older_than=0, states=("canceled",)) == 0
+    deepest = functools.reduce(lambda inner, _: [inner], range(200), "[{a quoted bracket")
+    job = queue.get(queue.enqueue(deepest))
+    assert job is not None
+    assert job.payload == deepest

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,12 +19,13 @@ import pytest
 from psycopg import errors as pg_errors
 
 from routines import durable
+from routines.durable._model import Claimer
 from routines.durable._postgres import PostgresDriver
 
 from .conftest import Target
 from .proxy import TcpProxy
 from .support import backend_of, driver_of, poll
-from helpers import WAIT, join
+from helpers import WAIT, LogWatcher, join
 
 
 def with_query(url: str, **params: str) -> str:
@@ -236,3 +238,134 @@ def test_a_stop_while_a_claim_waits_hands_its_job_back_unspent(
     job = queue.get(job_id)
     assert job is not None
     assert (job.state, job.attempts, handled) == ("queued", 0, [])
+
+
+# -- faults of issue 25 ---------------------------------------------------------------------------
+
+
+def test_the_first_call_after_every_pooled_session_was_ended_gets_a_fresh_one_at_once(
+    postgres_target: Target, admin: psycopg.Connection[Any]
+) -> None:
+    # A restart or a failover ends every session: the pool's own check met each dead one in
+    # turn, with a backoff between them, and the first call spent its whole timeout and failed.
+    store, name = open_named(postgres_target, timeout=2.0)
+    queue = store.queue("emails")
+    driver = driver_of(store)
+    assert isinstance(driver, PostgresDriver)
+    with ExitStack() as held:  # five idle connections in the pool, as after a busy moment
+        for _ in range(5):
+            held.enter_context(driver._connection())
+    pids = backend_pids(admin, name)
+    assert len(pids) >= 5
+    for pid in pids:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert poll(lambda: not set(pids) & set(backend_pids(admin, name)))
+    started = time.monotonic()
+    assert queue.counts()["queued"] == 0
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("zone", "moment"),
+    [
+        ("America/New_York", datetime.min.replace(tzinfo=timezone.utc)),
+        ("Asia/Tokyo", datetime.max.replace(tzinfo=timezone.utc)),
+    ],
+)
+def test_times_read_back_whatever_the_sessions_time_zone(
+    postgres_target: Target, zone: str, moment: datetime
+) -> None:
+    # In another zone the ends of Python's years 1 to 9999 do not fit a datetime: get() raised
+    # DataError, and a worker's claim committed and then raised.
+    url = with_query(postgres_target.url, options=f"-cTimeZone%3D{zone}")
+    store = durable.open_store(url, schema=postgres_target.schema, timeout=WAIT)
+    postgres_target._opened.append(store)
+    queue = store.queue("emails")
+    job_id = queue.enqueue("edge", run_at=moment)
+    job = queue.get(job_id)
+    assert job is not None
+    assert job.run_after == moment
+    if moment < datetime(2000, 1, 1, tzinfo=timezone.utc):  # due: a worker claims it
+        [claim] = backend_of(store).claim("emails", Claimer("w", 60.0, 3), 1)
+        assert claim.job.run_after == moment
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://postgres@127.0.0.1:abc/test", "port 'abc'"),
+        ("postgresql://postgres@127.0.0.1:99999/test", "port '99999'"),
+        ("postgresql://postgres@127.0.0.1:5432/test?sslmode=bogus", "sslmode='bogus'"),
+        ("postgresql://postgres@127.0.0.1:5432/test?connect_timeout=soon", "connect_timeout"),
+        ("postgresql://postgres@127.0.0.1:5432/test\x00ignored", "NUL"),
+    ],
+)
+def test_a_malformed_url_is_a_value_error_naming_url(url: str, says: str) -> None:
+    with pytest.raises(ValueError, match="url") as caught:
+        durable.open_store(url)
+    assert says in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"user": "nobody_at_all"}, 'role "nobody_at_all" does not exist'),
+        ({"dbname": "no_such_database"}, 'database "no_such_database" does not exist'),
+        ({"options": "-cbogus%3D1"}, "unrecognized configuration parameter"),
+    ],
+)
+def test_settings_the_server_refuses_are_a_store_error_not_an_outage(
+    postgres_target: Target, change: dict[str, str], says: str
+) -> None:
+    parts = urlsplit(postgres_target.url)
+    netloc = parts.netloc
+    path = parts.path
+    if "user" in change:
+        netloc = f"{change['user']}@{parts.hostname}:{parts.port or 5432}"
+    if "dbname" in change:
+        path = f"/{change['dbname']}"
+    url = urlunsplit(parts._replace(netloc=netloc, path=path))
+    if "options" in change:
+        url = with_query(url, options=change["options"])
+    with pytest.raises(durable.StoreError, match=says) as caught:
+        durable.open_store(url, timeout=WAIT, schema=postgres_target.schema)
+    assert not isinstance(caught.value, durable.StoreUnavailable)
+
+
+def test_a_worker_started_while_postgresql_is_down_waits_for_it(
+    postgres_target: Target,
+) -> None:
+    parts = urlsplit(postgres_target.url)
+    assert parts.hostname is not None
+    with TcpProxy((parts.hostname, parts.port or 5432)) as proxy, LogWatcher() as logs:
+        proxy.cut()  # down before anything opens
+        netloc = f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else ""
+        url = urlunsplit(parts._replace(netloc=netloc or f"127.0.0.1:{proxy.port}"))
+        store = durable.open_store(url, timeout=1.0, schema=postgres_target.schema)
+        postgres_target._opened.append(store)
+        queue = store.queue("emails")
+        with pytest.raises(durable.StoreUnavailable):  # each call says so while it is down
+            queue.enqueue(1)
+        done = threading.Event()
+        worker = durable.QueueWorker(
+            queue,
+            lambda job: done.set(),
+            poll_interval=0.1,
+            heartbeat_interval=0.5,
+            stalled_after=3.0,
+        )
+        thread = threading.Thread(target=worker.start)
+        thread.start()
+        try:
+            logs.wait_for("trying again until the store is back")
+            proxy.resume()
+            queue.enqueue("now it answers")  # this call opens the store
+            assert done.wait(WAIT)
+        finally:
+            worker.stop()
+            join(thread)
+        outages = [r for r in logs.records if "until the store is back" in r.getMessage()]
+        # Once per loop of the worker (claims, heartbeats and sweeps, listening), as an outage
+        # after the start is logged.
+        doing = [tuple(record.getMessage().split(": ")[:2]) for record in outages]
+        assert len(set(doing)) == len(doing), doing

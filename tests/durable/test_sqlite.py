@@ -3,6 +3,7 @@ thread, and many processes writing one file at once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -18,8 +19,16 @@ from routines.durable._model import Claimer, Outcome
 from routines.durable._sqlite import SQLiteDriver
 
 from .conftest import Target
-from .support import backend_of, driver_of, finish_program, path_of, start_program, write_lock
-from helpers import WAIT
+from .support import (
+    backend_of,
+    driver_of,
+    finish_program,
+    path_of,
+    poll,
+    start_program,
+    write_lock,
+)
+from helpers import WAIT, LogWatcher
 
 
 class InThread:
@@ -114,13 +123,17 @@ def test_switching_to_wal_is_retried_until_the_file_is_free(tmp_path: Path) -> N
     opening.result.close()
 
 
-def test_a_file_held_past_the_timeout_makes_open_unavailable(tmp_path: Path) -> None:
+def test_a_file_held_past_the_timeout_opens_once_it_is_free(tmp_path: Path) -> None:
+    # open_store returns (a web process boots); its calls are unavailable while it is held.
     path = tmp_path / "store.db"
     with writer_on_a_rollback_journal(path):
         started = time.monotonic()
-        with pytest.raises(durable.StoreUnavailable, match="locked"):
-            durable.open_store(f"sqlite:///{path}", timeout=0.3)
+        store = durable.open_store(f"sqlite:///{path}", timeout=0.3)
         assert 0.3 <= time.monotonic() - started < 0.3 + 2.0
+        with pytest.raises(durable.StoreUnavailable, match="locked"):
+            store.queue("emails").counts()
+    with store:
+        assert store.queue("emails").counts()["queued"] == 0
 
 
 def test_close_closes_the_connection_of_every_thread(sqlite_target: Target) -> None:
@@ -192,3 +205,58 @@ def test_processes_writing_at_once_never_see_database_is_locked(sqlite_target: T
     assert sorted(completed) == sorted(enqueued)
     assert len(set(completed)) == 4 * per_process
     assert store.queue("busy").counts()["completed"] == 4 * per_process
+
+
+def test_a_full_disk_is_ridden_out_as_an_outage(
+    sqlite_target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLITE_FULL raised StoreError: the handler thread died with it, and with it the worker.
+    # max_page_count makes the disk "full" at the file's size; lifting it is freeing space.
+    store = sqlite_target.open(timeout=1.0)
+    driver = driver_of(store)
+    assert isinstance(driver, SQLiteDriver)
+    pages = [store_pages(path_of(sqlite_target))]
+    connect = driver._connection
+
+    def limited() -> sqlite3.Connection:
+        connection = connect()
+        connection.execute(f"PRAGMA max_page_count = {pages[0]}")
+        return connection
+
+    monkeypatch.setattr(driver, "_connection", limited)
+    queue = store.queue("emails")
+    job_id = queue.enqueue("fits")
+    worker = durable.QueueWorker(
+        queue,
+        lambda job: "x" * 200_000,
+        poll_interval=0.05,
+        heartbeat_interval=0.5,
+        stalled_after=5,
+    )
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            worker.start()
+        except BaseException as error:
+            failure.append(error)
+
+    with LogWatcher() as logs:
+        thread = threading.Thread(target=start)
+        thread.start()
+        try:
+            logs.wait_for("database or disk is full")
+            pages[0] = 1_073_741_823  # room again
+            job = poll(lambda: (found := queue.get(job_id)) and found.state == "completed")
+            assert job, queue.get(job_id)
+        finally:
+            worker.stop()
+            thread.join(WAIT)
+    assert not failure
+    full = [r for r in logs.records if "disk is full" in r.getMessage()]
+    assert len(full) == 1  # logged once, as an outage
+
+
+def store_pages(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return int(connection.execute("PRAGMA page_count").fetchone()[0])

@@ -192,23 +192,39 @@ def test_many_processes_open_a_fresh_store_at_once(target: Target) -> None:
 # -- errors -------------------------------------------------------------------------------------
 
 
-def test_an_unreachable_postgresql_is_unavailable_within_the_timeout() -> None:
+def test_an_unreachable_postgresql_opens_and_its_calls_are_unavailable_within_the_timeout() -> None:
+    # A web process boots while its database is down; each call that needs it raises.
     started = time.monotonic()
-    with pytest.raises(durable.StoreUnavailable, match=r"unavailable \(timeout 0.5s\).*refused"):
-        durable.open_store("postgresql://postgres@127.0.0.1:9/test", timeout=0.5)
-    assert time.monotonic() - started < 0.5 + 2.0
+    store = durable.open_store("postgresql://postgres@127.0.0.1:9/test", timeout=0.5)
+    try:
+        assert time.monotonic() - started < 0.5 + 2.0
+        for _ in range(2):
+            started = time.monotonic()
+            with pytest.raises(
+                durable.StoreUnavailable, match=r"unavailable \(timeout 0.5s\).*refused"
+            ):
+                store.queue("emails").counts()
+            assert time.monotonic() - started < 0.5 + 2.0
+    finally:
+        store.close()
 
 
-def test_a_sqlite_file_that_cannot_be_opened_is_a_store_error(tmp_path: Path) -> None:
-    with pytest.raises(durable.StoreError, match="unable to open database file") as caught:
-        durable.open_store(f"sqlite:///{tmp_path}/missing-directory/store.db")
+def test_a_sqlite_store_in_a_missing_directory_says_the_directory_does_not_exist(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "missing-directory"
+    with pytest.raises(durable.StoreError, match="does not exist") as caught:
+        durable.open_store(f"sqlite:///{missing}/store.db")
+    assert f"the directory {missing} does not exist" in str(caught.value)
     assert not isinstance(caught.value, durable.StoreUnavailable)
 
 
-def test_store_errors_keep_the_driver_error_as_their_cause(tmp_path: Path) -> None:
-    with pytest.raises(durable.StoreError) as caught:
-        durable.open_store(f"sqlite:///{tmp_path}/missing-directory/store.db")
-    assert caught.value.__cause__ is not None
+def test_a_sqlite_file_that_cannot_be_opened_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "store.db").mkdir()  # a directory where the file should be
+    with pytest.raises(durable.StoreError, match="unable to open database file") as caught:
+        durable.open_store(f"sqlite:///{tmp_path}/store.db")
+    assert not isinstance(caught.value, durable.StoreUnavailable)
+    assert caught.value.__cause__ is not None  # the driver's error, kept
 
 
 # -- fork ---------------------------------------------------------------------------------------
