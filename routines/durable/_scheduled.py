@@ -186,18 +186,40 @@ class _Cron(_Ticks):
         self._zone = zone
         self._expression = expression
         self._croniter: Any = croniter
+        minute, hour = expression.split()[:2]
+        self._fixed_time = not minute.startswith("*") and not hour.startswith("*")
+
+    # When the clock changes, cron (Vixie cron, cronie) treats two kinds of job apart, and so do
+    # these ticks. A fixed-time job is one whose minute and hour fields both name fixed values
+    # (numbers, lists, ranges: "30 2 * * *", "0 9,17 * * *", "30 1-3 * * *"): it runs once per
+    # wall-clock time, so at the first 02:30 when the clock falls back, never at the second, and
+    # a time skipped when it springs forward runs once, at the first valid time (03:00). A job
+    # whose minute or hour field starts with "*" ("0 * * * *", "*/15 * * * *", "0 */2 * * *",
+    # "* 2 * * *") runs at each real moment its fields match: through the repeated hour twice,
+    # through the skipped one never, so hourly and finer schedules tick every real interval.
 
     def after(self, moment: datetime) -> datetime:
-        found: datetime = self._croniter(self._expression, moment.astimezone(self._zone)).get_next(
-            datetime
-        )
+        local = moment.astimezone(self._zone)
+        candidates = self._croniter(self._expression, local).all_next(datetime)
+        found: datetime = next(tick for tick in candidates if self._is_tick(tick))
         return found.astimezone(timezone.utc)
 
     def latest(self, moment: datetime) -> datetime:
-        # croniter's get_prev is strictly before: nudge the moment so a tick at it counts.
-        nudged = moment.astimezone(self._zone) + timedelta(microseconds=1)
-        found: datetime = self._croniter(self._expression, nudged).get_prev(datetime)
+        # croniter's get_prev is strictly before: nudge the moment so a tick at it counts (in
+        # UTC: wall-clock arithmetic would drop the fold of a moment in the repeated hour).
+        nudged = (moment + timedelta(microseconds=1)).astimezone(self._zone)
+        candidates = self._croniter(self._expression, nudged).all_prev(datetime)
+        found: datetime = next(tick for tick in candidates if self._is_tick(tick))
         return found.astimezone(timezone.utc)
+
+    def _is_tick(self, candidate: datetime) -> bool:
+        """Whether a time croniter gives is a tick by the rule above: croniter gives both
+        02:30s when the clock falls back, and moves a time it skips to the first valid one."""
+        local = candidate.astimezone(timezone.utc).astimezone(self._zone)  # its true fold
+        if self._fixed_time:
+            return local.fold == 0  # fold 1: the second time this wall-clock time comes
+        matched: bool = self._croniter.match(self._expression, local.replace(tzinfo=None))
+        return matched  # a moved time does not match (02:59 moved to 03:00 for "* 2 * * *")
 
     def __repr__(self) -> str:
         return f"cron {self._expression!r} in {self._zone}"

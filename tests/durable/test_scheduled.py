@@ -5,6 +5,7 @@ dead runs marked failed, and the tick arithmetic of `every` and `cron`.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -254,6 +255,104 @@ def test_cron_ticks_follow_the_time_zone() -> None:
     assert nine_in_paris.latest(winter) == datetime(2026, 1, 15, 8, 0, tzinfo=timezone.utc)
     exactly = datetime(2026, 1, 15, 8, 0, tzinfo=timezone.utc)
     assert nine_in_paris.latest(exactly) == exactly
+
+
+# The two changes of 2026 in Paris: 02:00 CET is 03:00 CEST on March 29, and 03:00 CEST is
+# 02:00 CET again on October 25 (02:00 to 03:00 happens twice).
+PARIS = _zone("Europe/Paris")
+SPRING_NIGHT = datetime(2026, 3, 28, 21, 0, tzinfo=timezone.utc)
+FALL_NIGHT = datetime(2026, 10, 24, 21, 0, tzinfo=timezone.utc)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+def cron_ticks(expression: str, since: datetime, hours: float) -> list[datetime]:
+    """The ticks of `expression` in Paris in the `hours` after `since`, walked with after()."""
+    ticks, cron, end = [], _Cron(expression, PARIS), since + timedelta(hours=hours)
+    tick = cron.after(since)
+    while tick <= end:
+        ticks.append(tick)
+        tick = cron.after(tick)
+    return ticks
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # Fixed-time: at the first 02:30 (CEST), never at the second (CET).
+        ("30 2 * * *", ["2026-10-25T02:30+02:00", "2026-10-26T02:30+01:00"]),
+        ("0 2 * * *", ["2026-10-25T02:00+02:00", "2026-10-26T02:00+01:00"]),
+        ("0,30 2 * * *", ["2026-10-25T02:00+02:00", "2026-10-25T02:30+02:00",
+                          "2026-10-26T02:00+01:00"]),
+        ("30 1-3 * * *", ["2026-10-25T01:30+02:00", "2026-10-25T02:30+02:00",
+                          "2026-10-25T03:30+01:00", "2026-10-26T01:30+01:00"]),
+    ],
+)  # fmt: skip
+def test_a_fixed_time_cron_runs_once_when_the_clock_falls_back(
+    expression: str, expected: list[str]
+) -> None:
+    ticks = cron_ticks(expression, FALL_NIGHT, 30)
+    assert ticks[: len(expected)] == [utc(text) for text in expected]
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # Fixed-time: a time in the skipped hour runs once, at the first valid time (03:00).
+        ("30 2 * * *", ["2026-03-29T03:00+02:00", "2026-03-30T02:30+02:00"]),
+        ("0,30 2 * * *", ["2026-03-29T03:00+02:00", "2026-03-30T02:00+02:00"]),
+        ("0 2,3 * * *", ["2026-03-29T03:00+02:00", "2026-03-30T02:00+02:00"]),
+        ("30 1-3 * * *", ["2026-03-29T01:30+01:00", "2026-03-29T03:00+02:00",
+                          "2026-03-29T03:30+02:00", "2026-03-30T01:30+02:00"]),
+    ],
+)  # fmt: skip
+def test_a_fixed_time_cron_runs_once_at_the_first_valid_time_when_the_clock_springs_forward(
+    expression: str, expected: list[str]
+) -> None:
+    ticks = cron_ticks(expression, SPRING_NIGHT, 30)
+    assert ticks[: len(expected)] == [utc(text) for text in expected]
+
+
+@pytest.mark.parametrize(("expression", "every"), [("0 * * * *", 60), ("*/15 * * * *", 15)])
+@pytest.mark.parametrize("night", [SPRING_NIGHT, FALL_NIGHT], ids=["spring", "fall"])
+def test_hourly_and_finer_crons_tick_every_real_interval_across_a_clock_change(
+    expression: str, every: int, night: datetime
+) -> None:
+    ticks = cron_ticks(expression, night, 8)
+    assert len(ticks) == 8 * 60 // every
+    assert {later - earlier for earlier, later in itertools.pairwise(ticks)} == {
+        timedelta(minutes=every)
+    }
+
+
+def test_a_cron_with_a_wildcard_minute_ticks_in_each_real_hour_two_and_none_that_is_skipped() -> (
+    None
+):
+    fall = cron_ticks("* 2 * * *", FALL_NIGHT, 8)
+    assert (len(fall), fall[0], fall[-1]) == (
+        120,
+        utc("2026-10-25T02:00+02:00"),
+        utc("2026-10-25T02:59+01:00"),
+    )
+    assert cron_ticks("* 2 * * *", SPRING_NIGHT, 8) == []  # 02:xx never happens that night
+
+
+@pytest.mark.parametrize(
+    "expression", ["30 2 * * *", "0,30 2 * * *", "30 1-3 * * *", "0 * * * *", "*/15 * * * *",
+                   "* 2 * * *"],
+)  # fmt: skip
+@pytest.mark.parametrize("night", [SPRING_NIGHT, FALL_NIGHT], ids=["spring", "fall"])
+def test_the_latest_cron_tick_is_the_last_one_after_gives_at_every_minute_of_a_clock_change(
+    expression: str, night: datetime
+) -> None:
+    # The tick loop coalesces missed ticks into latest(now): one that after() never gives would
+    # run a tick twice or run one that should not be.
+    cron, ticks = _Cron(expression, PARIS), cron_ticks(expression, night - timedelta(days=1), 36)
+    for minute in range(0, 8 * 60, 5):
+        moment = night + timedelta(minutes=minute, seconds=30)
+        assert cron.latest(moment) == max(tick for tick in ticks if tick <= moment), moment
 
 
 @pytest.mark.parametrize(
