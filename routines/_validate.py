@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import threading
@@ -21,6 +22,7 @@ __all__ = [
     "check_optional_seconds",
     "check_routine",
     "check_seconds",
+    "fleet_name",
     "routine_name",
 ]
 
@@ -197,3 +199,63 @@ def describe_callable(fn: Callable[..., object]) -> str:
     """The qualified name of a callable, for default routine names."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) else type(fn).__name__
+
+
+# The attribute in which a routine kind that names itself after its handler when given no name
+# keeps that handler (None when it was given a name), for `fleet_name`.
+NAMED_AFTER: Final = "_named_after"
+
+
+def fleet_name(name: object, *, handler: object = None, routine: object = None) -> str:
+    """The name of a `Scheduled`, a `Singleton` (or a task): an identity across the fleet
+    (OPERATIONS.md section 9), so two different schedules must never share one by accident.
+
+    `name` if given; else the stable name of `handler` (a `Scheduled`'s), or the name of
+    `routine` (a `Singleton`'s): for a routine whose name came from its handler (a periodic
+    routine, a pool or a callback routine built without `name`), that handler's stable name,
+    otherwise the routine's `name` (given, or its class's). A function's stable name is
+    f"{module}.{qualname}", the same in every process and distinct for distinct functions; a
+    lambda, a nested function, a `functools.partial`, a bound method or a callable object has
+    none (two of them share a qualname, or their state differs), and then this raises
+    `ValueError` saying to pass `name=`.
+    """
+    given = check_name(name)
+    if given is not None:
+        return given
+    whose = "the handler"
+    if routine is not None:
+        handler = getattr(routine, NAMED_AFTER, None)
+        if handler is None:
+            return routine_name(routine)
+        whose = f"the handler of {routine!r}"
+    stable, why = _stable_name(handler)
+    if stable is not None:
+        return stable
+    msg = (
+        f"name must be given: {whose} {handler!r} is {why}, with no name that is the same in "
+        "every process and distinct from others; pass name= (an identity across the fleet)"
+    )
+    raise ValueError(msg)
+
+
+def _stable_name(fn: object) -> tuple[str | None, str]:
+    """(f"{module}.{qualname}", "") of a function, class or builtin defined at module level (or
+    in a class there); else (None, what `fn` is that has no such name)."""
+    if isinstance(fn, functools.partial):
+        return None, "a functools.partial"
+    target = fn
+    if isinstance(fn, (types.MethodType, types.BuiltinMethodType)):
+        if not isinstance(fn.__self__, (type, types.ModuleType, type(None))):
+            return None, "a method bound to an object"  # whose state may differ from another's
+        target = fn.__func__ if isinstance(fn, types.MethodType) else fn
+    if not isinstance(target, (types.FunctionType, types.BuiltinFunctionType, type)):
+        return None, "a callable object"
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return None, "a callable without __module__ and __qualname__"
+    if "<lambda>" in qualname:
+        return None, "a lambda"
+    if "<locals>" in qualname:
+        return None, "defined inside a function"
+    return f"{module}.{qualname}", ""

@@ -20,11 +20,10 @@ from .._logs import fields, get_logger
 from .._status import RoutineStatus, supervised_status
 from .._threads import ThreadGroup
 from .._validate import (
-    check_name,
     check_optional_seconds,
     check_routine,
     check_seconds,
-    routine_name,
+    fleet_name,
 )
 from ._errors import StoreUnavailable
 from ._outage import warn_unavailable
@@ -155,7 +154,7 @@ class Singleton:
         if not isinstance(store, Store):
             msg = f"store must be a durable store (durable.open_store()), got {store!r}"
             raise TypeError(msg)
-        self.name: str = check_name(name) or routine_name(routine)
+        self.name: str = fleet_name(name, routine=routine)
         self._lease = Lease(store_access(store), self.name, ttl)
         ttl_seconds = self._lease.ttl
         if ttl_seconds < 3 * store.timeout:

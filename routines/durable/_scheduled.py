@@ -25,7 +25,7 @@ from .._logs import RepeatedFailures, fields, get_logger
 from .._record import RunRecord
 from .._status import RoutineStatus, describe_error
 from .._threads import ThreadGroup
-from .._validate import check_bool, check_callable, check_name, check_seconds, describe_callable
+from .._validate import check_bool, check_callable, check_seconds, fleet_name
 from ._errors import StoreUnavailable, error_report
 from ._lease import holder_id
 from ._outage import Backoff, retried, warn_unavailable
@@ -50,7 +50,8 @@ class Scheduled:
     Exactly one of `every` (seconds or a timedelta: ticks aligned to the Unix epoch, so
     `every=300` ticks at :00, :05, ...) and `cron` (a five-field cron expression, in `timezone`;
     needs the extra `routines[cron]`). `name` is the schedule's identity across the fleet
-    (default: the handler's qualified name). With `catch_up=True`, a process that starts when
+    (default: f"{module}.{qualname}" of the handler; a handler without one, such as a lambda
+    or a `functools.partial`, needs `name`). With `catch_up=True`, a process that starts when
     the latest tick has no run (every replica was down) runs that tick once; missed ticks
     coalesce into one. A run heartbeats; one whose process died is marked `failed` once its
     heartbeat is older than `stalled_after` (at least 3 times the store's timeout), and the
@@ -89,7 +90,7 @@ class Scheduled:
             if every is not None
             else _Cron(cron, zone)
         )
-        self.name: str = check_text("name", check_name(name) or describe_callable(handler))
+        self.name: str = check_text("name", fleet_name(name, handler=handler))
         self._catch_up = check_bool("catch_up", catch_up)
         self._stalled_after = check_seconds("stalled_after", stalled_after, allow_zero=False)
         if self._stalled_after < 3 * store.timeout:

@@ -5,6 +5,7 @@ dead runs marked failed, and the tick arithmetic of `every` and `cron`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import threading
@@ -18,7 +19,7 @@ from routines import durable
 from routines.durable._scheduled import _Cron, _Every, _zone
 
 from .conftest import Target
-from .support import backend_of, poll
+from .support import WITHOUT_A_STABLE_NAME, backend_of, poll, sync
 from helpers import WAIT, LogWatcher, join
 
 
@@ -378,10 +379,52 @@ def test_the_latest_cron_tick_is_the_last_one_after_gives_at_every_minute_of_a_c
 def test_bad_arguments_are_refused_at_construction_naming_them(
     store: durable.Store, kwargs: dict[str, object], error: type[Exception], fragment: str
 ) -> None:
-    arguments: dict[str, object] = {"handler": lambda: None, "store": store, **kwargs}
+    arguments: dict[str, object] = {"handler": sync_eu, "store": store, **kwargs}
     handler, given = arguments.pop("handler"), arguments.pop("store")
     with pytest.raises(error, match=fragment):
         durable.Scheduled(handler, given, **arguments)  # type: ignore[arg-type]
+
+
+# -- fleet identities (OPERATIONS.md section 9) ---------------------------------------------------
+
+
+def sync_eu() -> None:
+    """A module-level function: its name is the same in every process."""
+
+
+class Syncer:
+    @classmethod
+    def all_regions(cls) -> None: ...
+
+
+def test_a_schedules_default_name_is_its_functions_module_and_qualified_name(
+    store: durable.Store,
+) -> None:
+    scheduled = durable.Scheduled(sync_eu, store, every=60)
+    assert scheduled.name == f"{__name__}.sync_eu"
+    in_a_class = durable.Scheduled(Syncer.all_regions, store, every=60)
+    assert in_a_class.name == f"{__name__}.Syncer.all_regions"
+
+
+@WITHOUT_A_STABLE_NAME
+def test_a_schedule_of_a_handler_with_no_stable_name_needs_a_name(
+    store: durable.Store, handler: Callable[[], None], what: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"name must be given: .* is {what}.*pass name="):
+        durable.Scheduled(handler, store, every=60)
+    assert durable.Scheduled(handler, store, every=60, name="sync.eu").name == "sync.eu"
+
+
+def test_two_partials_of_one_function_are_two_schedules_only_by_name(
+    store: durable.Store,
+) -> None:
+    # Issue 25.10: both were named "partial" and split the ticks between them.
+    for region in ("eu", "us"):
+        with pytest.raises(ValueError, match="name must be given"):
+            durable.Scheduled(functools.partial(sync, region), store, every=60)
+    eu = durable.Scheduled(functools.partial(sync, "eu"), store, every=60, name="sync.eu")
+    us = durable.Scheduled(functools.partial(sync, "us"), store, every=60, name="sync.us")
+    assert eu.name != us.name
 
 
 def test_cron_without_croniter_names_the_extra(
