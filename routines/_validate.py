@@ -19,6 +19,7 @@ __all__ = [
     "check_fraction",
     "check_int",
     "check_name",
+    "check_not_async",
     "check_optional_seconds",
     "check_routine",
     "check_seconds",
@@ -101,7 +102,7 @@ def check_callable(arg: str, value: T, *, allow_none: bool = False, takes: int |
 
     With `takes`, a callable whose signature can be read must accept that many positional
     arguments: a one-argument function given as a periodic handler fails here, not on another
-    thread at its first run.
+    thread at its first run. An `async def` function is refused (`check_not_async`).
     """
     if value is None and allow_none:
         return value
@@ -109,9 +110,31 @@ def check_callable(arg: str, value: T, *, allow_none: bool = False, takes: int |
         none = " or None" if allow_none else ""
         msg = f"{arg} must be callable{none}, got {value!r}"
         raise TypeError(msg)
+    check_not_async(arg, value)
     if takes is not None:
         _check_takes(arg, value, takes)
     return value
+
+
+def check_not_async(arg: str, fn: object) -> None:
+    """Raise `TypeError` naming `arg` if calling `fn` would only make a coroutine (or an async
+    generator) that nobody awaits: an `async def` function, also in a `functools.partial`, as a
+    bound method, or as the `__call__` of a callable object (OPERATIONS.md section 8). Every
+    handler and callback here is called on a thread, and such a call would return at once,
+    counted as a run that succeeded, with its body never run."""
+    called = fn
+    while isinstance(called, functools.partial):
+        called = called.func
+    if not isinstance(called, (types.FunctionType, types.MethodType, type)):
+        # A callable object: what calling it runs (its class's __call__, not whether it has one).
+        called = getattr(type(called), "__call__", None)  # noqa: B004
+    if inspect.iscoroutinefunction(called) or inspect.isasyncgenfunction(called):
+        msg = (
+            f"{arg} must be a plain function, not an async one (async def), got {fn!r}: "
+            "handlers run on threads and are never awaited, so its body would never run; "
+            "pass a plain function (one that calls asyncio.run(...), say)"
+        )
+        raise TypeError(msg)
 
 
 def _check_takes(arg: str, fn: Callable[..., object], count: int) -> None:
