@@ -6,7 +6,7 @@ and serves:
   /healthz   200 while every routine runs (or waits to restart) as it should, else 503
   /readyz    200 once also the migration is complete, else 503
   /status    every routine's status as JSON
-  /metrics   Prometheus metrics (routines.prometheus.MonitorCollector)
+  /metrics   Prometheus metrics (MonitorCollector, from routines.prometheus)
 
 Run: python examples/observability.py [--port N] [--seconds N]   (needs routines[prometheus])
 It prints the address it serves on; SIGTERM or Ctrl-C ends it.

@@ -38,6 +38,7 @@ class CallbackRoutine:
             "stop", stop, allow_none=True, takes=0
         )
         self.name = check_name(name) or describe_callable(start)
+        self._named_after = None if name is not None else start  # for fleet_name()
         self._lifecycle = Lifecycle()
         self._lock = threading.Lock()
         self._callable_running = False

@@ -30,6 +30,7 @@ from ._report import (
     RoutineOutcome,
     RoutineRecord,
     ShutdownReport,
+    report_headline,
 )
 from ._signals import (
     SignalPump,
@@ -371,11 +372,7 @@ class Monitor:
         if wake is not None:
             wake()
         logger.info(
-            "shutdown (%s) in %.3fs: %s",
-            report.reason,
-            report.duration,
-            "ok" if report.ok else "NOT ok",
-            extra=fields(event="report", report=report.to_dict()),
+            "%s", report_headline(report), extra=fields(event="report", report=report.to_dict())
         )
 
     def _release_threads(self, report: ShutdownReport) -> None:

@@ -145,6 +145,7 @@ class PeriodicRoutine:
         "_last_valid_interval",
         "_lifecycle",
         "_max_reinvocations",
+        "_named_after",
         "_on_error",
         "_on_shutdown",
         "_record",
@@ -177,6 +178,7 @@ class PeriodicRoutine:
         self._handler = check_callable("handler", handler, takes=0)
         self._interval, self._interval_function = _seconds_or_function(interval)
         self.name: str = check_name(name) or describe_callable(handler)
+        self._named_after = None if name is not None else handler  # for fleet_name()
         if not isinstance(description, str):
             msg = f"description must be a str, got {description!r}"
             raise TypeError(msg)

@@ -117,6 +117,7 @@ class WorkerPool(Generic[T, R]):
         self._workers = check_int("workers", workers, minimum=1)
         self._buffer = check_int("buffer", buffer, minimum=1)
         self.name: str = check_name(name) or describe_callable(handler)
+        self._named_after = None if name is not None else handler  # for fleet_name()
         self._on_error = check_callable("on_error", on_error, allow_none=True, takes=2)
         drain = check_bool("drain_on_stop", drain_on_stop)
         seconds = check_optional_seconds("drain_timeout", drain_timeout)

@@ -28,6 +28,7 @@ __all__ = [
     "RoutineOutcome",
     "RoutineRecord",
     "ShutdownReport",
+    "report_headline",
 ]
 
 logger = get_logger("monitor")
@@ -111,9 +112,7 @@ class ShutdownReport:
         }
 
     def __str__(self) -> str:
-        verdict = "ok" if self.ok else "NOT ok"
-        forced = ", forced" if self.forced else ""
-        lines = [f"shutdown ({self.reason}) in {self.duration:.3f}s{forced}: {verdict}"]
+        lines = [report_headline(self)]
         rows: list[tuple[str, str, str]] = [
             (o.name, o.state, describe_error(o.error) or "-") for o in self.outcomes
         ]
@@ -126,6 +125,13 @@ class ShutdownReport:
             for name, state, error in rows
         )
         return "\n".join(lines)
+
+
+def report_headline(report: ShutdownReport) -> str:
+    """The report's first line: what `str(report)` prints first, and the Monitor logs."""
+    verdict = "ok" if report.ok else "NOT ok"
+    forced = ", forced" if report.forced else ""
+    return f"shutdown ({report.reason}) in {report.duration:.3f}s{forced}: {verdict}"
 
 
 @final

@@ -11,12 +11,14 @@ lose no signal, as the list has them all. Everything else happens on ordinary th
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
+from typing import Final
 
 from typing_extensions import Self, final
 
@@ -45,6 +47,11 @@ _RESTORE_ATTEMPTS = 1000
 _LONGEST_WAIT = 86400.0
 # The longest single wait of the main thread in `wait_interruptibly()`.
 _MAIN_THREAD_SLICE = 0.1
+# Where a wakeup socket that could not be given back stays open (see SignalCatcher.close).
+_STILL_THE_WAKEUP_FD: list[tuple[socket.socket, socket.socket]] = []
+# `signal.set_wakeup_fd(fd)` with no warning when a flood fills the socket (the bytes only wake).
+# A partial, not a function: calling it runs no bytecode (see SignalCatcher.__enter__).
+_set_wakeup_fd_quietly: Final = functools.partial(signal.set_wakeup_fd, warn_on_full_buffer=False)
 
 
 class SignalCatcher:
@@ -53,8 +60,8 @@ class SignalCatcher:
     def __init__(self, signals: Iterable[int]) -> None:
         self._signals = tuple(dict.fromkeys(signals))
         self._previous: dict[int, signal.Handlers | object] = {}
-        self._previous_wakeup_fd = -1
-        self._wakeup_fd_set = False
+        # The wakeup fd found on entry, while ours is set: one item, else none.
+        self._previous_wakeup_fd: list[int] = []
         self._reader, self._writer = socket.socketpair()
         self._writer.setblocking(False)
         self._received: list[int] = []  # appended by the handler, taken by `wait()`
@@ -68,16 +75,21 @@ class SignalCatcher:
                 "monitor.shutdown() instead"
             )
             raise RuntimeError(msg)
+        # Handlers first, wakeup fd last, and the restore in the reverse order: while the wakeup
+        # fd is ours, our handlers are in place, and they only record (a Ctrl-C then raises no
+        # KeyboardInterrupt that could lose track of the fd). Each previous handler is noted
+        # before it is replaced, so that an interruption between the two loses none.
         try:
-            self._previous_wakeup_fd = signal.set_wakeup_fd(
-                self._writer.fileno(), warn_on_full_buffer=False
-            )
-            self._wakeup_fd_set = True
             for signum in self._signals:
-                self._previous[signum] = signal.signal(signum, self._record)
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._record)
+            # One C call sets our fd and keeps the one it replaces: no bytecode runs between the
+            # two, so no signal handler can raise there and lose the fd to restore.
+            self._previous_wakeup_fd.extend(map(_set_wakeup_fd_quietly, [self._writer.fileno()]))
         except BaseException:
             self._restore()
             raise
+        self.wake()  # a signal recorded before the fd was ours wrote no byte to wake wait()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -89,29 +101,45 @@ class SignalCatcher:
         Once a Python handler is back it may run at any bytecode (a SIGINT landing now raises
         KeyboardInterrupt from Python's default handler), and `signal.signal()` runs pending
         handlers before it swaps. Stopping half-way would leave the process deaf to SIGTERM, so
-        each step is retried until everything is back; only then does the exception go on.
+        each step is retried until everything is back; only then does the exception go on. The
+        wakeup socket is closed only once it is no longer the wakeup fd (see `close`).
         """
         interrupted: BaseException | None = None
-        for _ in range(_RESTORE_ATTEMPTS):
-            try:
-                self._restore_what_is_left()
-            except BaseException as exc:  # noqa: BLE001 - raised below, once everything is back
-                interrupted = interrupted or exc
-            else:
-                break
-        self.close()
+        try:
+            for _ in range(_RESTORE_ATTEMPTS):
+                try:
+                    self._restore_what_is_left()
+                except BaseException as exc:  # noqa: BLE001 - raised below, once all is back
+                    interrupted = interrupted or exc
+                else:
+                    break
+        finally:
+            self.close()
         if interrupted is not None:
             raise interrupted
 
     def _restore_what_is_left(self) -> None:
+        # The wakeup fd first, while only our handlers (which never raise) can run: once a
+        # previous handler is back, a KeyboardInterrupt may break off the restore at any line.
+        if self._previous_wakeup_fd:
+            previous_fd = self._previous_wakeup_fd[0]
+            try:
+                # warn_on_full_buffer comes back as CPython's default: Python can't read it
+                signal.set_wakeup_fd(previous_fd)
+            except (OSError, ValueError):  # its owner closed it meanwhile: it can't come back
+                signal.set_wakeup_fd(-1)
+                logger.warning(
+                    "the signal wakeup fd found before run() (%d) was closed meanwhile: "
+                    "none is set now",
+                    previous_fd,
+                    extra=fields(event="wakeup_fd_lost"),
+                )
+            self._previous_wakeup_fd.clear()
         while self._previous:
             signum, previous = next(iter(self._previous.items()))
             # getsignal() gives None for a handler not installed from Python: SIG_DFL then
             signal.signal(signum, signal.SIG_DFL if previous is None else previous)  # type: ignore[arg-type]
             del self._previous[signum]
-        if self._wakeup_fd_set:
-            signal.set_wakeup_fd(self._previous_wakeup_fd)
-            self._wakeup_fd_set = False
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         """The Python-level handler: one append, no lock (the C-level handler has already
@@ -125,6 +153,12 @@ class SignalCatcher:
         return taken
 
     def close(self) -> None:
+        """Close the wakeup socket, unless it is still the wakeup fd (a restore that could not
+        finish): then it stays open, for ever, since a closed one would make every later signal
+        fail to write to it, or write to whatever file reuses its number."""
+        if self._previous_wakeup_fd:
+            _STILL_THE_WAKEUP_FD.append((self._reader, self._writer))
+            return
         self._reader.close()
         self._writer.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import threading
@@ -18,9 +19,11 @@ __all__ = [
     "check_fraction",
     "check_int",
     "check_name",
+    "check_not_async",
     "check_optional_seconds",
     "check_routine",
     "check_seconds",
+    "fleet_name",
     "routine_name",
 ]
 
@@ -99,7 +102,7 @@ def check_callable(arg: str, value: T, *, allow_none: bool = False, takes: int |
 
     With `takes`, a callable whose signature can be read must accept that many positional
     arguments: a one-argument function given as a periodic handler fails here, not on another
-    thread at its first run.
+    thread at its first run. An `async def` function is refused (`check_not_async`).
     """
     if value is None and allow_none:
         return value
@@ -107,9 +110,31 @@ def check_callable(arg: str, value: T, *, allow_none: bool = False, takes: int |
         none = " or None" if allow_none else ""
         msg = f"{arg} must be callable{none}, got {value!r}"
         raise TypeError(msg)
+    check_not_async(arg, value)
     if takes is not None:
         _check_takes(arg, value, takes)
     return value
+
+
+def check_not_async(arg: str, fn: object) -> None:
+    """Raise `TypeError` naming `arg` if calling `fn` would only make a coroutine (or an async
+    generator) that nobody awaits: an `async def` function, also in a `functools.partial`, as a
+    bound method, or as the `__call__` of a callable object (OPERATIONS.md section 8). Every
+    handler and callback here is called on a thread, and such a call would return at once,
+    counted as a run that succeeded, with its body never run."""
+    called = fn
+    while isinstance(called, functools.partial):
+        called = called.func
+    if not isinstance(called, (types.FunctionType, types.MethodType, type)):
+        # A callable object: what calling it runs (its class's __call__, not whether it has one).
+        called = getattr(type(called), "__call__", None)  # noqa: B004
+    if inspect.iscoroutinefunction(called) or inspect.isasyncgenfunction(called):
+        msg = (
+            f"{arg} must be a plain function, not an async one (async def), got {fn!r}: "
+            "handlers run on threads and are never awaited, so its body would never run; "
+            "pass a plain function (one that calls asyncio.run(...), say)"
+        )
+        raise TypeError(msg)
 
 
 def _check_takes(arg: str, fn: Callable[..., object], count: int) -> None:
@@ -197,3 +222,63 @@ def describe_callable(fn: Callable[..., object]) -> str:
     """The qualified name of a callable, for default routine names."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) else type(fn).__name__
+
+
+# The attribute in which a routine kind that names itself after its handler when given no name
+# keeps that handler (None when it was given a name), for `fleet_name`.
+NAMED_AFTER: Final = "_named_after"
+
+
+def fleet_name(name: object, *, handler: object = None, routine: object = None) -> str:
+    """The name of a `Scheduled`, a `Singleton` (or a task): an identity across the fleet
+    (OPERATIONS.md section 9), so two different schedules must never share one by accident.
+
+    `name` if given; else the stable name of `handler` (a `Scheduled`'s), or the name of
+    `routine` (a `Singleton`'s): for a routine whose name came from its handler (a periodic
+    routine, a pool or a callback routine built without `name`), that handler's stable name,
+    otherwise the routine's `name` (given, or its class's). A function's stable name is
+    f"{module}.{qualname}", the same in every process and distinct for distinct functions; a
+    lambda, a nested function, a `functools.partial`, a bound method or a callable object has
+    none (two of them share a qualname, or their state differs), and then this raises
+    `ValueError` saying to pass `name=`.
+    """
+    given = check_name(name)
+    if given is not None:
+        return given
+    whose = "the handler"
+    if routine is not None:
+        handler = getattr(routine, NAMED_AFTER, None)
+        if handler is None:
+            return routine_name(routine)
+        whose = f"the handler of {routine!r}"
+    stable, why = _stable_name(handler)
+    if stable is not None:
+        return stable
+    msg = (
+        f"name must be given: {whose} {handler!r} is {why}, with no name that is the same in "
+        "every process and distinct from others; pass name= (an identity across the fleet)"
+    )
+    raise ValueError(msg)
+
+
+def _stable_name(fn: object) -> tuple[str | None, str]:
+    """(f"{module}.{qualname}", "") of a function, class or builtin defined at module level (or
+    in a class there); else (None, what `fn` is that has no such name)."""
+    if isinstance(fn, functools.partial):
+        return None, "a functools.partial"
+    target = fn
+    if isinstance(fn, (types.MethodType, types.BuiltinMethodType)):
+        if not isinstance(fn.__self__, (type, types.ModuleType, type(None))):
+            return None, "a method bound to an object"  # whose state may differ from another's
+        target = fn.__func__ if isinstance(fn, types.MethodType) else fn
+    if not isinstance(target, (types.FunctionType, types.BuiltinFunctionType, type)):
+        return None, "a callable object"
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return None, "a callable without __module__ and __qualname__"
+    if "<lambda>" in qualname:
+        return None, "a lambda"
+    if "<locals>" in qualname:
+        return None, "defined inside a function"
+    return f"{module}.{qualname}", ""

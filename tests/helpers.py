@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -501,3 +502,33 @@ class ObjectHandler:
 
     def on_shutdown(self) -> None:
         self.shutdowns.append(threading.current_thread().name)
+
+
+# -- handlers that are coroutines (OPERATIONS.md section 8): calling one runs none of its body --
+
+
+async def async_handler(*args: object) -> None:
+    raise AssertionError("an async handler must never be accepted, so never called")
+
+
+async def async_generator_handler(*args: object) -> Any:
+    yield args
+
+
+class AsyncCallable:
+    async def __call__(self, *args: object) -> None:
+        raise AssertionError("never called")
+
+    async def method(self, *args: object) -> None:
+        raise AssertionError("never called")
+
+
+# Every way to hand over an async def function, for every argument that takes a callable.
+ASYNC_HANDLERS = {
+    "async-def": async_handler,
+    "async-generator": async_generator_handler,
+    "partial": functools.partial(async_handler),
+    "partial-of-partial": functools.partial(functools.partial(async_handler, 1)),
+    "async-call-object": AsyncCallable(),
+    "async-bound-method": AsyncCallable().method,
+}

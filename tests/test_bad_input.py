@@ -25,7 +25,7 @@ import routines
 from routines import PeriodicRoutine, WorkerPool, with_error_message
 from routines.testing import FakeClock
 
-from helpers import WAIT, Gate, LogWatcher, started_monitor
+from helpers import ASYNC_HANDLERS, WAIT, Gate, LogWatcher, started_monitor
 
 HUGE_INT = 10**400  # not representable as a float
 NAN, INF = math.nan, math.inf
@@ -862,6 +862,42 @@ def test_fake_clock_bad_arguments_are_rejected_naming_the_argument(
 ) -> None:
     with pytest.raises(error, match=message):
         call()
+
+
+# -- async def handlers (OPERATIONS.md section 8) ---------------------------------------------
+
+# Each argument that takes a handler or callback: (the call given it, the argument's name).
+ASYNC_TAKERS = {
+    "PeriodicRoutine-handler": (lambda fn: PeriodicRoutine(fn), "handler"),
+    "PeriodicRoutine-on_error": (lambda fn: PeriodicRoutine(noop, on_error=fn), "on_error"),
+    "PeriodicRoutine-on_shutdown": (
+        lambda fn: PeriodicRoutine(noop, on_shutdown=fn),
+        "on_shutdown",
+    ),
+    "WorkerPool-handler": (lambda fn: routines.WorkerPool(fn), "handler"),
+    "WorkerPool-on_error": (lambda fn: routines.WorkerPool(item_handler, on_error=fn), "on_error"),
+    "CallbackRoutine-start": (lambda fn: routines.CallbackRoutine(fn), "start"),
+    "CallbackRoutine-stop": (lambda fn: routines.CallbackRoutine(noop, fn), "stop"),
+    "with_error_message-fn": (lambda fn: routines.with_error_message("x", fn), "fn"),
+    "Monitor-on_event": (lambda fn: routines.Monitor(on_event=fn), "on_event"),
+    "Monitor-on_signal": (
+        lambda fn: routines.Monitor(on_signal={signal.SIGHUP: fn}),
+        f"on_signal[{signal.SIGHUP!r}]",
+    ),
+}
+
+
+@pytest.mark.parametrize("handler", ASYNC_HANDLERS.values(), ids=ASYNC_HANDLERS.keys())
+@pytest.mark.parametrize(("take", "arg"), ASYNC_TAKERS.values(), ids=ASYNC_TAKERS.keys())
+def test_an_async_handler_is_refused_naming_the_argument(
+    take: Callable[[object], object], arg: str, handler: object
+) -> None:
+    # Issue 25.11: a PeriodicRoutine of an async def reported runs and no failure, its body
+    # never run (each call only made a coroutine).
+    with pytest.raises(TypeError, match=r"must be a plain function, not an async one") as raised:
+        close(take(handler))
+    assert str(raised.value).startswith(f"{arg} must be"), raised.value
+    assert repr(handler) in str(raised.value)
 
 
 # -- every row of every section above ----------------------------------------------------------

@@ -1,13 +1,17 @@
-"""The gunicorn recipe (examples/hosts/gunicorn_hooks.py) under real gunicorn: routines started
+"""The gunicorn recipes under real gunicorn (examples/hosts/gunicorn_hooks.py): routines started
 in `post_worker_init`, stopped in `worker_exit`; sync and gthread workers, SIGTERM and SIGHUP
-to the master, `--preload` done right, and done wrong (fork detection says so)."""
+to the master, `--preload` done right, and done wrong (fork detection says so). And the fleet
+recipe (examples/hosts/gunicorn_fleet.py): a schedule run once per tick across two workers."""
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
 import pytest
+
+from routines import durable
 
 from hosting import Client, Host, free_port, jobs, wait_until
 
@@ -118,3 +122,50 @@ def test_a_stop_timeout_longer_than_graceful_timeout_is_warned_about_at_start(
         assert host.wait() == 0, host.errors
     assert "stop_timeout (5s)" in line
     assert "(3s)" in line
+
+
+def test_the_fleet_recipe_runs_each_tick_once_across_two_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/fleet.md's recipe is examples/hosts/gunicorn_fleet.py (tests/test_examples.py checks
+    # that): a Scheduled in every worker, started in post_worker_init, stopped in worker_exit.
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    monkeypatch.setenv("ROUTINES_EXAMPLE_STORE", url)
+    monkeypatch.setenv("ROUTINES_EXAMPLE_DIGEST_EVERY", "0.5")
+    port = free_port()
+    with gunicorn(tmp_path, port, "-c", "gunicorn_fleet.py", "--workers", "2") as host:
+
+        def digests() -> list[int]:
+            return [int(line.split()[1]) for line in host.jobs.lines() if line.startswith("digest")]
+
+        wait_until(lambda: len(digests()) >= 4, "four digests")
+        host.send(signal.SIGTERM)
+        assert host.wait() == 0, host.errors
+    workers = {int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", host.errors)}
+    with durable.open_store(url) as store:
+        runs = store.schedule_runs("digest", limit=1000)
+    assert len(workers) == 2, host.errors
+    assert {run.state for run in runs} <= {"completed", "skipped"}  # none left running
+    completed = [run for run in runs if run.state == "completed"]
+    assert len(digests()) == len(completed)  # each tick's handler ran once, in one worker
+    assert set(digests()) <= workers
+    assert {int(run.worker.split(":")[1]) for run in completed} == set(digests())
+    assert "Traceback" not in host.errors, host.errors
+
+
+def test_the_fleet_recipe_boots_and_serves_while_its_database_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # open_store raised at once: "Worker failed to boot", and the pages that need no job were
+    # down with the database; worker_exit then raised KeyError for the worker that failed.
+    monkeypatch.setenv("ROUTINES_EXAMPLE_STORE", "postgresql://postgres@127.0.0.1:9/test")
+    monkeypatch.setenv("ROUTINES_EXAMPLE_DIGEST_EVERY", "0.5")
+    port = free_port()
+    with gunicorn(tmp_path, port, "-c", "gunicorn_fleet.py", "--workers", "2") as host:
+        client = Client(port)
+        wait_until(lambda: client.status() is not None, "a page served")  # the database is down
+        host.expect("trying again until the store is back", stderr=True)
+        host.send(signal.SIGTERM)
+        assert host.wait() == 0, host.errors
+    assert "Worker failed to boot" not in host.errors
+    assert "Traceback" not in host.errors, host.errors

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +66,56 @@ def test_legacy_http_server_serves_then_stops_server_and_poller(signum: int) -> 
     assert re.search(r"^\s*http\s+stopped\s+-$", output, re.MULTILINE), output
     assert re.search(r"^\s*poller\s+stopped\s+-$", output, re.MULTILINE), output
     assert "Traceback" not in server.errors
+
+
+# -- the docs show the code the tests run (issue 25.14) ----------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def python_block_after(document: Path, heading: str) -> str:
+    """The first ```python block after `heading` in `document`."""
+    text = document.read_text()
+    assert heading in text, f"{document.name} has no heading {heading!r}"
+    block = re.search(r"```python\n(.*?)```", text[text.index(heading) :], re.DOTALL)
+    assert block is not None, f"no python block after {heading!r} in {document.name}"
+    return block.group(1)
+
+
+@pytest.mark.parametrize(
+    ("document", "heading", "example"),
+    [
+        ("docs/embedding.md", "## gunicorn", "examples/hosts/gunicorn_hooks.py"),
+        ("docs/fleet.md", "## gunicorn: a schedule once", "examples/hosts/gunicorn_fleet.py"),
+    ],
+)
+def test_a_recipe_in_the_docs_is_the_code_of_the_example_its_test_runs(
+    document: str, heading: str, example: str
+) -> None:
+    block = python_block_after(ROOT / document, heading)
+    assert block in (ROOT / example).read_text(), f"{document} shows code {example} does not have"
+
+
+# A submodule that `import routines` does not load, reached as an attribute of the package, is
+# an AttributeError: `routines.prometheus.MonitorCollector(monitor)` was in the README.
+THROUGH_THE_PACKAGE = re.compile(r"\broutines\.(testing|prometheus|durable)\.[A-Za-z_]")
+
+
+def test_the_readme_and_docs_reach_a_submodule_only_through_its_import() -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import routines; print(hasattr(routines, 'prometheus'))"],
+        capture_output=True,
+        text=True,
+        timeout=EXAMPLE_WAIT,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"  # so the rule below is needed
+    found = [
+        f"{page.relative_to(ROOT)}:{number}: {line.strip()}"
+        for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        if THROUGH_THE_PACKAGE.search(line)
+    ]
+    assert found == [], "write these as `from routines.<submodule> import ...`:\n" + "\n".join(
+        found
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -148,3 +150,28 @@ def test_a_different_failure_is_logged_in_full() -> None:
         for error in (ValueError("a"), ValueError("b"), KeyError("a")):
             failures.log(logger, error, 1.0, "routine 'x' failed", routine="x")
     assert [r.exc_info is not None for r in logs.records] == [True, True, True]
+
+
+def test_the_logged_report_line_is_the_printed_reports_first_line_forced_included() -> None:
+    # Issue 25.14: the log line dropped the ", forced" that the printed report has.
+    stubborn = Stubborn()
+
+    def signal_twice() -> None:
+        assert stubborn.started.wait(WAIT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stubborn.stop_called.wait(WAIT)
+        os.kill(os.getpid(), signal.SIGTERM)  # during the shutdown: forces its end
+
+    sender = threading.Thread(target=signal_twice, name="test-signaller")
+    with LogWatcher() as logs:
+        sender.start()
+        try:
+            report = routines.Monitor(stubborn, stop_timeout=60).run()
+        finally:
+            stubborn.release.set()
+            join(sender)
+        logged = logs.wait_for("shutdown (")  # logged once run() may already have returned
+    assert report.forced is True
+    assert getattr(logged, "event", None) == "report"
+    assert logged.getMessage() == str(report).splitlines()[0]
+    assert ", forced: NOT ok" in logged.getMessage()

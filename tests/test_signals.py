@@ -213,6 +213,61 @@ def test_previous_handlers_and_wakeup_fd_are_restored() -> None:
         writer.close()
 
 
+def test_a_wakeup_fd_closed_by_its_owner_during_run_is_left_unset_the_handlers_restored() -> None:
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    previous_fd = signal.set_wakeup_fd(writer)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def close_the_programs_wakeup_fd() -> None:
+        os.close(writer)
+
+    try:
+        with LogWatcher() as logs:
+            report = routines.Monitor(
+                routines.CallbackRoutine(close_the_programs_wakeup_fd), restart=NO_RESTART
+            ).run()
+        assert report.ok
+        assert signal.getsignal(signal.SIGTERM) is before
+        assert signal.set_wakeup_fd(previous_fd) == -1  # not the run's own socket, now closed
+        assert f"the signal wakeup fd found before run() ({writer}) was closed" in logs.text()
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        os.close(reader)
+
+
+def test_a_wakeup_socket_a_restore_could_not_give_back_is_never_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from routines import _signals
+
+    previous_fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(previous_fd)
+    before = signal.getsignal(signal.SIGUSR2)
+    catcher = _signals.SignalCatcher([signal.SIGUSR2])
+    catcher.__enter__()
+    writer = catcher._writer
+
+    def interrupted(fd: int, **options: object) -> int:
+        raise KeyboardInterrupt  # every time: the restore gives up
+
+    monkeypatch.setattr(signal, "set_wakeup_fd", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            catcher.__exit__(None, None, None)
+    finally:
+        monkeypatch.undo()
+        wakeup_fd_after = signal.set_wakeup_fd(previous_fd)
+        signal.signal(signal.SIGUSR2, before)
+    try:
+        assert wakeup_fd_after == writer.fileno()
+        assert writer.fileno() != -1  # open: a signal meanwhile wrote to it, not to a closed fd
+    finally:
+        _signals._STILL_THE_WAKEUP_FD.remove((catcher._reader, writer))
+        catcher._previous_wakeup_fd.clear()  # given back above
+        catcher.close()
+
+
 def test_handlers_are_restored_when_run_is_interrupted_by_an_exception(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

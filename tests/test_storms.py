@@ -24,6 +24,7 @@ import routines
 from helpers import WAIT, EventLog, Example, Gate, in_background
 
 STORM = Path(__file__).resolve().parent / "programs" / "storm.py"
+WAKEUP_STORM = Path(__file__).resolve().parent / "programs" / "wakeup_storm.py"
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -138,6 +139,25 @@ def test_a_storm_while_a_routine_is_still_starting_shuts_down_once() -> None:
         storm_until_exit(program)
         code = program.wait()
     assert_shut_down_once(program, code)
+
+
+def test_a_sigint_storm_over_run_after_run_always_gives_the_wakeup_fd_back() -> None:
+    # Issue 25.1: a KeyboardInterrupt in the restore left the wakeup fd on the run's socket,
+    # which it then closed; every later signal failed to write to it ("Exception ignored when
+    # trying to write to the signal wakeup fd"), and a later run's restore raised EBADF.
+    with Example(str(WAKEUP_STORM), "2") as program:
+        program.expect("ready")
+        deadline = time.monotonic() + WAIT + 2
+        while program.process.poll() is None and time.monotonic() < deadline:
+            program.send(signal.SIGINT)
+        code = program.wait()
+    summary = program.expect("runs ")
+    assert code == 0, program.errors
+    assert "faults 0" in summary, program.output
+    interrupted = int(re.findall(r"\d+", summary)[1])
+    assert interrupted >= 1, summary  # the storm did reach the runs
+    assert "wakeup fd" not in program.errors, program.errors
+    assert unexpected_exceptions(program.errors) == [], program.errors
 
 
 # -- in this process: run() in the main thread, signals from a routine while others start ------

@@ -27,11 +27,11 @@ import background
 logging.basicConfig(level=logging.INFO, format="[%(process)d] %(name)s: %(message)s")
 
 
-def post_worker_init(worker: Any) -> None:
+def post_worker_init(worker: Any) -> None:  # in the worker, after the fork and the app's import
     background.start(chain_signals=False, host_deadline=worker.cfg.graceful_timeout)
 
 
-def worker_exit(server: Any, worker: Any) -> None:
-    report = background.stop("the gunicorn worker is exiting")
+def worker_exit(server: Any, worker: Any) -> None:  # in the worker, however it ends
+    report = background.stop("the gunicorn worker is exiting")  # shutdown, wait, hand back
     if report is not None:
         logging.getLogger("background").info("routines stopped:\n%s", report)

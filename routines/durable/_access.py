@@ -138,7 +138,7 @@ class StoreAccess:
             msg = (
                 f"the store {self.url} was opened in process {self._pid}, before a fork: "
                 "open the store after forking, in the process that uses it "
-                "(with gunicorn, in the post_fork hook)"
+                "(with gunicorn, in the post_worker_init hook)"
             )
             raise RuntimeError(msg)
 

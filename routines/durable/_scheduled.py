@@ -25,7 +25,7 @@ from .._logs import RepeatedFailures, fields, get_logger
 from .._record import RunRecord
 from .._status import RoutineStatus, describe_error
 from .._threads import ThreadGroup
-from .._validate import check_bool, check_callable, check_name, check_seconds, describe_callable
+from .._validate import check_bool, check_callable, check_seconds, fleet_name
 from ._errors import StoreUnavailable, error_report
 from ._model import check_text, holder_id
 from ._outage import Backoff, retried, warn_unavailable
@@ -49,7 +49,8 @@ class Scheduled:
     Exactly one of `every` (seconds or a timedelta: ticks aligned to the Unix epoch, so
     `every=300` ticks at :00, :05, ...) and `cron` (a five-field cron expression, in `timezone`;
     needs the extra `routines[cron]`). `name` is the schedule's identity across the fleet
-    (default: the handler's qualified name). With `catch_up=True`, a process that starts when
+    (default: f"{module}.{qualname}" of the handler; a handler without one, such as a lambda
+    or a `functools.partial`, needs `name`). With `catch_up=True`, a process that starts when
     the latest tick has no run (every replica was down) runs that tick once; missed ticks
     coalesce into one. A run heartbeats; one whose process died is marked `failed` once its
     heartbeat is older than `stalled_after` (at least 3 times the store's timeout), and the
@@ -86,7 +87,7 @@ class Scheduled:
             if every is not None
             else _Cron(cron, zone)
         )
-        self.name: str = check_text("name", check_name(name) or describe_callable(handler))
+        self.name: str = check_text("name", fleet_name(name, handler=handler))
         self._catch_up = check_bool("catch_up", catch_up)
         self._stalled_after = check_seconds("stalled_after", stalled_after, allow_zero=False)
         if self._stalled_after < 3 * store.timeout:
@@ -183,18 +184,40 @@ class _Cron(_Ticks):
         self._zone = zone
         self._expression = expression
         self._croniter: Any = croniter
+        minute, hour = expression.split()[:2]
+        self._fixed_time = not minute.startswith("*") and not hour.startswith("*")
+
+    # When the clock changes, cron (Vixie cron, cronie) treats two kinds of job apart, and so do
+    # these ticks. A fixed-time job is one whose minute and hour fields both name fixed values
+    # (numbers, lists, ranges: "30 2 * * *", "0 9,17 * * *", "30 1-3 * * *"): it runs once per
+    # wall-clock time, so at the first 02:30 when the clock falls back, never at the second, and
+    # a time skipped when it springs forward runs once, at the first valid time (03:00). A job
+    # whose minute or hour field starts with "*" ("0 * * * *", "*/15 * * * *", "0 */2 * * *",
+    # "* 2 * * *") runs at each real moment its fields match: through the repeated hour twice,
+    # through the skipped one never, so hourly and finer schedules tick every real interval.
 
     def after(self, moment: datetime) -> datetime:
-        found: datetime = self._croniter(self._expression, moment.astimezone(self._zone)).get_next(
-            datetime
-        )
+        local = moment.astimezone(self._zone)
+        candidates = self._croniter(self._expression, local).all_next(datetime)
+        found: datetime = next(tick for tick in candidates if self._is_tick(tick))
         return found.astimezone(timezone.utc)
 
     def latest(self, moment: datetime) -> datetime:
-        # croniter's get_prev is strictly before: nudge the moment so a tick at it counts.
-        nudged = moment.astimezone(self._zone) + timedelta(microseconds=1)
-        found: datetime = self._croniter(self._expression, nudged).get_prev(datetime)
+        # croniter's get_prev is strictly before: nudge the moment so a tick at it counts (in
+        # UTC: wall-clock arithmetic would drop the fold of a moment in the repeated hour).
+        nudged = (moment + timedelta(microseconds=1)).astimezone(self._zone)
+        candidates = self._croniter(self._expression, nudged).all_prev(datetime)
+        found: datetime = next(tick for tick in candidates if self._is_tick(tick))
         return found.astimezone(timezone.utc)
+
+    def _is_tick(self, candidate: datetime) -> bool:
+        """Whether a time croniter gives is a tick by the rule above: croniter gives both
+        02:30s when the clock falls back, and moves a time it skips to the first valid one."""
+        local = candidate.astimezone(timezone.utc).astimezone(self._zone)  # its true fold
+        if self._fixed_time:
+            return local.fold == 0  # fold 1: the second time this wall-clock time comes
+        matched: bool = self._croniter.match(self._expression, local.replace(tzinfo=None))
+        return matched  # a moved time does not match (02:59 moved to 03:00 for "* 2 * * *")
 
     def __repr__(self) -> str:
         return f"cron {self._expression!r} in {self._zone}"

@@ -15,12 +15,7 @@ from .._lifecycle import Lifecycle
 from .._logs import fields, get_logger
 from .._status import RoutineStatus, supervised_status
 from .._threads import ThreadGroup
-from .._validate import (
-    check_name,
-    check_optional_seconds,
-    check_routine,
-    routine_name,
-)
+from .._validate import check_optional_seconds, check_routine, fleet_name
 from ._errors import StoreUnavailable
 from ._lease import Lease, keep_renewed
 from ._outage import warn_unavailable
@@ -65,7 +60,7 @@ class Singleton:
         if not isinstance(store, Store):
             msg = f"store must be a durable store (durable.open_store()), got {store!r}"
             raise TypeError(msg)
-        self.name: str = check_name(name) or routine_name(routine)
+        self.name: str = fleet_name(name, routine=routine)
         self._lease = Lease(store_access(store), self.name, ttl)
         ttl_seconds = self._lease.ttl
         if ttl_seconds < 3 * store.timeout:

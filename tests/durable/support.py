@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sqlite3
 import subprocess
@@ -12,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+import pytest
 
 from routines import durable
 from routines.durable._sql import Driver
@@ -147,3 +150,36 @@ class ProgramGroup:
             if process.poll() is None:
                 process.kill()
             process.communicate(timeout=WAIT)
+
+
+# -- handlers without a name that is the same in every process (OPERATIONS.md section 9) -------
+
+
+def sync(region: str) -> None:
+    """Synchronise one region: partial(sync, "eu") and partial(sync, "us") are two handlers."""
+
+
+class Syncer:
+    def __call__(self) -> None: ...
+
+    def run(self) -> None: ...
+
+
+def _nested() -> Callable[[], None]:
+    def sync_inside() -> None: ...
+
+    return sync_inside
+
+
+# (handler, what the ValueError calls it), one of each kind that has no stable name.
+WITHOUT_A_STABLE_NAME = pytest.mark.parametrize(
+    ("handler", "what"),
+    [
+        (lambda: None, "a lambda"),
+        (functools.partial(sync, "eu"), "a functools.partial"),
+        (Syncer(), "a callable object"),
+        (Syncer().run, "a method bound to an object"),
+        (_nested(), "defined inside a function"),
+    ],
+    ids=["lambda", "partial", "callable-object", "bound-method", "nested-function"],
+)

@@ -21,6 +21,8 @@ import pytest
 
 from routines import durable
 
+from helpers import ASYNC_HANDLERS
+
 HUGE_INT = 10**400  # not representable as a float
 NAN, INF = math.nan, math.inf
 
@@ -301,3 +303,27 @@ def test_valid_edge_values_are_accepted(store: durable.Store) -> None:
     job = queue.get(queue.enqueue(deepest))
     assert job is not None
     assert job.payload == deepest
+
+
+# Issue 25.11, OPERATIONS.md section 8: an async def handler would never be awaited.
+ASYNC_TAKERS = {
+    "QueueWorker-handle": (
+        lambda store, fn: durable.QueueWorker(store.queue("emails"), fn),
+        "handle",
+    ),
+    "Scheduled-handler": (
+        lambda store, fn: durable.Scheduled(fn, store, every=60, name="digest"),
+        "handler",
+    ),
+}
+
+
+@pytest.mark.parametrize("handler", ASYNC_HANDLERS.values(), ids=ASYNC_HANDLERS.keys())
+@pytest.mark.parametrize(("take", "arg"), ASYNC_TAKERS.values(), ids=ASYNC_TAKERS.keys())
+def test_an_async_handler_is_refused_naming_the_argument(
+    store: durable.Store, take: Callable[[durable.Store, object], object], arg: str, handler: object
+) -> None:
+    with pytest.raises(TypeError, match=r"must be a plain function, not an async one") as raised:
+        take(store, handler)
+    assert str(raised.value).startswith(f"{arg} must be"), raised.value
+    assert repr(handler) in str(raised.value)

@@ -259,6 +259,17 @@ def test_under_a_monitor_it_shows_in_status(store: durable.Store) -> None:
         assert monitor.wait(WAIT) is not None
 
 
+def test_a_runners_identity_is_never_taken_from_its_migrations(store: durable.Store) -> None:
+    # OPERATIONS.md section 9: the runner's default name is a constant, and the fleet-wide
+    # identity of each migration (its lease, migration:<id>) is the id it must have.
+    assert durable.MigrationRunner(store, [Doubling("a")]).name == "migrations"
+    assert durable.MigrationRunner(store, [Doubling("b")], name="backfill").name == "backfill"
+    without_id = Doubling()
+    del without_id.id
+    with pytest.raises(TypeError, match=r"migrations\[0\]\.id"):
+        durable.MigrationRunner(store, [without_id])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [

@@ -5,6 +5,8 @@ dead runs marked failed, and the tick arithmetic of `every` and `cron`.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from routines import durable
 from routines.durable._scheduled import _Cron, _Every, _zone
 
 from .conftest import Target
-from .support import backend_of, poll
+from .support import WITHOUT_A_STABLE_NAME, backend_of, poll, sync
 from helpers import WAIT, LogWatcher, join
 
 
@@ -257,6 +259,104 @@ def test_cron_ticks_follow_the_time_zone() -> None:
     assert nine_in_paris.latest(exactly) == exactly
 
 
+# The two changes of 2026 in Paris: 02:00 CET is 03:00 CEST on March 29, and 03:00 CEST is
+# 02:00 CET again on October 25 (02:00 to 03:00 happens twice).
+PARIS = _zone("Europe/Paris")
+SPRING_NIGHT = datetime(2026, 3, 28, 21, 0, tzinfo=timezone.utc)
+FALL_NIGHT = datetime(2026, 10, 24, 21, 0, tzinfo=timezone.utc)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+def cron_ticks(expression: str, since: datetime, hours: float) -> list[datetime]:
+    """The ticks of `expression` in Paris in the `hours` after `since`, walked with after()."""
+    ticks, cron, end = [], _Cron(expression, PARIS), since + timedelta(hours=hours)
+    tick = cron.after(since)
+    while tick <= end:
+        ticks.append(tick)
+        tick = cron.after(tick)
+    return ticks
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # Fixed-time: at the first 02:30 (CEST), never at the second (CET).
+        ("30 2 * * *", ["2026-10-25T02:30+02:00", "2026-10-26T02:30+01:00"]),
+        ("0 2 * * *", ["2026-10-25T02:00+02:00", "2026-10-26T02:00+01:00"]),
+        ("0,30 2 * * *", ["2026-10-25T02:00+02:00", "2026-10-25T02:30+02:00",
+                          "2026-10-26T02:00+01:00"]),
+        ("30 1-3 * * *", ["2026-10-25T01:30+02:00", "2026-10-25T02:30+02:00",
+                          "2026-10-25T03:30+01:00", "2026-10-26T01:30+01:00"]),
+    ],
+)  # fmt: skip
+def test_a_fixed_time_cron_runs_once_when_the_clock_falls_back(
+    expression: str, expected: list[str]
+) -> None:
+    ticks = cron_ticks(expression, FALL_NIGHT, 30)
+    assert ticks[: len(expected)] == [utc(text) for text in expected]
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # Fixed-time: a time in the skipped hour runs once, at the first valid time (03:00).
+        ("30 2 * * *", ["2026-03-29T03:00+02:00", "2026-03-30T02:30+02:00"]),
+        ("0,30 2 * * *", ["2026-03-29T03:00+02:00", "2026-03-30T02:00+02:00"]),
+        ("0 2,3 * * *", ["2026-03-29T03:00+02:00", "2026-03-30T02:00+02:00"]),
+        ("30 1-3 * * *", ["2026-03-29T01:30+01:00", "2026-03-29T03:00+02:00",
+                          "2026-03-29T03:30+02:00", "2026-03-30T01:30+02:00"]),
+    ],
+)  # fmt: skip
+def test_a_fixed_time_cron_runs_once_at_the_first_valid_time_when_the_clock_springs_forward(
+    expression: str, expected: list[str]
+) -> None:
+    ticks = cron_ticks(expression, SPRING_NIGHT, 30)
+    assert ticks[: len(expected)] == [utc(text) for text in expected]
+
+
+@pytest.mark.parametrize(("expression", "every"), [("0 * * * *", 60), ("*/15 * * * *", 15)])
+@pytest.mark.parametrize("night", [SPRING_NIGHT, FALL_NIGHT], ids=["spring", "fall"])
+def test_hourly_and_finer_crons_tick_every_real_interval_across_a_clock_change(
+    expression: str, every: int, night: datetime
+) -> None:
+    ticks = cron_ticks(expression, night, 8)
+    assert len(ticks) == 8 * 60 // every
+    assert {later - earlier for earlier, later in itertools.pairwise(ticks)} == {
+        timedelta(minutes=every)
+    }
+
+
+def test_a_cron_with_a_wildcard_minute_ticks_in_each_real_hour_two_and_none_that_is_skipped() -> (
+    None
+):
+    fall = cron_ticks("* 2 * * *", FALL_NIGHT, 8)
+    assert (len(fall), fall[0], fall[-1]) == (
+        120,
+        utc("2026-10-25T02:00+02:00"),
+        utc("2026-10-25T02:59+01:00"),
+    )
+    assert cron_ticks("* 2 * * *", SPRING_NIGHT, 8) == []  # 02:xx never happens that night
+
+
+@pytest.mark.parametrize(
+    "expression", ["30 2 * * *", "0,30 2 * * *", "30 1-3 * * *", "0 * * * *", "*/15 * * * *",
+                   "* 2 * * *"],
+)  # fmt: skip
+@pytest.mark.parametrize("night", [SPRING_NIGHT, FALL_NIGHT], ids=["spring", "fall"])
+def test_the_latest_cron_tick_is_the_last_one_after_gives_at_every_minute_of_a_clock_change(
+    expression: str, night: datetime
+) -> None:
+    # The tick loop coalesces missed ticks into latest(now): one that after() never gives would
+    # run a tick twice or run one that should not be.
+    cron, ticks = _Cron(expression, PARIS), cron_ticks(expression, night - timedelta(days=1), 36)
+    for minute in range(0, 8 * 60, 5):
+        moment = night + timedelta(minutes=minute, seconds=30)
+        assert cron.latest(moment) == max(tick for tick in ticks if tick <= moment), moment
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [
@@ -280,10 +380,52 @@ def test_cron_ticks_follow_the_time_zone() -> None:
 def test_bad_arguments_are_refused_at_construction_naming_them(
     store: durable.Store, kwargs: dict[str, object], error: type[Exception], fragment: str
 ) -> None:
-    arguments: dict[str, object] = {"handler": lambda: None, "store": store, **kwargs}
+    arguments: dict[str, object] = {"handler": sync_eu, "store": store, **kwargs}
     handler, given = arguments.pop("handler"), arguments.pop("store")
     with pytest.raises(error, match=fragment):
         durable.Scheduled(handler, given, **arguments)  # type: ignore[arg-type]
+
+
+# -- fleet identities (OPERATIONS.md section 9) ---------------------------------------------------
+
+
+def sync_eu() -> None:
+    """A module-level function: its name is the same in every process."""
+
+
+class Syncer:
+    @classmethod
+    def all_regions(cls) -> None: ...
+
+
+def test_a_schedules_default_name_is_its_functions_module_and_qualified_name(
+    store: durable.Store,
+) -> None:
+    scheduled = durable.Scheduled(sync_eu, store, every=60)
+    assert scheduled.name == f"{__name__}.sync_eu"
+    in_a_class = durable.Scheduled(Syncer.all_regions, store, every=60)
+    assert in_a_class.name == f"{__name__}.Syncer.all_regions"
+
+
+@WITHOUT_A_STABLE_NAME
+def test_a_schedule_of_a_handler_with_no_stable_name_needs_a_name(
+    store: durable.Store, handler: Callable[[], None], what: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"name must be given: .* is {what}.*pass name="):
+        durable.Scheduled(handler, store, every=60)
+    assert durable.Scheduled(handler, store, every=60, name="sync.eu").name == "sync.eu"
+
+
+def test_two_partials_of_one_function_are_two_schedules_only_by_name(
+    store: durable.Store,
+) -> None:
+    # Issue 25.10: both were named "partial" and split the ticks between them.
+    for region in ("eu", "us"):
+        with pytest.raises(ValueError, match="name must be given"):
+            durable.Scheduled(functools.partial(sync, region), store, every=60)
+    eu = durable.Scheduled(functools.partial(sync, "eu"), store, every=60, name="sync.eu")
+    us = durable.Scheduled(functools.partial(sync, "us"), store, every=60, name="sync.us")
+    assert eu.name != us.name
 
 
 def test_cron_without_croniter_names_the_extra(

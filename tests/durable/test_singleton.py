@@ -13,7 +13,7 @@ import routines
 from routines import durable
 
 from .conftest import Target
-from .support import path_of, poll, sqlite_lease, write_lock
+from .support import WITHOUT_A_STABLE_NAME, path_of, poll, sqlite_lease, write_lock
 from helpers import WAIT, Gate, LogWatcher, join
 
 
@@ -197,3 +197,49 @@ def test_bad_arguments_are_refused_naming_them(
     routine, given_store = arguments.pop("routine"), arguments.pop("store")
     with pytest.raises(error, match=fragment):
         durable.Singleton(routine, given_store, **arguments)  # type: ignore[arg-type]
+
+
+# -- fleet identities (OPERATIONS.md section 9) ---------------------------------------------------
+
+
+def purge_old() -> None:
+    """A module-level function: its name is the same in every process."""
+
+
+def handle(item: object) -> None: ...
+
+
+def test_a_singletons_default_name_is_its_routines_handlers_module_and_qualified_name(
+    store: durable.Store,
+) -> None:
+    expected = f"{__name__}.purge_old"
+    assert durable.Singleton(routines.PeriodicRoutine(purge_old), store).name == expected
+    assert durable.Singleton(routines.CallbackRoutine(purge_old), store).name == expected
+    pool = routines.WorkerPool(handle)
+    assert durable.Singleton(pool, store).name == f"{__name__}.handle"
+
+
+def test_a_singletons_default_name_is_its_routines_given_name_or_class(
+    store: durable.Store,
+) -> None:
+    named = routines.PeriodicRoutine(lambda: None, name="janitor")
+    assert durable.Singleton(named, store).name == "janitor"
+    assert durable.Singleton(Gate(), store).name == "Gate"  # a BackgroundRoutine's class name
+    assert durable.Singleton(Gate("billing"), store).name == "billing"
+
+
+@WITHOUT_A_STABLE_NAME
+@pytest.mark.parametrize(
+    "kind", [routines.PeriodicRoutine, routines.CallbackRoutine], ids=["periodic", "callback"]
+)
+def test_a_singleton_of_a_routine_named_after_a_handler_with_no_stable_name_needs_a_name(
+    store: durable.Store,
+    handler: Callable[[], None],
+    what: str,
+    kind: Callable[[Callable[[], None]], routines.Routine],
+) -> None:
+    # Issue 25.10: a PeriodicRoutine of a lambda is named "<lambda>", like every other one.
+    routine = kind(handler)
+    with pytest.raises(ValueError, match=rf"name must be given: .* is {what}.*pass name="):
+        durable.Singleton(routine, store)
+    assert durable.Singleton(routine, store, name="purge.sessions").name == "purge.sessions"

@@ -269,7 +269,7 @@ def test_a_forked_child_cannot_use_a_store_opened_before_the_fork(
     for line in seen:
         assert line.startswith("RuntimeError: the store ")
         assert "open the store after forking" in line
-        assert "post_fork" in line
+        assert "post_worker_init" in line
     assert queue.counts()["queued"] == 1  # the parent's store is unharmed
 
 
