@@ -14,6 +14,7 @@ from ._migrations import Migration, MigrationRunner, MigrationsIncomplete
 from ._queue import Job, JobState, Queue
 from ._scheduled import Scheduled
 from ._store import Store, open_store
+from ._tasks import Task, Tasks
 from ._worker import QueueWorker
 
 __all__ = [
@@ -35,5 +36,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "Task",
+    "Tasks",
     "open_store",
 ]

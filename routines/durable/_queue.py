@@ -33,6 +33,7 @@ __all__ = [
     "check_int32",
     "check_text",
     "job_from_row",
+    "task_of",
 ]
 
 JobState: TypeAlias = Literal["queued", "processing", "completed", "errored", "failed", "canceled"]
@@ -42,6 +43,7 @@ FINAL_STATES: Final[tuple[JobState, ...]] = ("completed", "failed", "canceled")
 MAX_TEXT: Final = 200  # the longest queue name or key, in characters
 _INT32_MAX: Final = 2**31 - 1  # priorities and attempts are 32-bit integers in PostgreSQL
 _ID_MAX: Final = 2**63 - 1  # job ids are 64-bit integers in both databases
+_TASK_CALL_KEYS: Final = frozenset({"task", "args", "kwargs"})
 
 
 @final
@@ -73,6 +75,25 @@ class Job:
     cancel_requested: bool
     last_error: str | None
     result: Any
+
+    @property
+    def task(self) -> str | None:
+        """The name of the task this job calls: the `"task"` of a payload of exactly the shape
+        `{"task": name, "args": [...], "kwargs": {...}}`, whoever enqueued it; else None."""
+        return task_of(self.payload)
+
+
+def task_of(payload: object) -> str | None:
+    """The task a payload calls, if it has exactly the shape of a task call (`durable.Tasks`)."""
+    if (
+        isinstance(payload, dict)
+        and payload.keys() == _TASK_CALL_KEYS
+        and isinstance(payload["task"], str)
+        and isinstance(payload["args"], list)
+        and isinstance(payload["kwargs"], dict)
+    ):
+        return payload["task"]
+    return None
 
 
 def job_from_row(row: Sequence[Any], moment: Callable[[Any], datetime]) -> Job:
