@@ -234,7 +234,10 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
 
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> int:
+    # The arguments of enqueue are checked against the function's signature at the call, not
+    # typed with it: a handler's job= is the worker's to pass, and a ParamSpec can't leave a
+    # keyword out.
+    def enqueue(self, *args: Any, **kwargs: Any) -> int:
         """Store the call `task(*args, **kwargs)` as a job, for a worker to run; its id."""
         return self._enqueue(args, kwargs, self.options)
 
@@ -243,7 +246,7 @@ class Task(Generic[P, R]):
         none); their ids, in order."""
         return self._enqueue_many(calls, self.options)
 
-    def configure(self, **options: Unpack[EnqueueOptions]) -> ConfiguredTask[P]:
+    def configure(self, **options: Unpack[EnqueueOptions]) -> ConfiguredTask:
         """The same task enqueued with these options over the decorator's (`delay`, `run_at`,
         `priority`, `max_attempts`, `key`, as `Queue.enqueue` takes them)."""
         return ConfiguredTask(self, _checked_options(self.queue, self.options, options))
@@ -297,19 +300,19 @@ class Task(Generic[P, R]):
 
 
 @final
-class ConfiguredTask(Generic[P]):
+class ConfiguredTask:
     """A task with enqueue options of its own, from `task.configure(...)`."""
 
     __slots__ = ("options", "task")
 
-    def __init__(self, task: Task[P, Any], options: EnqueueOptions) -> None:
+    def __init__(self, task: Task[Any, Any], options: EnqueueOptions) -> None:
         self.task = task
         self.options = options
 
     def __repr__(self) -> str:
         return f"<Task {self.task.name!r} configured with {self.options!r}>"
 
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> int:
+    def enqueue(self, *args: Any, **kwargs: Any) -> int:
         """As `Task.enqueue`, with these options."""
         return self.task._enqueue(args, kwargs, self.options)
 
@@ -317,7 +320,7 @@ class ConfiguredTask(Generic[P]):
         """As `Task.enqueue_many`, with these options."""
         return self.task._enqueue_many(calls, self.options)
 
-    def configure(self, **options: Unpack[EnqueueOptions]) -> ConfiguredTask[P]:
+    def configure(self, **options: Unpack[EnqueueOptions]) -> ConfiguredTask:
         """These options, and `options` over them."""
         return ConfiguredTask(self.task, _checked_options(self.task.queue, self.options, options))
 

@@ -242,9 +242,9 @@ def test_arguments_that_do_not_fit_the_function_are_refused_and_nothing_is_writt
 ) -> None:
     add = tasks.task(module_level)
     with pytest.raises(TypeError, match=r"arguments of task .* do not fit its signature .*'a'"):
-        add.enqueue(b=1)  # type: ignore[call-arg]
+        add.enqueue(b=1)
     with pytest.raises(TypeError, match=r"do not fit its signature .* unexpected keyword"):
-        add.enqueue(1, c=2)  # type: ignore[call-arg]
+        add.enqueue(1, c=2)
     assert nothing_written(tasks.store, "calls")
 
 
@@ -272,7 +272,7 @@ def test_job_is_not_an_argument_to_enqueue_when_the_worker_passes_it(
     def send(to: str, *, job: durable.Job) -> None: ...
 
     with pytest.raises(TypeError, match=r"job is not an argument to enqueue: the worker pas"):
-        send.enqueue("a", job=None)  # type: ignore[arg-type]
+        send.enqueue("a", job=None)
     assert send.enqueue("a") > 0  # job is not a missing argument either
 
 
