@@ -84,7 +84,10 @@ class Tasks:
 
     def __init__(self, store: Store, *, queue: str = "default") -> None:
         if not isinstance(store, Store):
-            msg = f"store must be a durable store (durable.open_store(url)), got {store!r}"
+            msg = (
+                "store must be a durable store (durable.open_store(url)), "
+                f"got {describe_value(store)}"
+            )
             raise TypeError(msg)
         self.store = store
         self.queue: str = _queue(store, queue).name
@@ -158,7 +161,7 @@ class Tasks:
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
             msg = (
                 "fn must be a plain function: a coroutine function (async def) is not run by "
-                f"this version; call your coroutine with asyncio.run() in a def, got {fn!r}"
+                f"this version; call your coroutine with asyncio.run() in a def, got {_shown(fn)}"
             )
             raise TypeError(msg)
         name = _default_name(fn) if name is None else _check_task_name(name)
@@ -226,7 +229,7 @@ class Task(Generic[P, R]):
         if self._signature is not None and self._takes_job:
             arguments = [each for each in self._signature.parameters.values() if each.name != "job"]
             self._signature = self._signature.replace(parameters=arguments)
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn, updated=())  # not its __dict__: our attributes stay
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} on queue {self.queue.name!r}>"
