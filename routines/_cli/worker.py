@@ -127,6 +127,14 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as error:
         msg = f"{args.target}: {describe_error(error)}"
         raise CommandError(msg) from None
+
+    # From here a signal stops the Monitor, also one that comes before run() has put in its
+    # own handlers (it stops as soon as it starts); run() gives this handler back at its end.
+    def stop_early(signum: int, frame: object) -> None:
+        monitor.shutdown(f"received {signal.Signals(signum).name}")  # takes no lock
+
+    signal.signal(signal.SIGINT, stop_early)
+    signal.signal(signal.SIGTERM, stop_early)
     names = ", ".join(routine_name(member) for member in members)
     logger.info(
         "routines worker: running %s (%s); SIGTERM or Ctrl-C stops it",
@@ -134,11 +142,11 @@ def run(args: argparse.Namespace) -> int:
         names,
         extra={"event": "worker_started", "target": args.target, "pid": os.getpid()},
     )
-    # run() handles both while it runs and gives back the handlers it found: ignored, so that a
-    # signal that comes once it has returned can't interrupt the report (docs/monitor.md).
+    report = monitor.run()
+    # Ignored now, so that a late signal can't interrupt the report or kill the exit (Python's
+    # handlers are reset to the default while the interpreter finalises; docs/monitor.md).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    report = monitor.run()
     if args.log_format == "json":
         print_json(report.to_dict())
     else:
