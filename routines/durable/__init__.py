@@ -7,12 +7,13 @@ when a `postgresql://` store is opened.
 
 from __future__ import annotations
 
-from ._backend import MigrationError, MigrationStatus, ScheduleRun
-from ._errors import Fail, Retry, StoreError, StoreUnavailable
-from ._lease import Lease, Singleton
-from ._migrations import Migration, MigrationRunner, MigrationsIncomplete
-from ._queue import Job, JobState, Queue
+from ._errors import Fail, MigrationsIncomplete, Retry, StoreError, StoreUnavailable
+from ._lease import Lease
+from ._migrations import Migration, MigrationRunner
+from ._model import Job, JobState, MigrationError, MigrationStatus, ScheduleRun
+from ._queue import Queue
 from ._scheduled import Scheduled
+from ._singleton import Singleton
 from ._store import Store, open_store
 from ._tasks import Task, Tasks
 from ._worker import QueueWorker

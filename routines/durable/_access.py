@@ -13,15 +13,18 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from typing_extensions import final
 
 from .._flag import Flag
 from .._status import describe_error
-from ._backend import Backend
+from ._backend import Backend, JobStore, LeaseStore, MigrationStore, TickStore
 from ._errors import StoreError, StoreUnavailable
 
 __all__ = ["StoreAccess"]
+
+R = TypeVar("R")
 
 
 @final
@@ -61,6 +64,33 @@ class StoreAccess:
                 raise StoreUnavailable(msg) from error
             msg = f"{operation}: the store {self.url} failed: {describe_error(error)}"
             raise StoreError(msg) from error
+
+    @contextmanager
+    def jobs(self, operation: str) -> Iterator[JobStore]:
+        """The backend's queues, for one call (see `using`)."""
+        with self.using(operation) as backend:
+            yield self._role(backend.jobs, "jobs")
+
+    @contextmanager
+    def leases(self, operation: str) -> Iterator[LeaseStore]:
+        with self.using(operation) as backend:
+            yield self._role(backend.leases, "leases")
+
+    @contextmanager
+    def ticks(self, operation: str) -> Iterator[TickStore]:
+        with self.using(operation) as backend:
+            yield self._role(backend.ticks, "the ticks of schedules")
+
+    @contextmanager
+    def migration_log(self, operation: str) -> Iterator[MigrationStore]:
+        with self.using(operation) as backend:
+            yield self._role(backend.migration_log, "the state of migrations")
+
+    def _role(self, role: R | None, what: str) -> R:
+        if role is None:
+            msg = f"the store {self.url} keeps no {what}: open a store that does for this"
+            raise StoreError(msg)
+        return role
 
     def backend(self) -> Backend:
         """The backend, if the store is open and was opened in this process."""

@@ -8,11 +8,16 @@ from datetime import timedelta
 from .._errors import RoutinesError
 from .._status import describe_error
 from .._validate import check_optional_seconds
+from ._model import MAX_ERROR_TEXT, storable
 
-__all__ = ["Fail", "Retry", "StoreError", "StoreUnavailable", "error_report", "storable"]
-
-# The longest error a job or a run stores, in characters.
-MAX_ERROR_TEXT = 8192
+__all__ = [
+    "Fail",
+    "MigrationsIncomplete",
+    "Retry",
+    "StoreError",
+    "StoreUnavailable",
+    "error_report",
+]
 
 
 class StoreError(RoutinesError):
@@ -25,6 +30,17 @@ class StoreUnavailable(StoreError):
     The call may or may not have taken effect (a write whose connection broke may have
     committed); a later call works once the database answers again.
     """
+
+
+class MigrationsIncomplete(RoutinesError):
+    """`store.require_migrations_complete()` found migrations not complete: `ids` names them."""
+
+    def __init__(self, ids: tuple[str, ...]) -> None:
+        self.ids = ids
+        super().__init__(
+            f"out-of-band migrations not complete: {', '.join(ids)}; let their MigrationRunner "
+            "finish them (store.migrations() shows their progress) before this code runs"
+        )
 
 
 class Retry(Exception):
@@ -68,11 +84,3 @@ def error_report(error: BaseException) -> str:
     marker = "\n...(traceback shortened)...\n"
     tail = text[-max(0, MAX_ERROR_TEXT - len(head) - len(marker)) :]
     return f"{head}{marker}{tail}"[:MAX_ERROR_TEXT]
-
-
-def storable(text: str) -> str:
-    """`text` as both databases store it in a text column: NUL characters and lone surrogates
-    (which an error message may hold, from binary input) written as backslash escapes."""
-    if text.isascii() and "\x00" not in text:
-        return text
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")

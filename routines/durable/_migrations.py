@@ -8,27 +8,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from typing_extensions import final
 
-from .._errors import RoutinesError
 from .._flag import Flag
 from .._lifecycle import StatefulLifecycle
 from .._logs import RepeatedFailures, fields, get_logger
 from .._record import RunRecord
 from .._status import RoutineStatus
 from .._validate import check_name, check_seconds
-from ._backend import Backend
+from ._backend import MigrationStore
 from ._errors import StoreUnavailable, error_report
 from ._lease import Lease, keep_renewed
+from ._model import MAX_TEXT, check_text
 from ._outage import warn_unavailable
-from ._queue import MAX_TEXT, check_text
+from ._store import Store, store_access
 
-if TYPE_CHECKING:
-    from ._store import Store
-
-__all__ = ["Migration", "MigrationRunner", "MigrationsIncomplete", "check_migration_ids"]
+__all__ = ["Migration", "MigrationRunner"]
 
 logger = get_logger("durable.migrations")
 
@@ -53,17 +50,6 @@ class Migration(Protocol):
     def down(self) -> None: ...
 
 
-class MigrationsIncomplete(RoutinesError):
-    """`store.require_migrations_complete()` found migrations not complete: `ids` names them."""
-
-    def __init__(self, ids: tuple[str, ...]) -> None:
-        self.ids = ids
-        super().__init__(
-            f"out-of-band migrations not complete: {', '.join(ids)}; let their MigrationRunner "
-            "finish them (store.migrations() shows their progress) before this code runs"
-        )
-
-
 @final
 class MigrationRunner:
     """Runs out-of-band migrations in the background, one batch per interval each (a Routine).
@@ -84,8 +70,6 @@ class MigrationRunner:
         interval: float | timedelta = 1.0,
         name: str = "migrations",
     ) -> None:
-        from ._store import Store, store_access
-
         if not isinstance(store, Store):
             msg = f"store must be a durable store (durable.open_store()), got {store!r}"
             raise TypeError(msg)
@@ -154,14 +138,14 @@ class MigrationRunner:
         """Record the migrations in the store, so that it lists them before any batch ran."""
         if self._registered:
             return
-        with self._access.using("register_migrations") as backend:
-            backend.register_migrations([migration.id for migration in self._migrations])
+        with self._access.migration_log("register_migrations") as log:
+            log.register_migrations([migration.id for migration in self._migrations])
         self._registered = True
 
     def _step(self, migration: Migration, lease: Lease) -> None:
         """One batch of `migration`, if it is not complete and no other replica runs one."""
-        with self._access.using("migrations") as backend:
-            (status,) = backend.migrations([migration.id])
+        with self._access.migration_log("migrations") as log:
+            (status,) = log.migrations([migration.id])
         progress = self._progress(migration)
         if progress is None:
             return
@@ -250,7 +234,7 @@ class MigrationRunner:
             migration,
             "record an error",
             "record_migration_error",
-            lambda backend: backend.record_migration_error(migration.id, error_report(error)),
+            lambda log: log.record_migration_error(migration.id, error_report(error)),
         )
 
     def _store_progress(self, migration: Migration, progress: float) -> None:
@@ -258,17 +242,21 @@ class MigrationRunner:
             migration,
             "store its progress",
             "store_migration_progress",
-            lambda backend: backend.store_migration_progress(migration.id, progress),
+            lambda log: log.store_migration_progress(migration.id, progress),
         )
 
     def _write(
-        self, migration: Migration, what: str, operation: str, write: Callable[[Backend], object]
+        self,
+        migration: Migration,
+        what: str,
+        operation: str,
+        write: Callable[[MigrationStore], object],
     ) -> None:
         """One write about `migration`; if the store is unavailable, a warning that it could
         not `what` (the next interval writes again)."""
         try:
-            with self._access.using(operation) as backend:
-                write(backend)
+            with self._access.migration_log(operation) as log:
+                write(log)
         except StoreUnavailable as error:
             warn_unavailable(
                 logger,
@@ -306,13 +294,3 @@ def _check_migrations(migrations: object) -> tuple[Migration, ...]:
         msg = "migrations must hold at least one migration, got none"
         raise ValueError(msg)
     return tuple(checked)
-
-
-def check_migration_ids(ids: object) -> tuple[str, ...]:
-    """Migration ids for `require_migrations_complete`: an iterable of names (of none, there
-    is nothing to require)."""
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
-        msg = f"ids must be an iterable of migration ids (a list, say), got {ids!r}"
-        raise TypeError(msg)
-    checked = tuple(check_text(f"ids[{index}]", value) for index, value in enumerate(ids))
-    return tuple(dict.fromkeys(checked))

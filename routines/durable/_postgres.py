@@ -1,14 +1,27 @@
-"""The PostgreSQL backend: psycopg 3 and a psycopg_pool connection pool, for a fleet of hosts.
+"""The PostgreSQL driver: psycopg 3 and a psycopg_pool connection pool, for a fleet of hosts.
 
-All of its SQL is here, and this module is the only one that imports psycopg: `open_store`
-imports it when a `postgresql://` store is opened. The tables live in their own schema. Single
-statements run in autocommit, so `now()` is each statement's time; the claim is one statement
-(`FOR UPDATE SKIP LOCKED`), and no transaction stays open while a handler runs.
+It runs the SQL store's statements (`_sqlstore.py`); what is PostgreSQL's own is here, and this
+module is the only one that imports psycopg: `open_store` imports it when a `postgresql://`
+store is opened. The tables live in their own schema. Single statements run in autocommit, so
+`now()` is each statement's time; a batch of statements is one pipeline (one round trip, one
+implicit transaction), so a claim, or an outcome and the next claim, cost one round trip and no
+transaction stays open while a handler runs.
 
 Waits are bounded by the store's `timeout`: the pool's wait for a connection, `lock_timeout`,
 the connect timeout, and TCP keepalives and `tcp_user_timeout` for a network that went silent.
 A connection found broken is dropped with the pool's idle ones, so that once the server is
 back the next call gets a fresh connection instead of tripping over each dead one in turn.
+
+Where PostgreSQL differs from the neutral statements, and why:
+- a claim picks its rows `FOR UPDATE SKIP LOCKED`: under READ COMMITTED, concurrent claims
+  would otherwise wait for each other's rows and then take them twice or not at all;
+- claims of one schedule lock a row of `schedules` (`FOR UPDATE`): "claim unless a run is
+  going" races under READ COMMITTED otherwise;
+- an enqueue NOTIFYs the store's channel in its transaction, so listeners wake on commit;
+- jobs without a key are inserted by one statement from arrays (`unnest`): one round trip for
+  any number of jobs, its NOTIFY included;
+- the schema is changed under a transaction-level advisory lock (concurrent `CREATE ... IF NOT
+  EXISTS` statements fail on the catalog's unique indexes), in a schema of its own.
 """
 
 from __future__ import annotations
@@ -18,10 +31,10 @@ import hashlib
 import logging
 import math
 import select
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -31,67 +44,62 @@ from psycopg_pool import ConnectionPool
 from typing_extensions import final
 
 from .._status import describe_error
-from . import _sql
-from ._backend import Claim, Heartbeat, ScheduleRun, newer_schema_error
-from ._backend import migration_statuses as _migration_statuses
-from ._backend import schedule_runs as _schedule_runs
+from ._backend import ErrorKind
 from ._errors import StoreError
-from ._queue import JOB_STATES, job_from_row
-from ._sql import LIVE_STATES
+from ._model import NewJob
+from ._sql import Dialect, Params, Result, SchemaTypes, Session
 
-if TYPE_CHECKING:
-    from ._backend import Claimer, ErrorKind, MigrationStatus, NewJob, Outcome, TickClaim
-    from ._queue import Job, JobState
-
-__all__ = ["MIGRATIONS", "PostgresBackend"]
+__all__ = ["PostgresDriver", "PostgresListener", "postgres_dialect"]
 
 logger = logging.getLogger("routines.durable")
+
+T = TypeVar("T")
 
 MINIMUM_SERVER_VERSION: Final = 130000  # gen_random_uuid() is built in from PostgreSQL 13
 _POOL_MIN_SIZE: Final = 1
 _POOL_MAX_SIZE: Final = 10
 _POOL_WORKERS: Final = 2
 _CLOSE_TIMEOUT: Final = 5.0
-_KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first, and one still going
-_KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
-_KEY_RACE_ROUNDS: Final = 10  # insert-or-find rounds for a key whose live job keeps changing
-
-# The schema's steps (see _sql.py) in PostgreSQL's types; "{s}" is the quoted schema name.
-MIGRATIONS: Final = _sql.schema_steps(
-    table=lambda name: "{s}." + name,
-    index=lambda name: name,  # an index lives in its table's schema
-    types=_sql.SchemaTypes(
-        identity="bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-        text="text",
-        json="json",
-        integer="integer",
-        bigint="bigint",
-        real="double precision",
-        boolean="boolean",
-        false="false",
-        moment="timestamptz",
-        interval="interval",
-        now_default=" DEFAULT now()",
-    ),
-    # The rows a schedule's tick claim locks (FOR UPDATE); SQLite's one writer needs none.
-    also={1: ("CREATE TABLE {s}.schedules (name text PRIMARY KEY)",)},
-)
-
-_JOB_COLUMNS: Final = _sql.job_columns(json_as_text="::text")
-_STALLED: Final = _sql.stalled_assignments(now="now()")
-_OUTCOMES: Final = _sql.outcome_assignments(
-    now="now()",
-    result="%(result)s::json",
-    error="%(error)s",
-    run_after="now() + %(delay)s::float8 * interval '1 second'",
-)
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
+def postgres_dialect(schema: str) -> Dialect:
+    """PostgreSQL's spelling, its tables in the schema `schema` (a checked identifier)."""
+    quoted = f'"{schema}"'
+    return Dialect(
+        name="postgresql",
+        table=lambda name: f"{quoted}.{name}",
+        index=lambda name: name,  # an index lives in its table's schema
+        types=SchemaTypes(
+            identity="bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+            text="text",
+            json="json",
+            integer="integer",
+            bigint="bigint",
+            real="double precision",
+            boolean="boolean",
+            false="false",
+            moment="timestamptz",
+            interval="interval",
+            now_default=" DEFAULT now()",
+        ),
+        now="now()",
+        pyformat=True,
+        json_param="::json",
+        json_text="::text",
+        skip_locked=" FOR UPDATE SKIP LOCKED",
+        moment=lambda moment: moment,
+        interval=lambda length: length,
+        read_moment=_utc,
+        read_interval=_seconds,
+    )
+
+
 @final
-class PostgresBackend:
-    """A `Backend` on the PostgreSQL database at `url`, its tables in the schema `schema`."""
+class PostgresDriver:
+    """The SQL store's driver for the PostgreSQL database at `url`, its tables in the schema
+    `schema`."""
 
     def __init__(self, url: str, *, shown: str, timeout: float, schema: str) -> None:
         try:
@@ -109,13 +117,19 @@ class PostgresBackend:
         self.channel = f"{schema}_jobs"
         self._settings = _connection_settings(settings, timeout)
         self._pool: ConnectionPool[Connection] | None = None
+        self.dialect = postgres_dialect(schema)
+        self.described = f"the store {shown}"
+        # The rows a schedule's tick claim locks (FOR UPDATE); SQLite's one writer needs none.
+        self.schema_additions: Mapping[int, tuple[str, ...]] = {
+            1: (f"CREATE TABLE {self._s}.schedules (name text PRIMARY KEY)",)
+        }
 
     def __repr__(self) -> str:
-        return f"PostgresBackend({self._shown!r}, schema={self._schema!r})"
+        return f"PostgresDriver({self._shown!r}, schema={self._schema!r})"
 
     # -- connections ----------------------------------------------------------------------------
 
-    def open(self) -> None:
+    def connect(self) -> None:
         # One connection of its own first: a refusal (a wrong password, say) is raised as the
         # server said it, where the pool would only time out.
         with psycopg.connect(self._url, **self._settings) as connection:
@@ -126,7 +140,6 @@ class PostgresBackend:
                     f"{connection.info.server_version}"
                 )
                 raise StoreError(msg)
-            self._migrate(connection)
         self._pool = ConnectionPool(
             self._url,
             kwargs=self._settings,
@@ -159,6 +172,9 @@ class PostgresBackend:
             return "error"
         return None
 
+    def unique_violation(self, error: Exception) -> bool:
+        return isinstance(error, pg_errors.UniqueViolation)
+
     def _configure(self, connection: Connection) -> None:
         # A call waits for a row or advisory lock no longer than for a connection.
         lock_timeout = f"{max(1, round(self._timeout * 1000))}ms"
@@ -178,490 +194,113 @@ class PostgresBackend:
                 _drop_idle_connections(pool)
             raise
 
-    def _one(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        """The first row of one autocommit statement, or None."""
+    def run(self, work: Callable[[Session], T], *, transaction: bool) -> T:
         with self._connection() as connection:
-            return connection.execute(self._sql(query), params).fetchone()
+            if not transaction:
+                return work(_Session(connection, self.dialect))
+            with connection.transaction():
+                return work(_Session(connection, self.dialect))
 
-    def _rowcount(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
-        with self._connection() as connection:
-            return connection.execute(self._sql(query), params).rowcount
+    def batch(self, statements: Sequence[tuple[str, Params]]) -> list[Result]:
+        # One pipeline, one Sync: every statement in one round trip and one transaction.
+        with self._connection() as connection, connection.pipeline() as pipeline:
+            cursors = [
+                connection.execute(*self.dialect.statement(template, params))
+                for template, params in statements
+            ]
+            pipeline.sync()
+            return [
+                Result(cursor.fetchall() if cursor.description else [], cursor.rowcount)
+                for cursor in cursors
+            ]
 
-    def _sql(self, query: str) -> str:
-        return query.replace("{s}", self._s)
+    # -- what PostgreSQL does its own way ---------------------------------------------------------
 
-    # -- schema ---------------------------------------------------------------------------------
+    def table_exists(self, session: Session, table: str) -> bool:
+        found = session.first(
+            "SELECT to_regclass(:name) IS NOT NULL", {"name": f"{self._s}.{table}"}
+        )
+        return bool(found and found[0])
 
-    def _schema_version(self, connection: Connection) -> int:
-        found = connection.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", [f"{self._s}.schema_version"]
-        ).fetchone()
-        if not found or not found[0]:
-            return 0
-        row = connection.execute(self._sql("SELECT version FROM {s}.schema_version")).fetchone()
-        return int(row[0]) if row else 0
+    def lock_schema(self, session: Session) -> None:
+        session.count("SELECT pg_advisory_xact_lock(:key)", {"key": _lock_key(self._schema)})
+        session.count(f"CREATE SCHEMA IF NOT EXISTS {self._s}")
 
-    def _migrate(self, connection: Connection) -> None:
-        """Create or upgrade the schema in one transaction holding an advisory lock on it, so
-        processes that open the store at once wait for the first (concurrent CREATE ... IF NOT
-        EXISTS statements fail on the catalog's unique indexes)."""
-        known = len(MIGRATIONS)
-        version = self._schema_version(connection)
-        if version > known:
-            raise newer_schema_error(f"the store {self._shown}", version, known)
-        if version == known:
-            return
-        with connection.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(self._schema)])
-            connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
-            connection.execute(
-                self._sql(
-                    "CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL)"
-                )
-            )
-            version = self._schema_version(connection)
-            if version > known:
-                raise newer_schema_error(f"the store {self._shown}", version, known)
-            if version == known:
-                return  # another process did it while this one waited for the lock
-            if not connection.execute(self._sql("SELECT 1 FROM {s}.schema_version")).fetchone():
-                connection.execute(self._sql("INSERT INTO {s}.schema_version VALUES (0)"))
-            for step in MIGRATIONS[version:]:
-                for statement in step:
-                    connection.execute(self._sql(statement))
-            connection.execute(self._sql("UPDATE {s}.schema_version SET version = %s"), [known])
-        logger.info(
-            "store %s: schema %r now at version %d (was %d)",
-            self._shown,
-            self._schema,
-            known,
-            version,
+    def lock_schedule(self, session: Session, name: str) -> None:
+        session.count(
+            f"INSERT INTO {self._s}.schedules VALUES (:name) ON CONFLICT DO NOTHING", {"name": name}
+        )
+        session.count(
+            f"SELECT 1 FROM {self._s}.schedules WHERE name = :name FOR UPDATE", {"name": name}
         )
 
-    # -- the clock ------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        return _utc(self._one("SELECT now()")[0])
-
-    # -- queues ---------------------------------------------------------------------------------
-
-    def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
-        if not jobs:
-            return []
-        if all(job.key is None for job in jobs):
-            return self._enqueue_keyless(queue, jobs)
-        insert = self._sql(
-            f"""
-            INSERT INTO {{s}}.jobs (queue, payload, priority, max_attempts, key, run_after)
-            VALUES (%(queue)s, %(payload)s::json, %(priority)s, %(max_attempts)s, %(key)s,
-                    coalesce(%(run_at)s::timestamptz,
-                             now() + %(delay)s::float8 * interval '1 second'))
-            ON CONFLICT (queue, key) WHERE key IS NOT NULL AND state IN {LIVE_STATES} DO NOTHING
-            RETURNING id
-            """
+    def notify(self, session: Session, queue: str) -> None:
+        session.count(
+            "SELECT pg_notify(:channel, :queue)", {"channel": self.channel, "queue": queue}
         )
-        params = [_insert_params(queue, job) for job in jobs]
-        with self._connection() as connection, connection.transaction():
-            cursor = connection.cursor()
-            cursor.executemany(insert, params, returning=True)
-            ids: list[int | None] = []
-            while True:
-                row = cursor.fetchone()
-                ids.append(None if row is None else int(row[0]))
-                if not cursor.nextset():
-                    break
-            inserted = any(job_id is not None for job_id in ids)
-            for index, job_id in enumerate(ids):
-                if job_id is None:  # a live job holds the key: find it
-                    ids[index], new = self._insert_or_find(connection, insert, params[index])
-                    inserted = inserted or new
-            if inserted:  # in the same transaction: sent on commit, and only then
-                connection.execute("SELECT pg_notify(%s, %s)", [self.channel, queue])
-        return [job_id for job_id in ids if job_id is not None]
-
-    def _enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
-        """Jobs without a key in one autocommit statement, its notification included: one
-        round trip, atomic as a statement is. The rows are inserted in the order of the jobs,
-        each taking the next identity, so their ids sorted are the jobs' ids in order."""
-        row = self._one(
-            """
-            WITH new AS (
-                INSERT INTO {s}.jobs (queue, payload, priority, max_attempts, run_after)
-                SELECT %(queue)s, job.payload::json, job.priority, job.max_attempts,
-                       coalesce(job.run_at, now() + job.delay * interval '1 second')
-                FROM unnest(%(payloads)s::text[], %(priorities)s::integer[],
-                            %(max_attempts)s::integer[], %(run_ats)s::timestamptz[],
-                            %(delays)s::float8[])
-                    WITH ORDINALITY AS job(payload, priority, max_attempts, run_at, delay, n)
-                ORDER BY job.n
-                RETURNING id
-            )
-            SELECT array_agg(id ORDER BY id), pg_notify(%(channel)s, %(queue)s) FROM new
-            """,
-            {
-                "queue": queue,
-                "channel": self.channel,
-                "payloads": [job.payload for job in jobs],
-                "priorities": [job.priority for job in jobs],
-                "max_attempts": [job.max_attempts for job in jobs],
-                "run_ats": [job.run_at for job in jobs],
-                "delays": [job.delay for job in jobs],
-            },
-        )
-        return [int(job_id) for job_id in row[0]]
-
-    def _insert_or_find(
-        self, connection: Connection, insert: str, params: dict[str, Any]
-    ) -> tuple[int, bool]:
-        """The id of the live job holding the key, or of a new job if that one just ended."""
-        find = self._sql(
-            f"SELECT id FROM {{s}}.jobs WHERE queue = %(queue)s AND key = %(key)s"
-            f" AND state IN {LIVE_STATES}"
-        )
-        for _ in range(_KEY_RACE_ROUNDS):
-            row = connection.execute(find, params).fetchone()
-            if row is not None:
-                return int(row[0]), False
-            row = connection.execute(insert, params).fetchone()
-            if row is not None:
-                return int(row[0]), True
-        msg = f"the live job of key {params['key']!r} kept changing while it was enqueued"
-        raise StoreError(msg)
-
-    def get(self, queue: str, job_id: int) -> Job | None:
-        row = self._one(
-            f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = %s AND queue = %s", [job_id, queue]
-        )
-        return None if row is None else _job(row)
-
-    def cancel(self, queue: str, job_id: int) -> bool:
-        return (
-            self._rowcount(
-                f"""
-            UPDATE {{s}}.jobs SET
-                state = CASE WHEN state = 'processing' THEN state ELSE 'canceled' END,
-                finished_at = CASE WHEN state = 'processing' THEN finished_at ELSE now() END,
-                cancel_requested = true
-            WHERE id = %s AND queue = %s AND state IN {LIVE_STATES}
-            """,
-                [job_id, queue],
-            )
-            == 1
-        )
-
-    def retry(self, queue: str, job_id: int) -> bool:
-        try:
-            return (
-                self._rowcount(
-                    f"""
-                UPDATE {{s}}.jobs AS job SET
-                    state = 'queued', attempts = 0, resets = 0, cancel_requested = false,
-                    run_after = now(), started_at = NULL, finished_at = NULL,
-                    heartbeat_at = NULL, worker = NULL, claim_token = NULL,
-                    stalled_after = NULL, max_resets = NULL, result = NULL
-                WHERE id = %(id)s AND queue = %(queue)s AND state IN ('failed', 'canceled')
-                    AND (key IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM {{s}}.jobs AS live WHERE live.queue = %(queue)s
-                            AND live.key = job.key AND live.state IN {LIVE_STATES}))
-                """,
-                    {"id": job_id, "queue": queue},
-                )
-                == 1
-            )
-        except pg_errors.UniqueViolation:
-            return False  # a job with its key was enqueued at the same moment
-
-    def counts(self, queue: str) -> dict[JobState, int]:
-        with self._connection() as connection:
-            rows = connection.execute(
-                self._sql("SELECT state, count(*) FROM {s}.jobs WHERE queue = %s GROUP BY state"),
-                [queue],
-            ).fetchall()
-        found = {state: int(count) for state, count in rows}
-        return {state: found.get(state, 0) for state in JOB_STATES}
-
-    def count_ready(self, queue: str) -> int:
-        row = self._one(
-            "SELECT count(*) FROM {s}.jobs WHERE queue = %s"
-            " AND state IN ('queued', 'errored') AND run_after <= now()",
-            [queue],
-        )
-        return int(row[0])
-
-    def oldest_ready_age(self, queue: str) -> float | None:
-        row = self._one(
-            "SELECT extract(epoch FROM now() - min(run_after)) FROM {s}.jobs"
-            " WHERE queue = %s AND state IN ('queued', 'errored') AND run_after <= now()",
-            [queue],
-        )
-        return None if row is None or row[0] is None else float(row[0])
-
-    def purge(self, queue: str, *, older_than: float, states: Sequence[JobState]) -> int:
-        return self._rowcount(
-            "DELETE FROM {s}.jobs WHERE queue = %s AND state = ANY(%s)"
-            " AND finished_at <= now() - %s::float8 * interval '1 second'",
-            [queue, list(states), older_than],
-        )
-
-    # -- workers --------------------------------------------------------------------------------
-
-    def claim(self, queue: str, claimer: Claimer, limit: int) -> list[Claim]:
-        with self._connection() as connection:
-            rows = connection.execute(
-                self._sql(_CLAIM), _claim_params(queue, claimer, limit)
-            ).fetchall()
-        return _claims(rows)
-
-    def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
-        if not claims:
-            return Heartbeat(gone=frozenset(), cancel_requested=frozenset())
-        with self._connection() as connection:
-            alive = connection.execute(
-                self._sql(
-                    """
-                    UPDATE {s}.jobs AS job SET heartbeat_at = now()
-                    FROM unnest(%s::bigint[], %s::text[]) AS claim(id, token)
-                    WHERE job.id = claim.id AND job.claim_token = claim.token
-                        AND job.state = 'processing'
-                    RETURNING job.id, job.cancel_requested
-                    """
-                ),
-                [[claim.id for claim in claims], [claim.token for claim in claims]],
-            ).fetchall()
-        return Heartbeat.of(claims, alive)
-
-    def finish(self, claim: Claim, outcome: Outcome) -> bool:
-        row = self._one(_finish(outcome), _finish_params(claim, outcome))
-        return bool(row[0])
-
-    def finish_and_claim(
-        self, claim: Claim, outcome: Outcome, claimer: Claimer
-    ) -> tuple[bool, Claim | None]:
-        # One pipeline, one Sync: both statements in one round trip and one transaction.
-        params = _claim_params(claim.job.queue, claimer, 1)
-        with self._connection() as connection, connection.pipeline():
-            finished = connection.execute(
-                self._sql(_finish(outcome)), _finish_params(claim, outcome)
-            )
-            claimed = connection.execute(self._sql(_CLAIM), params)
-            row = finished.fetchone()
-            rows = claimed.fetchall()
-        found = _claims(rows)
-        return bool(row and row[0]), found[0] if found else None
-
-    # -- leases ---------------------------------------------------------------------------------
-
-    def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None:
-        # Two takers of an expired lease race on the row lock of ON CONFLICT: the second sees
-        # the first's new expiry in its WHERE, and gets nothing.
-        row = self._one(
-            """
-            INSERT INTO {s}.leases AS lease (name, holder, token, expires_at)
-            VALUES (%(name)s, %(holder)s, 1, now() + %(ttl)s::float8 * interval '1 second')
-            ON CONFLICT (name) DO UPDATE SET
-                token = CASE WHEN lease.holder = %(holder)s AND lease.expires_at > now()
-                             THEN lease.token ELSE lease.token + 1 END,
-                holder = %(holder)s,
-                expires_at = now() + %(ttl)s::float8 * interval '1 second'
-            WHERE lease.holder IS NULL OR lease.expires_at <= now()
-                OR lease.holder = %(holder)s
-            RETURNING token
-            """,
-            {"name": name, "holder": holder, "ttl": ttl},
-        )
-        return None if row is None else int(row[0])
-
-    def renew_lease(self, name: str, holder: str, token: int, ttl: float) -> bool:
-        return (
-            self._rowcount(
-                """
-            UPDATE {s}.leases SET expires_at = now() + %(ttl)s::float8 * interval '1 second'
-            WHERE name = %(name)s AND holder = %(holder)s AND token = %(token)s
-                AND expires_at > now()
-            """,
-                {"name": name, "holder": holder, "token": token, "ttl": ttl},
-            )
-            == 1
-        )
-
-    def release_lease(self, name: str, holder: str, token: int) -> None:
-        self._rowcount(
-            "UPDATE {s}.leases SET holder = NULL, expires_at = NULL"
-            " WHERE name = %s AND holder = %s AND token = %s",
-            [name, holder, token],
-        )
-
-    # -- fleet-wide schedules -------------------------------------------------------------------
-
-    def claim_tick(self, name: str, tick: datetime, worker: str, stalled_after: float) -> TickClaim:
-        key = {"name": name, "tick": tick, "worker": worker, "stalled": stalled_after}
-        with self._connection() as connection, connection.transaction():
-            run = connection.execute
-            run(
-                self._sql("INSERT INTO {s}.schedules VALUES (%(name)s) ON CONFLICT DO NOTHING"), key
-            )
-            # Every claim of this schedule waits here for the one before it: "claim unless a
-            # run is going" races under READ COMMITTED otherwise.
-            run(self._sql("SELECT 1 FROM {s}.schedules WHERE name = %(name)s FOR UPDATE"), key)
-            run(
-                self._sql(
-                    """
-                    UPDATE {s}.schedule_runs SET state = 'failed', finished_at = now(),
-                        error = 'worker died: no heartbeat for ' || stalled_after::text
-                    WHERE name = %(name)s AND state = 'running'
-                        AND heartbeat_at + stalled_after < now()
-                    """
-                ),
-                key,
-            )
-            taken = run(
-                self._sql(
-                    "SELECT 1 FROM {s}.schedule_runs WHERE name = %(name)s AND tick = %(tick)s"
-                ),
-                key,
-            ).fetchone()
-            if taken:
-                return "taken"
-            going = run(
-                self._sql(
-                    "SELECT 1 FROM {s}.schedule_runs WHERE name = %(name)s AND state = 'running'"
-                ),
-                key,
-            ).fetchone()
-            state: TickClaim = "skipped" if going else "claimed"
-            run(
-                self._sql(
-                    """
-                    INSERT INTO {s}.schedule_runs
-                        (name, tick, state, worker, started_at, finished_at, heartbeat_at,
-                         stalled_after)
-                    VALUES (%(name)s, %(tick)s, %(state)s, %(worker)s, now(),
-                            CASE WHEN %(state)s = 'skipped' THEN now() END, now(),
-                            %(stalled)s::float8 * interval '1 second')
-                    """
-                ),
-                {**key, "state": "skipped" if going else "running"},
-            )
-            run(
-                self._sql(
-                    """
-                    DELETE FROM {s}.schedule_runs
-                    WHERE name = %(name)s AND state <> 'running' AND tick < (
-                        SELECT tick FROM {s}.schedule_runs WHERE name = %(name)s
-                        ORDER BY tick DESC OFFSET %(keep)s LIMIT 1)
-                    """
-                ),
-                {**key, "keep": _KEEP_RUNS - 1},
-            )
-            return state
-
-    def heartbeat_run(self, name: str, tick: datetime, worker: str) -> bool:
-        return (
-            self._rowcount(
-                "UPDATE {s}.schedule_runs SET heartbeat_at = now() WHERE name = %s AND tick = %s"
-                " AND worker = %s AND state = 'running'",
-                [name, tick, worker],
-            )
-            == 1
-        )
-
-    def finish_run(self, name: str, tick: datetime, worker: str, error: str | None) -> bool:
-        state = "completed" if error is None else "failed"
-        row = self._one(
-            """
-            WITH ended AS (
-                UPDATE {s}.schedule_runs SET state = %(state)s, finished_at = now(),
-                    error = %(error)s
-                WHERE name = %(name)s AND tick = %(tick)s AND worker = %(worker)s
-                    AND state = 'running'
-                RETURNING 1)
-            SELECT EXISTS (SELECT 1 FROM ended) OR EXISTS (
-                SELECT 1 FROM {s}.schedule_runs WHERE name = %(name)s AND tick = %(tick)s
-                    AND worker = %(worker)s AND state = %(state)s)
-            """,
-            {"name": name, "tick": tick, "worker": worker, "state": state, "error": error},
-        )
-        return bool(row and row[0])
-
-    def schedule_runs(self, name: str, limit: int) -> list[ScheduleRun]:
-        with self._connection() as connection:
-            rows = connection.execute(
-                self._sql(
-                    "SELECT name, tick, state, worker, started_at, finished_at, error"
-                    " FROM {s}.schedule_runs WHERE name = %s ORDER BY tick DESC LIMIT %s"
-                ),
-                [name, limit],
-            ).fetchall()
-        return _schedule_runs(rows, _utc)
-
-    # -- out-of-band migrations -----------------------------------------------------------------
-
-    def register_migrations(self, ids: Sequence[str]) -> None:
-        with self._connection() as connection:
-            connection.cursor().executemany(
-                self._sql("INSERT INTO {s}.migrations (id) VALUES (%s) ON CONFLICT DO NOTHING"),
-                [(migration_id,) for migration_id in ids],
-            )
-
-    def set_migration_direction(self, migration_id: str, reverse: bool) -> None:
-        self._rowcount(
-            """
-            INSERT INTO {s}.migrations (id, reverse) VALUES (%(id)s, %(reverse)s)
-            ON CONFLICT (id) DO UPDATE SET reverse = %(reverse)s, updated_at = now()
-                WHERE {s}.migrations.reverse <> %(reverse)s
-            """,
-            {"id": migration_id, "reverse": reverse},
-        )
-
-    def store_migration_progress(self, migration_id: str, progress: float) -> None:
-        self._rowcount(
-            "UPDATE {s}.migrations SET progress = %(progress)s, updated_at = now()"
-            " WHERE id = %(id)s AND progress <> %(progress)s",
-            {"id": migration_id, "progress": progress},
-        )
-
-    def record_migration_error(self, migration_id: str, error: str) -> None:
-        with self._connection() as connection, connection.transaction():
-            connection.execute(
-                self._sql("INSERT INTO {s}.migration_errors (migration_id, error) VALUES (%s, %s)"),
-                [migration_id, error],
-            )
-            connection.execute(
-                self._sql(
-                    """
-                    DELETE FROM {s}.migration_errors WHERE migration_id = %(id)s AND id < (
-                        SELECT id FROM {s}.migration_errors WHERE migration_id = %(id)s
-                        ORDER BY id DESC OFFSET %(keep)s LIMIT 1)
-                    """
-                ),
-                {"id": migration_id, "keep": _KEEP_MIGRATION_ERRORS - 1},
-            )
-
-    def migrations(self, ids: Sequence[str] | None = None) -> list[MigrationStatus]:
-        where = "" if ids is None else "WHERE m.id = ANY(%(ids)s)"
-        with self._connection() as connection:
-            rows = connection.execute(
-                self._sql(
-                    f"""
-                    SELECT m.id, m.progress, m.reverse, m.updated_at, e.at, e.error
-                    FROM {{s}}.migrations m LEFT JOIN {{s}}.migration_errors e
-                        ON e.migration_id = m.id
-                    {where} ORDER BY m.id, e.id DESC
-                    """
-                ),
-                {"ids": list(ids or ())},
-            ).fetchall()
-        return _migration_statuses(rows, _utc)
 
     def listener(self) -> PostgresListener:
         return PostgresListener(self._url, self._settings, self.channel, self._shown)
 
-    def sweep_stalled(self, queue: str) -> int:
-        return self._rowcount(
-            f"UPDATE {{s}}.jobs SET {_STALLED} WHERE queue = %s AND state = 'processing'"
-            " AND heartbeat_at < now() - stalled_after",
-            [queue],
-        )
+    def enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+        """Jobs without a key in one autocommit statement, its notification included: one
+        round trip, atomic as a statement is. The rows are inserted in the order of the jobs,
+        each taking the next identity, so their ids sorted are the jobs' ids in order."""
+        with self._connection() as connection:
+            row = connection.execute(
+                f"""
+                WITH new AS (
+                    INSERT INTO {self._s}.jobs (queue, payload, priority, max_attempts, run_after)
+                    SELECT %(queue)s, job.payload::json, job.priority, job.max_attempts,
+                           coalesce(job.run_at, now() + job.delay * interval '1 second')
+                    FROM unnest(%(payloads)s::text[], %(priorities)s::integer[],
+                                %(max_attempts)s::integer[], %(run_ats)s::timestamptz[],
+                                %(delays)s::float8[])
+                        WITH ORDINALITY AS job(payload, priority, max_attempts, run_at, delay, n)
+                    ORDER BY job.n
+                    RETURNING id
+                )
+                SELECT array_agg(id ORDER BY id), pg_notify(%(channel)s, %(queue)s) FROM new
+                """,
+                {
+                    "queue": queue,
+                    "channel": self.channel,
+                    "payloads": [job.payload for job in jobs],
+                    "priorities": [job.priority for job in jobs],
+                    "max_attempts": [job.max_attempts for job in jobs],
+                    "run_ats": [job.run_at for job in jobs],
+                    "delays": [job.delay for job in jobs],
+                },
+            ).fetchone()
+        if row is None:  # pragma: no cover - an aggregate always gives a row
+            msg = "PostgreSQL gave no ids for the inserted jobs"
+            raise StoreError(msg)
+        return [int(job_id) for job_id in row[0]]
+
+
+@final
+class _Session:
+    """A pooled connection, lent for one call; statements run in autocommit unless the call
+    holds a transaction."""
+
+    __slots__ = ("_connection", "_dialect")
+
+    def __init__(self, connection: Connection, dialect: Dialect) -> None:
+        self._connection = connection
+        self._dialect = dialect
+
+    def rows(self, template: str, params: Params | None = None) -> list[tuple[Any, ...]]:
+        return self._connection.execute(*self._dialect.statement(template, params or {})).fetchall()
+
+    def first(self, template: str, params: Params | None = None) -> tuple[Any, ...] | None:
+        return self._connection.execute(*self._dialect.statement(template, params or {})).fetchone()
+
+    def count(self, template: str, params: Params | None = None) -> int:
+        return self._connection.execute(*self._dialect.statement(template, params or {})).rowcount
+
+    def insert(self, template: str, params: Params | None = None) -> int | None:
+        row = self.first(f"{template} RETURNING id", params)
+        return None if row is None else int(row[0])
 
 
 def _connection_settings(settings: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -721,84 +360,12 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-def _claim_params(queue: str, claimer: Claimer, limit: int) -> dict[str, Any]:
-    return {
-        "queue": queue,
-        "limit": limit,
-        "worker": claimer.worker_id,
-        "stalled_after": claimer.stalled_after,
-        "max_resets": claimer.max_resets,
-    }
-
-
-def _claims(rows: Sequence[Any]) -> list[Claim]:
-    claims = [Claim(job=_job(row), token=row[-1]) for row in rows]
-    claims.sort(key=lambda claim: (-claim.job.priority, claim.job.run_after, claim.id))
-    return claims
-
-
-def _finish(outcome: Outcome) -> str:
-    """The statement that writes `outcome` if the claim's token still holds the job: one row,
-    whether this claim's outcome is on the row."""
-    return f"""
-        WITH written AS (
-            UPDATE {{s}}.jobs SET {_OUTCOMES[outcome.kind]}
-            WHERE id = %(id)s AND claim_token = %(token)s AND state = 'processing'
-            RETURNING 1
-        )
-        SELECT EXISTS (SELECT 1 FROM written) OR EXISTS (
-            SELECT 1 FROM {{s}}.jobs WHERE id = %(id)s AND claim_token = %(token)s
-                AND state <> 'processing')
-        """
-
-
-def _finish_params(claim: Claim, outcome: Outcome) -> dict[str, Any]:
-    return {
-        "id": claim.id,
-        "token": claim.token,
-        "result": outcome.result,
-        "error": outcome.error,
-        "delay": outcome.delay,
-    }
-
-
-def _insert_params(queue: str, job: NewJob) -> dict[str, Any]:
-    return {
-        "queue": queue,
-        "payload": job.payload,
-        "priority": job.priority,
-        "max_attempts": job.max_attempts,
-        "key": job.key,
-        "run_at": job.run_at,
-        "delay": job.delay,
-    }
-
-
-_CLAIM: Final = f"""
-    WITH picked AS (
-        SELECT id FROM {{s}}.jobs
-        WHERE queue = %(queue)s AND state IN ('queued', 'errored') AND run_after <= now()
-        ORDER BY priority DESC, run_after, id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE {{s}}.jobs AS job SET
-        state = 'processing', started_at = now(), heartbeat_at = now(),
-        worker = %(worker)s, attempts = job.attempts + 1,
-        claim_token = gen_random_uuid()::text,
-        stalled_after = %(stalled_after)s::float8 * interval '1 second',
-        max_resets = %(max_resets)s
-    FROM picked WHERE job.id = picked.id
-    RETURNING {_sql.job_columns(table="job", json_as_text="::text")}, job.claim_token
-"""
-
-
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def _job(row: Sequence[Any]) -> Job:
-    return job_from_row(row, _utc)
+def _seconds(length: timedelta) -> float:
+    return length.total_seconds()
 
 
 @final

@@ -1,4 +1,4 @@
-"""Durable queues: `Queue`, the handle to enqueue and inspect jobs, and `Job`, a job as stored.
+"""Durable queues: `Queue`, the handle to enqueue and inspect the jobs of one queue.
 
 A queue needs no declaring: it is the set of jobs stored under its name. Every argument is
 checked before anything is written (spec/DURABLE.md, section 7).
@@ -7,118 +7,31 @@ checked before anything is written (spec/DURABLE.md, section 7).
 from __future__ import annotations
 
 import json
-import reprlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeAlias, get_args
+from typing import TYPE_CHECKING, NamedTuple
 
 from typing_extensions import final
 
 from .._status import describe_error, describe_value
-from .._validate import check_int, check_optional_seconds, check_seconds
-from ._backend import NewJob
+from .._validate import check_optional_seconds, check_seconds
+from ._model import (
+    FINAL_STATES,
+    INT32_MAX,
+    JOB_STATES,
+    Job,
+    JobState,
+    NewJob,
+    check_int32,
+    check_job_id,
+    check_text,
+)
 
 if TYPE_CHECKING:
     from ._access import StoreAccess
     from ._store import Store
 
-__all__ = [
-    "FINAL_STATES",
-    "JOB_STATES",
-    "MAX_TEXT",
-    "Job",
-    "JobState",
-    "Queue",
-    "check_int32",
-    "check_text",
-    "job_from_row",
-    "task_of",
-]
-
-JobState: TypeAlias = Literal["queued", "processing", "completed", "errored", "failed", "canceled"]
-JOB_STATES: Final[tuple[JobState, ...]] = get_args(JobState)
-FINAL_STATES: Final[tuple[JobState, ...]] = ("completed", "failed", "canceled")
-
-MAX_TEXT: Final = 200  # the longest queue name or key, in characters
-_INT32_MAX: Final = 2**31 - 1  # priorities and attempts are 32-bit integers in PostgreSQL
-_ID_MAX: Final = 2**63 - 1  # job ids are 64-bit integers in both databases
-_TASK_CALL_KEYS: Final = frozenset({"task", "args", "kwargs"})
-
-
-@final
-@dataclass(frozen=True)
-class Job:
-    """A job as the store holds it. Times are aware UTC datetimes from the database's clock.
-
-    `attempts` counts the times a handler started the job, `resets` the times its worker died
-    under it. `last_error` is the error of the latest attempt that ended in one; `result` the
-    JSON value a handler returned (None until then). `payload` and `result` come back as JSON
-    gives them: tuples as lists, dict keys as strings.
-    """
-
-    id: int
-    queue: str
-    payload: Any
-    state: JobState
-    priority: int
-    attempts: int
-    max_attempts: int
-    resets: int
-    key: str | None
-    enqueued_at: datetime
-    run_after: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
-    worker: str | None
-    cancel_requested: bool
-    last_error: str | None
-    result: Any
-
-    @property
-    def task(self) -> str | None:
-        """The name of the task this job calls: the `"task"` of a payload of exactly the shape
-        `{"task": name, "args": [...], "kwargs": {...}}`, whoever enqueued it; else None."""
-        return task_of(self.payload)
-
-
-def task_of(payload: object) -> str | None:
-    """The task a payload calls, if it has exactly the shape of a task call (`durable.Tasks`)."""
-    if (
-        isinstance(payload, dict)
-        and payload.keys() == _TASK_CALL_KEYS
-        and isinstance(payload["task"], str)
-        and isinstance(payload["args"], list)
-        and isinstance(payload["kwargs"], dict)
-    ):
-        return payload["task"]
-    return None
-
-
-def job_from_row(row: Sequence[Any], moment: Callable[[Any], datetime]) -> Job:
-    """A `Job` from a database row holding its fields in order, the payload and result as JSON
-    text, and times as the database gives them (`moment` turns one into an aware datetime)."""
-    return Job(
-        id=row[0],
-        queue=row[1],
-        payload=json.loads(row[2]),
-        state=row[3],
-        priority=row[4],
-        attempts=row[5],
-        max_attempts=row[6],
-        resets=row[7],
-        key=row[8],
-        enqueued_at=moment(row[9]),
-        run_after=moment(row[10]),
-        started_at=None if row[11] is None else moment(row[11]),
-        finished_at=None if row[12] is None else moment(row[12]),
-        heartbeat_at=None if row[13] is None else moment(row[13]),
-        worker=row[14],
-        cancel_requested=bool(row[15]),
-        last_error=row[16],
-        result=None if row[17] is None else json.loads(row[17]),
-    )
+__all__ = ["Queue"]
 
 
 @final
@@ -161,7 +74,7 @@ class Queue:
         """
         options = _options(delay, run_at, priority, max_attempts, key)
         job = options.job(_encode_payload(payload))
-        with self._access.using("enqueue") as backend:
+        with self._access.jobs("enqueue") as backend:
             job_id = backend.enqueue(self.name, [job])[0]
         self._access.enqueued(self.name)
         return job_id
@@ -188,15 +101,15 @@ class Queue:
         jobs = [options.job(_encode_payload(payload)) for payload in payloads]
         if not jobs:
             return []
-        with self._access.using("enqueue_many") as backend:
+        with self._access.jobs("enqueue_many") as backend:
             job_ids = backend.enqueue(self.name, jobs)
         self._access.enqueued(self.name)
         return job_ids
 
     def get(self, job_id: int) -> Job | None:
         """The job `job_id` of this queue, or None if there is none (or it was purged)."""
-        job_id = _check_job_id(job_id)
-        with self._access.using("get") as backend:
+        job_id = check_job_id(job_id)
+        with self._access.jobs("get") as backend:
             return backend.get(self.name, job_id)
 
     def cancel(self, job_id: int) -> bool:
@@ -206,8 +119,8 @@ class Queue:
         handler to stop (its `routines.stopping()` turns True at the next heartbeat); the job
         ends `canceled` when the handler ends, whatever it returns.
         """
-        job_id = _check_job_id(job_id)
-        with self._access.using("cancel") as backend:
+        job_id = check_job_id(job_id)
+        with self._access.jobs("cancel") as backend:
             return backend.cancel(self.name, job_id)
 
     def retry(self, job_id: int) -> bool:
@@ -215,19 +128,19 @@ class Queue:
 
         False if the job is not failed or canceled, or if another job with its key is live.
         """
-        job_id = _check_job_id(job_id)
-        with self._access.using("retry") as backend:
+        job_id = check_job_id(job_id)
+        with self._access.jobs("retry") as backend:
             return backend.retry(self.name, job_id)
 
     def counts(self) -> dict[JobState, int]:
         """How many jobs of this queue are in each state, every state included."""
-        with self._access.using("counts") as backend:
+        with self._access.jobs("counts") as backend:
             return backend.counts(self.name)
 
     def oldest_ready_age(self) -> float | None:
         """Seconds since the longest-waiting ready job (queued or errored, due) became due, on
         the database's clock; None when no job is ready. How far behind the workers are."""
-        with self._access.using("oldest_ready_age") as backend:
+        with self._access.jobs("oldest_ready_age") as backend:
             return backend.oldest_ready_age(self.name)
 
     def purge(
@@ -240,35 +153,8 @@ class Queue:
         seconds ago by the database's clock; return how many were deleted."""
         seconds = check_seconds("older_than", older_than)
         chosen = _check_purge_states(states)
-        with self._access.using("purge") as backend:
+        with self._access.jobs("purge") as backend:
             return backend.purge(self.name, older_than=seconds, states=chosen)
-
-
-def check_text(arg: str, value: object, *, longest: int = MAX_TEXT) -> str:
-    """A queue name or a key: a non-empty str of at most `longest` characters."""
-    if not isinstance(value, str):
-        msg = f"{arg} must be a str, got {value!r}"
-        raise TypeError(msg)
-    if not value:
-        msg = f"{arg} must not be empty, got {value!r}"
-        raise ValueError(msg)
-    if len(value) > longest:
-        shown = reprlib.repr(value)
-        msg = f"{arg} must be at most {longest} characters, got {len(value)}: {shown}"
-        raise ValueError(msg)
-    # Neither database stores a NUL character or a lone surrogate in a text column.
-    if "\x00" in value or not _encodable(value):
-        msg = f"{arg} must be text without NUL characters or lone surrogates, got {value!r}"
-        raise ValueError(msg)
-    return value
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _Options(NamedTuple):
@@ -310,7 +196,7 @@ def _options(
         except OverflowError:
             msg = f"run_at must be within the years 1 to 9999 in UTC, got {run_at!r}"
             raise ValueError(msg) from None
-    priority = check_int32("priority", priority, minimum=-_INT32_MAX - 1)
+    priority = check_int32("priority", priority, minimum=-INT32_MAX - 1)
     max_attempts = check_int32("max_attempts", max_attempts, minimum=1)
     return _Options(
         delay=seconds or 0.0,
@@ -319,23 +205,6 @@ def _options(
         max_attempts=max_attempts,
         key=None if key is None else check_text("key", key),
     )
-
-
-def check_int32(arg: str, value: object, *, minimum: int) -> int:
-    """An int from `minimum` to the largest 32-bit integer (the columns' type in PostgreSQL)."""
-    number = check_int(arg, value, minimum=minimum)
-    if number > _INT32_MAX:
-        msg = f"{arg} must be <= {_INT32_MAX}, got {value!r}"
-        raise ValueError(msg)
-    return number
-
-
-def _check_job_id(value: object) -> int:
-    job_id = check_int("job_id", value, minimum=1)
-    if job_id > _ID_MAX:
-        msg = f"job_id must be <= {_ID_MAX}, got {value!r}"
-        raise ValueError(msg)
-    return job_id
 
 
 def _encode_payload(payload: object) -> str:

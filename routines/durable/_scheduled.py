@@ -27,13 +27,12 @@ from .._status import RoutineStatus, describe_error
 from .._threads import ThreadGroup
 from .._validate import check_bool, check_callable, check_name, check_seconds, describe_callable
 from ._errors import StoreUnavailable, error_report
-from ._lease import holder_id
+from ._model import check_text, holder_id
 from ._outage import Backoff, retried, warn_unavailable
-from ._queue import check_text
+from ._store import Store, store_access
 
 if TYPE_CHECKING:
     from ._access import StoreAccess
-    from ._store import Store
 
 __all__ = ["Scheduled"]
 
@@ -72,8 +71,6 @@ class Scheduled:
         catch_up: bool = False,
         stalled_after: float | timedelta = 60.0,
     ) -> None:
-        from ._store import Store, store_access
-
         self._handler = check_callable("handler", handler, takes=0)
         if not isinstance(store, Store):
             msg = f"store must be a durable store (durable.open_store()), got {store!r}"
@@ -330,8 +327,8 @@ class _Schedule:
         if the store was unavailable past it), or None once stopping."""
         while not self.stop.is_set():
             try:
-                with self.access.using("claim_tick") as backend:
-                    claimed = backend.claim_tick(self.name, tick, self.worker, self.stalled_after)
+                with self.access.ticks("claim_tick") as ticks:
+                    claimed = ticks.claim_tick(self.name, tick, self.worker, self.stalled_after)
                 break
             except StoreUnavailable as error:
                 self._unavailable(error, f"claiming the tick {tick:%Y-%m-%d %H:%M:%S}")
@@ -400,8 +397,8 @@ class _Schedule:
         if tick is None:
             return
         try:
-            with self.access.using("heartbeat_run") as backend:
-                backend.heartbeat_run(self.name, tick, self.worker)
+            with self.access.ticks("heartbeat_run") as ticks:
+                ticks.heartbeat_run(self.name, tick, self.worker)
         except StoreUnavailable as error:
             warn_unavailable(
                 logger, f"schedule {self.name!r}", "sending a heartbeat", error, routine=self.name
@@ -412,8 +409,8 @@ class _Schedule:
         stalled_after (then the run is marked failed by the next claim, as a dead one)."""
 
         def finish() -> None:
-            with self.access.using("finish_run") as backend:
-                backend.finish_run(self.name, tick, self.worker, error)
+            with self.access.ticks("finish_run") as ticks:
+                ticks.finish_run(self.name, tick, self.worker, error)
 
         # A backoff of its own: this runs on the run's thread, beside the tick loop's.
         backoff = Backoff(logger, f"schedule {self.name!r}", self.name)

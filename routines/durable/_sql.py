@@ -1,28 +1,67 @@
-"""The SQL both backends speak alike: the store's schema and the rules of a job's life, once.
+"""The neutral spelling of the SQL store's statements, and what a SQL driver supplies.
 
-What an outcome and the stalled sweep set on a job are the heart of the queue's guarantees (a
-cancel asked while a job runs wins whatever its worker writes; a retry spends an attempt; a job
-whose worker keeps dying fails after `max_resets`). Each backend builds its statements from
-these, giving its own spelling of the database's now, of its parameters, of its types and of the
-names of its tables.
+Every statement of the durable tier is written once (`_statements.py`), in a spelling no engine
+speaks as it is. A `Dialect` turns it into one engine's SQL, and a `Driver` runs it:
+
+- `:name` is a parameter. Its value may be a `datetime` (a moment), a `timedelta` (a length of
+  time), a list of scalars or a list of tuples (spelled `{values:name}`, see below); the dialect
+  converts each into what its engine stores.
+- `{now}` is the database's clock; `{jobs}`, `{leases}`, ... are the store's tables.
+- `:payload{as_json}` marks a parameter that is JSON text, `payload{as_text}` reads a JSON column
+  as text (so that a row that can't be decoded fails that job alone, not the fetch of a batch).
+- `{values:name}` is the parenthesised list a list parameter is compared with: `state IN
+  {values:states}`, `(id, claim_token) IN {values:claims}`.
+- `{skip_locked}` ends the SELECT that picks the rows a claim takes.
+
+What differs between engines beyond that is the driver's: its connections and transactions,
+its error classification, its catalog and locks, and the few fast paths its engine does better,
+each said where the driver holds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final, TypedDict
+import functools
+import re
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol, TypedDict, TypeVar
 
-if TYPE_CHECKING:
-    from ._backend import OutcomeKind
+from typing_extensions import final
+
+from ._backend import ErrorKind, Listener
+from ._model import NewJob
 
 __all__ = [
-    "LIVE_STATES",
+    "TABLES",
+    "Dialect",
+    "Driver",
+    "Params",
+    "Result",
     "SchemaTypes",
-    "job_columns",
-    "outcome_assignments",
-    "schema_steps",
-    "stalled_assignments",
+    "Session",
 ]
+
+T = TypeVar("T")
+Params = Mapping[str, Any]
+
+TABLES: Final = (
+    "jobs",
+    "leases",
+    "schedule_runs",
+    "migrations",
+    "migration_errors",
+    "schema_version",
+)
+INDEXES: Final = (
+    "jobs_ready",
+    "jobs_live_key",
+    "jobs_processing",
+    "jobs_by_state",
+    "schedule_runs_running",
+    "migration_errors_latest",
+)
 
 
 class SchemaTypes(TypedDict):
@@ -41,195 +80,204 @@ class SchemaTypes(TypedDict):
     now_default: str  # the default of a moment column the database fills with its now, if any
 
 
-# The schema, one step per version: step n turns version n into n + 1. Later steps add tables;
-# a step already released never changes. Its fields are the names of tables and indexes and the
-# keys of `SchemaTypes`, spelled by each backend with `schema_steps()`.
-_SCHEMA: Final = (
-    (
-        """
-        CREATE TABLE {jobs} (
-            id {identity},
-            queue {text} NOT NULL,
-            payload {json} NOT NULL,
-            state {text} NOT NULL DEFAULT 'queued' CHECK (state IN
-                ('queued', 'processing', 'completed', 'errored', 'failed', 'canceled')),
-            priority {integer} NOT NULL,
-            attempts {integer} NOT NULL DEFAULT 0,
-            max_attempts {integer} NOT NULL,
-            resets {integer} NOT NULL DEFAULT 0,
-            key {text},
-            enqueued_at {moment} NOT NULL{now_default},
-            run_after {moment} NOT NULL,
-            started_at {moment},
-            finished_at {moment},
-            heartbeat_at {moment},
-            worker {text},
-            claim_token {text},
-            stalled_after {interval},
-            max_resets {integer},
-            cancel_requested {boolean} NOT NULL DEFAULT {false},
-            last_error {text},
-            result {json}
-        )
-        """,
-        """
-        CREATE INDEX {jobs_ready} ON {jobs} (queue, priority DESC, run_after, id)
-            WHERE state IN ('queued', 'errored')
-        """,
-        """
-        CREATE UNIQUE INDEX {jobs_live_key} ON {jobs} (queue, key)
-            WHERE key IS NOT NULL AND state IN ('queued', 'errored', 'processing')
-        """,
-        """
-        CREATE INDEX {jobs_processing} ON {jobs} (queue, heartbeat_at)
-            WHERE state = 'processing'
-        """,
-        "CREATE INDEX {jobs_by_state} ON {jobs} (queue, state, finished_at)",
-    ),
-    (
-        """
-        CREATE TABLE {leases} (
-            name {text} PRIMARY KEY,
-            holder {text},
-            token {bigint} NOT NULL,
-            expires_at {moment}
-        )
-        """,
-        """
-        CREATE TABLE {schedule_runs} (
-            name {text} NOT NULL,
-            tick {moment} NOT NULL,
-            state {text} NOT NULL CHECK (state IN ('running', 'completed', 'failed', 'skipped')),
-            worker {text} NOT NULL,
-            started_at {moment} NOT NULL,
-            finished_at {moment},
-            heartbeat_at {moment},
-            stalled_after {interval},
-            error {text},
-            PRIMARY KEY (name, tick)
-        )
-        """,
-        "CREATE INDEX {schedule_runs_running} ON {schedule_runs} (name) WHERE state = 'running'",
-    ),
-    (
-        """
-        CREATE TABLE {migrations} (
-            id {text} PRIMARY KEY,
-            progress {real} NOT NULL DEFAULT 0,
-            reverse {boolean} NOT NULL DEFAULT {false},
-            updated_at {moment} NOT NULL{now_default}
-        )
-        """,
-        """
-        CREATE TABLE {migration_errors} (
-            id {identity},
-            migration_id {text} NOT NULL,
-            at {moment} NOT NULL{now_default},
-            error {text} NOT NULL
-        )
-        """,
-        """
-        CREATE INDEX {migration_errors_latest} ON {migration_errors} (migration_id, id DESC)
-        """,
-    ),
-)
-_TABLES: Final = ("jobs", "leases", "schedule_runs", "migrations", "migration_errors")
-_INDEXES: Final = (
-    "jobs_ready",
-    "jobs_live_key",
-    "jobs_processing",
-    "jobs_by_state",
-    "schedule_runs_running",
-    "migration_errors_latest",
-)
+@final
+@dataclass(frozen=True)
+class Dialect:
+    """How one engine spells the neutral SQL, and how its values cross to Python."""
 
-
-def schema_steps(
-    *,
-    table: Callable[[str], str],
-    index: Callable[[str], str],
-    types: SchemaTypes,
-    also: Mapping[int, tuple[str, ...]] | None = None,
-) -> tuple[tuple[str, ...], ...]:
-    """The schema's steps in a backend's dialect: `table` and `index` spell the name of each
-    table and index, `types` the column types; `also` adds a backend's own statements to a step,
-    by the step's position (0 for the first), after the shared ones."""
-    names = {name: table(name) for name in _TABLES} | {name: index(name) for name in _INDEXES}
-    return tuple(
-        (
-            *(statement.format(**names, **types) for statement in step),
-            *(also or {}).get(number, ()),
-        )
-        for number, step in enumerate(_SCHEMA)
+    name: str
+    table: Callable[[str], str]  # the name of a table, as statements use it
+    index: Callable[[str], str]  # the name of an index, as CREATE INDEX gives it
+    types: SchemaTypes
+    now: str  # the database's clock
+    pyformat: bool  # psycopg's %(name)s parameters, instead of sqlite3's :name
+    json_param: str  # after a JSON parameter
+    json_text: str  # after a JSON column read as text
+    skip_locked: str  # after the SELECT that picks the rows a claim takes
+    moment: Callable[[datetime], object]  # a moment, as a parameter
+    interval: Callable[[timedelta], object]  # a length of time, as a parameter
+    read_moment: Callable[[Any], datetime]  # a moment column, as an aware UTC datetime
+    read_interval: Callable[[Any], float]  # a length of time from a row, in seconds
+    _render: Callable[[str, tuple[tuple[str, int, int], ...]], str] = field(
+        init=False, repr=False, compare=False
     )
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_render", functools.lru_cache(maxsize=512)(self._spell))
 
-# The states of a job that is not final: a job's key is unique among the jobs in these.
-LIVE_STATES: Final = "('queued', 'errored', 'processing')"
+    def statement(self, template: str, params: Params) -> tuple[str, dict[str, Any]]:
+        """`template` in this engine's SQL, and `params` as its driver takes them."""
+        shapes: list[tuple[str, int, int]] = []
+        bound: dict[str, Any] = {}
+        for name, value in params.items():
+            if isinstance(value, list):
+                width = len(value[0]) if value and isinstance(value[0], tuple) else 0
+                shapes.append((name, len(value), width))
+                for row, item in enumerate(value):
+                    if width:
+                        for column, part in enumerate(item):
+                            bound[f"{name}_{row}_{column}"] = self._value(part)
+                    else:
+                        bound[f"{name}_{row}"] = self._value(item)
+            else:
+                bound[name] = self._value(value)
+        return self._render(template, tuple(shapes)), bound
 
-# The columns a `Job` is read from, in the order `_queue.job_from_row()` takes them.
-_JOB_FIELDS: Final = (
-    "id", "queue", "payload", "state", "priority", "attempts", "max_attempts", "resets", "key",
-    "enqueued_at", "run_after", "started_at", "finished_at", "heartbeat_at", "worker",
-    "cancel_requested", "last_error", "result",
-)  # fmt: skip
-_JSON_FIELDS: Final = frozenset({"payload", "result"})
+    def _value(self, value: object) -> object:
+        if isinstance(value, datetime):
+            return self.moment(value)
+        if isinstance(value, timedelta):
+            return self.interval(value)
+        return value
 
-
-def job_columns(*, table: str = "", json_as_text: str = "") -> str:
-    """The SELECT (or RETURNING) list of a job row, in `job_from_row()`'s order: each column
-    prefixed with `table.` if a table is given, the JSON ones followed by `json_as_text` (the
-    backend's cast of JSON to text, if it needs one)."""
-    prefix = f"{table}." if table else ""
-    return ", ".join(
-        f"{prefix}{field}{json_as_text if field in _JSON_FIELDS else ''}" for field in _JOB_FIELDS
-    )
-
-
-def outcome_assignments(
-    *, now: str, result: str, error: str, run_after: str
-) -> dict[OutcomeKind, str]:
-    """What each outcome sets on a claimed job, as the SET list of one UPDATE (the old row's
-    values on the right), in SQL that both backends speak: the rules live here once, and each
-    backend gives its spelling of the database's `now`, of the `result` and `error` parameters
-    and of `run_after` (now plus the outcome's delay)."""
-    return {
-        "completed": f"""
-            state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'completed' END,
-            finished_at = {now}, result = {result}
-        """,
-        "errored": f"""
-            state = CASE WHEN cancel_requested THEN 'canceled'
-                         WHEN attempts >= max_attempts THEN 'failed' ELSE 'errored' END,
-            finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN {now} END,
-            run_after = {run_after}, last_error = {error}
-        """,
-        "failed": f"""
-            state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'failed' END,
-            finished_at = {now}, last_error = {error}
-        """,
-        "canceled": f"state = 'canceled', finished_at = {now}",
-        "handed_back": f"""
-            state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
-            attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
-            finished_at = CASE WHEN cancel_requested THEN {now} END
-        """,
-    }
+    def _spell(self, template: str, shapes: tuple[tuple[str, int, int], ...]) -> str:
+        lists = {name: (length, width) for name, length, width in shapes}
+        text = _Spelling(self, lists).format(template)
+        if not self.pyformat:
+            return text
+        return _PARAMETER.sub(_pyformat, text.replace("%", "%%"))
 
 
-def stalled_assignments(*, now: str) -> str:
-    """What the stalled sweep sets on a processing job whose worker stopped heartbeating (the
-    SET list of one UPDATE): back to queued with one more reset, or failed after `max_resets`
-    resets, or canceled if a cancel was asked; `now` is the backend's spelling of its now."""
-    return f"""
-        state = CASE WHEN cancel_requested THEN 'canceled'
-                     WHEN resets >= max_resets THEN 'failed' ELSE 'queued' END,
-        finished_at = CASE WHEN cancel_requested OR resets >= max_resets THEN {now} END,
-        last_error = CASE WHEN NOT cancel_requested AND resets >= max_resets
-            THEN 'the worker died ' || (resets + 1)
-                || CASE WHEN resets = 0 THEN ' time' ELSE ' times' END
-                || ' while running it'
-            ELSE last_error END,
-        resets = resets + 1,
-        claim_token = NULL
-    """
+# A string literal (left as it is) or a :name parameter outside one.
+_PARAMETER: Final = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def _pyformat(match: re.Match[str]) -> str:
+    name = match.group(1)
+    return match.group(0) if name is None else f"%({name})s"
+
+
+class _Spelling(string.Formatter):
+    """Fills a template's fields for one dialect; a list parameter's placeholders are numbered
+    as `Dialect.statement` binds them."""
+
+    def __init__(self, dialect: Dialect, lists: Mapping[str, tuple[int, int]]) -> None:
+        self._dialect = dialect
+        self._lists = lists
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        dialect = self._dialect
+        if key in TABLES:
+            return dialect.table(str(key))
+        if key in INDEXES:
+            return dialect.index(str(key))
+        if key in dialect.types:
+            return dialect.types[str(key)]  # type: ignore[literal-required]
+        fragments = {
+            "now": dialect.now,
+            "as_json": dialect.json_param,
+            "as_text": dialect.json_text,
+            "skip_locked": dialect.skip_locked,
+            "values": "",
+        }
+        if key not in fragments:
+            msg = f"the SQL template has an unknown field {{{key}}}"
+            raise KeyError(msg)
+        return fragments[str(key)]
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if not format_spec:
+            return str(value)
+        if format_spec not in self._lists:  # a {values:name} of a parameter not given
+            msg = f"{{values:{format_spec}}} needs the list parameter {format_spec!r}"
+            raise KeyError(msg)
+        length, width = self._lists[format_spec]
+        if not length:
+            return "(NULL)"  # matches nothing: x IN (NULL) is never true
+        if not width:
+            return "(" + ", ".join(f":{format_spec}_{row}" for row in range(length)) + ")"
+        rows = (
+            "(" + ", ".join(f":{format_spec}_{row}_{column}" for column in range(width)) + ")"
+            for row in range(length)
+        )
+        return "(VALUES " + ", ".join(rows) + ")"
+
+
+@final
+@dataclass(frozen=True)
+class Result:
+    """What one statement of a batch gave: its rows (none unless it returns some) and how many
+    rows it changed."""
+
+    rows: list[tuple[Any, ...]]
+    rowcount: int
+
+
+class Session(Protocol):
+    """One connection, lent for one call: its statements are neutral templates with their
+    parameters (see `Dialect.statement`)."""
+
+    def rows(self, template: str, params: Params | None = None) -> list[tuple[Any, ...]]:
+        """Every row the statement gives."""
+        ...
+
+    def first(self, template: str, params: Params | None = None) -> tuple[Any, ...] | None:
+        """The statement's first row, or None."""
+        ...
+
+    def count(self, template: str, params: Params | None = None) -> int:
+        """Run the statement; how many rows it changed."""
+        ...
+
+    def insert(self, template: str, params: Params | None = None) -> int | None:
+        """Run an INSERT of one row; the row's id, or None if it inserted nothing (ON CONFLICT
+        DO NOTHING)."""
+        ...
+
+
+class Driver(Protocol):
+    """What one SQL engine supplies to the SQL store: connections and transactions, its
+    dialect, what its errors mean, its catalog and locks, and its fast paths."""
+
+    dialect: Dialect
+    described: str  # the store, for messages: "the SQLite store /var/lib/app/routines.db"
+    # Statements of the engine's own added to a step of the schema, by the step's position.
+    schema_additions: Mapping[int, tuple[str, ...]]
+
+    def connect(self) -> None:
+        """Connect (open the pool, check the engine's version); the schema comes after."""
+        ...
+
+    def close(self) -> None: ...
+
+    def classify(self, error: Exception) -> ErrorKind | None: ...
+
+    def unique_violation(self, error: Exception) -> bool:
+        """Whether `error` is a unique index refusing a row."""
+        ...
+
+    def run(self, work: Callable[[Session], T], *, transaction: bool) -> T:
+        """`work` on a connection of this thread; with `transaction`, in one transaction that
+        writes (SQLite: BEGIN IMMEDIATE, which takes the write lock first), else each
+        statement on its own (a single write statement is atomic by itself)."""
+        ...
+
+    def batch(self, statements: Sequence[tuple[str, Params]]) -> list[Result]:
+        """Statements that do not depend on each other's results, in one transaction and, where
+        the engine can, one round trip (PostgreSQL: a pipeline)."""
+        ...
+
+    def table_exists(self, session: Session, table: str) -> bool:
+        """Whether the store's table `table` (a name from `TABLES`) exists (the catalog)."""
+        ...
+
+    def lock_schema(self, session: Session) -> None:
+        """In the transaction that creates or upgrades the schema, before it reads the version:
+        make every other process that opens the store wait for it."""
+        ...
+
+    def lock_schedule(self, session: Session, name: str) -> None:
+        """In the transaction of a tick's claim: make every other claim of schedule `name`
+        wait for it ("claim unless a run is going" races under READ COMMITTED)."""
+        ...
+
+    def notify(self, session: Session, queue: str) -> None:
+        """In the transaction of an enqueue to `queue`: tell the listeners of other processes,
+        on commit (nothing, where the engine announces nothing)."""
+        ...
+
+    def listener(self) -> Listener | None: ...
+
+    def enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> list[int] | None:
+        """A fast path for jobs without a key, or None to take the statements' own."""
+        ...

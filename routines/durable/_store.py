@@ -2,8 +2,9 @@
 
 The store parses the URL, checks its arguments, refuses to be used in a process forked after
 it was opened, and turns the driver's errors into `StoreError`/`StoreUnavailable`. What it does
-with the database is the backend's (`_sqlite.py`, `_postgres.py`); the PostgreSQL one, and with
-it psycopg, is imported only when a `postgresql://` store is opened.
+with the database is its backend's: the SQL store (`_sqlstore.py`) on the driver of the URL's
+engine (`_sqlite.py`, `_postgres.py`); the PostgreSQL driver, and with it psycopg, is imported
+only when a `postgresql://` store is opened.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from typing_extensions import Self, final
 from .._status import describe_error
 from .._validate import check_bool, check_int, check_seconds
 from ._access import StoreAccess
-from ._backend import Backend, MigrationStatus, ScheduleRun
+from ._backend import Backend
+from ._errors import MigrationsIncomplete
 from ._lease import Lease
-from ._migrations import MigrationsIncomplete, check_migration_ids
-from ._queue import Queue, check_text
+from ._model import MigrationStatus, ScheduleRun, check_text
+from ._queue import Queue
+from ._sqlstore import SQLStore
 
 __all__ = ["MAX_TIMEOUT", "Store", "open_store", "store_access"]
 
@@ -76,30 +79,30 @@ class Store:
         run, where, and how did it end."""
         name = check_text("name", name)
         limit = check_int("limit", limit, minimum=1)
-        with self._access.using("schedule_runs") as backend:
-            return backend.schedule_runs(name, limit)
+        with self._access.ticks("schedule_runs") as ticks:
+            return ticks.schedule_runs(name, limit)
 
     def migrations(self) -> list[MigrationStatus]:
         """Every out-of-band migration the store has seen: its progress as last computed, its
         direction, when either changed, and its latest errors."""
-        with self._access.using("migrations") as backend:
-            return backend.migrations()
+        with self._access.migration_log("migrations") as log:
+            return log.migrations()
 
     def set_migration_direction(self, migration_id: str, *, reverse: bool) -> None:
         """Run the migration forward (`reverse=False`) or back; its runners follow at their next
         interval, each batch finished first."""
         migration_id = check_text("migration_id", migration_id)
         reverse = check_bool("reverse", reverse)
-        with self._access.using("set_migration_direction") as backend:
-            backend.set_migration_direction(migration_id, reverse)
+        with self._access.migration_log("set_migration_direction") as log:
+            log.set_migration_direction(migration_id, reverse)
 
     def require_migrations_complete(self, ids: Iterable[str]) -> None:
         """Raise `MigrationsIncomplete`, naming them, unless every migration of `ids` is
         complete forward (an id the store has never seen is not); for an app's start-up,
         before code that needs the new data (Sourcegraph's `Validate`)."""
-        wanted = check_migration_ids(ids)
-        with self._access.using("migrations") as backend:
-            found = {status.id: status for status in backend.migrations(wanted)}
+        wanted = _check_migration_ids(ids)
+        with self._access.migration_log("migrations") as log:
+            found = {status.id: status for status in log.migrations(wanted)}
         incomplete = tuple(
             migration_id
             for migration_id in wanted
@@ -143,19 +146,19 @@ def open_store(url: str, *, timeout: float | timedelta = 5.0, schema: str = "rou
     shown = redact(url)
     backend: Backend
     if scheme == "sqlite":
-        from ._sqlite import SQLiteBackend
+        from ._sqlite import SQLiteDriver
 
-        backend = SQLiteBackend(_sqlite_path(url), timeout=seconds, schema=schema)
+        backend = SQLStore(SQLiteDriver(_sqlite_path(url), timeout=seconds, schema=schema))
     elif scheme in ("postgresql", "postgres"):
         try:
-            from ._postgres import PostgresBackend
+            from ._postgres import PostgresDriver
         except ImportError as error:
             msg = (
                 "postgresql:// stores need psycopg and psycopg_pool: "
                 f"pip install 'routines[postgres]' ({describe_error(error)})"
             )
             raise ImportError(msg) from error
-        backend = PostgresBackend(url, shown=shown, timeout=seconds, schema=schema)
+        backend = SQLStore(PostgresDriver(url, shown=shown, timeout=seconds, schema=schema))
     else:
         msg = f"url must start with one of the supported schemes {_SCHEMES}, got {shown!r}"
         raise ValueError(msg)
@@ -168,6 +171,16 @@ def open_store(url: str, *, timeout: float | timedelta = 5.0, schema: str = "rou
         raise
     logger.debug("opened %r", store)
     return store
+
+
+def _check_migration_ids(ids: object) -> tuple[str, ...]:
+    """Migration ids for `require_migrations_complete`: an iterable of names (of none, there
+    is nothing to require)."""
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        msg = f"ids must be an iterable of migration ids (a list, say), got {ids!r}"
+        raise TypeError(msg)
+    checked = tuple(check_text(f"ids[{index}]", value) for index, value in enumerate(ids))
+    return tuple(dict.fromkeys(checked))
 
 
 def _check_schema(schema: object) -> str:

@@ -26,7 +26,8 @@ from typing_extensions import ParamSpec, Unpack, final
 from .._combined import CombinedRoutine
 from .._status import describe_error, describe_value, error_text
 from .._validate import check_callable
-from ._queue import Job, Queue
+from ._model import Job
+from ._queue import Queue
 from ._store import Store
 from ._worker import QueueWorker
 

@@ -14,6 +14,17 @@ One `start()` runs, each on its own thread:
 
 A handler sees `routines.stopping()` turn True when the worker is stopped, when its job's cancel
 was asked, when it ran past `max_runtime`, and when its claim was lost.
+
+The data flow (the store's side is drawn in `_sqlstore.py`):
+
+    store ──claim(free)──▶ claim loop ──jobs──▶ handler threads ──handle(job)──▶ outcome
+      ▲                      ▲   ▲                  │                             │
+      │   wake: enqueue here │   └─ a handler free ─┘                             │
+      │   (store), NOTIFY    │                                                    │
+      │   (listener), sweep  │      finish_and_claim: the outcome, and the next job
+      ├──────────────────────┴───────────────────────◀───────────────────────────┘
+      └── heartbeat thread: heartbeat(running claims) → gone / cancel asked → stopping();
+          sweep_stalled() → jobs of dead workers back to queued; max_runtime
 """
 
 from __future__ import annotations
@@ -39,11 +50,11 @@ from .._record import RunRecord
 from .._status import RoutineStatus, describe_error, describe_value, error_text
 from .._threads import ThreadGroup
 from .._validate import check_callable, check_int, check_name, check_optional_seconds, check_seconds
-from ._backend import Claim, Claimer, Listener, Outcome
+from ._backend import Listener
 from ._errors import Fail, Retry, StoreUnavailable, error_report
-from ._lease import holder_id
+from ._model import Claim, Claimer, Job, Outcome, check_int32, holder_id
 from ._outage import Backoff, retried
-from ._queue import Job, Queue, check_int32
+from ._queue import Queue
 from ._store import store_access
 
 __all__ = ["QueueWorker"]
@@ -243,8 +254,8 @@ class _Run:
                 for number in range(1, self.settings.concurrency + 1):
                     group.start(self._handler_thread, name=f"routine:{self.name}:handler-{number}")
                 group.start(self._heartbeat_thread, name=f"routine:{self.name}:heartbeat")
-                with self.access.using("listen") as backend:
-                    listener = backend.listener()
+                with self.access.jobs("listen") as jobs:
+                    listener = jobs.listener()
                 if listener is not None:
                     group.start(self._listen_thread, listener, name=f"routine:{self.name}:listen")
                 self._claim_loop()
@@ -273,10 +284,10 @@ class _Run:
                 continue
             self.wake.clear()  # before the claim: an enqueue after it wakes the next wait
             try:
-                with self.access.using("claim") as backend:
-                    claims = backend.claim(self.queue.name, self.claimer, free)
+                with self.access.jobs("claim") as jobs:
+                    claims = jobs.claim(self.queue.name, self.claimer, free)
                     if not claims:
-                        self.tally.queued = backend.count_ready(self.queue.name)
+                        self.tally.queued = jobs.count_ready(self.queue.name)
             except StoreUnavailable as error:
                 self.stop.wait(backoff.failed(error, "claiming"))
                 continue
@@ -403,16 +414,16 @@ class _Run:
         settings = self.settings
         if claim_next and not self.stop.is_set():
             try:
-                with self.access.using("finish") as backend:
-                    written, following = backend.finish_and_claim(claim, outcome, self.claimer)
+                with self.access.jobs("finish") as jobs:
+                    written, following = jobs.finish_and_claim(claim, outcome, self.claimer)
             except StoreUnavailable:
                 pass  # the outcome alone is retried below (a claim lost with it: the sweep)
             else:
                 return self._written(claim, outcome, written, lost=lost), following
 
         def finish() -> bool:
-            with self.access.using("finish") as backend:
-                return backend.finish(claim, outcome)
+            with self.access.jobs("finish") as jobs:
+                return jobs.finish(claim, outcome)
 
         doing = f"writing the outcome of job {claim.id}"
         found = retried(finish, self._backoff(), doing, within=settings.stalled_after)
@@ -471,8 +482,8 @@ class _Run:
         if not attempts:
             return
         try:
-            with self.access.using("heartbeat") as backend:
-                found = backend.heartbeat([attempt.claim for attempt in attempts])
+            with self.access.jobs("heartbeat") as jobs:
+                found = jobs.heartbeat([attempt.claim for attempt in attempts])
         except StoreUnavailable as error:
             backoff.failed(error, "heartbeats")
             return
@@ -517,8 +528,8 @@ class _Run:
 
     def _sweep(self, backoff: Backoff) -> None:
         try:
-            with self.access.using("sweep") as backend:
-                changed = backend.sweep_stalled(self.queue.name)
+            with self.access.jobs("sweep") as jobs:
+                changed = jobs.sweep_stalled(self.queue.name)
         except StoreUnavailable as error:
             backoff.failed(error, "the stalled sweep")
             return

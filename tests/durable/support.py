@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from routines import durable
-from routines.durable._backend import Backend
+from routines.durable._sql import Driver
+from routines.durable._sqlstore import SQLStore
 from routines.durable._store import store_access
 
 from helpers import WAIT
@@ -54,9 +55,16 @@ def sqlite_lease(target: Target, name: str) -> tuple[int, int]:
     return token, expires_at
 
 
-def backend_of(store: durable.Store) -> Backend:
+def backend_of(store: durable.Store) -> SQLStore:
     """The store's backend, to test the operations the queue worker will use directly."""
-    return store_access(store).backend()
+    backend = store_access(store).backend()
+    assert isinstance(backend, SQLStore)
+    return backend
+
+
+def driver_of(store: durable.Store) -> Driver:
+    """The driver under the store's SQL store, to test what an engine does its own way."""
+    return backend_of(store).driver
 
 
 def poll(check: Callable[[], T], *, timeout: float = WAIT, interval: float = 0.01) -> T:

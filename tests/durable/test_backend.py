@@ -16,7 +16,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from routines import durable
-from routines.durable._backend import Backend, Claim, Claimer, Outcome
+from routines.durable._model import Claim, Claimer, Outcome
+from routines.durable._sqlstore import SQLStore as Backend
 
 from .conftest import Target
 from .support import backend_of, poll

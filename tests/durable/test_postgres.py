@@ -18,11 +18,11 @@ import pytest
 from psycopg import errors as pg_errors
 
 from routines import durable
-from routines.durable._postgres import PostgresBackend
+from routines.durable._postgres import PostgresDriver
 
 from .conftest import Target
 from .proxy import TcpProxy
-from .support import backend_of, poll
+from .support import backend_of, driver_of, poll
 from helpers import WAIT, join
 
 
@@ -88,7 +88,7 @@ def test_an_enqueue_that_writes_nothing_notifies_nothing(
 
 
 def test_the_channel_name_fits_postgresql_identifiers_for_the_longest_schema() -> None:
-    backend = PostgresBackend(
+    backend = PostgresDriver(
         "postgresql://h/db", shown="postgresql://h/db", timeout=1.0, schema="s" * 50
     )
     assert len(backend.channel.encode()) <= 63
@@ -181,8 +181,8 @@ def test_a_cut_connection_is_unavailable_within_the_timeout_and_recovers(
             queue.enqueue(1)
             # Eight idle connections in the pool, as after a busy moment: all die in the cut,
             # and more than the calls below come across.
-            backend = backend_of(store)
-            assert isinstance(backend, PostgresBackend)
+            backend = driver_of(store)
+            assert isinstance(backend, PostgresDriver)
             with ExitStack() as held:
                 for _ in range(8):
                     held.enter_context(backend._connection())

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from routines import durable
-from routines.durable._backend import Claim, Claimer, Outcome
+from routines.durable._model import Claim, Claimer, Outcome
 
 from .conftest import Target
 from .support import backend_of, finish_program, start_program

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from routines import durable
-from routines.durable._backend import Claimer, Outcome
-from routines.durable._sqlite import SQLiteBackend
+from routines.durable._model import Claimer, Outcome
+from routines.durable._sqlite import SQLiteDriver
 
 from .conftest import Target
-from .support import backend_of, finish_program, path_of, start_program, write_lock
+from .support import backend_of, driver_of, finish_program, path_of, start_program, write_lock
 from helpers import WAIT
 
 
@@ -147,8 +147,8 @@ def test_close_closes_the_connection_of_every_thread(sqlite_target: Target) -> N
 
 def test_connections_of_threads_that_ended_are_closed(sqlite_target: Target) -> None:
     store = sqlite_target.open()
-    backend = backend_of(store)
-    assert isinstance(backend, SQLiteBackend)
+    backend = driver_of(store)
+    assert isinstance(backend, SQLiteDriver)
     for _ in range(5):
         thread = threading.Thread(target=store.queue("emails").counts)
         thread.start()

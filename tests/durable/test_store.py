@@ -10,12 +10,11 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from routines import durable
-from routines.durable import _postgres, _sqlite
+from routines.durable import _sql, _statements
 from routines.durable._store import redact
 
 from .conftest import Target
@@ -139,33 +138,35 @@ def test_errors_do_not_show_the_password(postgres_target: Target) -> None:
 # -- the schema ---------------------------------------------------------------------------------
 
 
-def migrations(target: Target) -> tuple[Any, str]:
-    """The backend module whose MIGRATIONS apply to `target`, and a harmless extra step."""
-    if target.kind == "sqlite":
-        return _sqlite, 'CREATE TABLE "{p}_later" (x INTEGER)'
-    return _postgres, "CREATE TABLE {s}.later (x integer)"
+LATER_STEP = ("CREATE TABLE {later} (x {integer})",)  # a harmless step, in the neutral spelling
 
 
+@pytest.fixture
+def later_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table the steps below may name."""
+    monkeypatch.setattr(_sql, "TABLES", (*_sql.TABLES, "later"))
+
+
+@pytest.mark.usefixtures("later_step")
 def test_an_older_schema_is_upgraded_by_the_new_steps_only(
     target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with target.open() as store:
         job_id = store.queue("emails").enqueue(1)
-    module, step = migrations(target)
-    monkeypatch.setattr(module, "MIGRATIONS", (*module.MIGRATIONS, (step,)))
+    monkeypatch.setattr(_statements, "SCHEMA", (*_statements.SCHEMA, LATER_STEP))
     with target.open() as store:  # the jobs table is not created again: it would fail
         assert store.queue("emails").get(job_id) is not None
     with target.open() as store:  # and now it is current: nothing to do
         assert store.queue("emails").counts()["queued"] == 1
 
 
+@pytest.mark.usefixtures("later_step")
 def test_a_schema_written_by_a_newer_version_is_refused(
     target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module, step = migrations(target)
-    current = module.MIGRATIONS
+    current = _statements.SCHEMA
     with monkeypatch.context() as newer:
-        newer.setattr(module, "MIGRATIONS", (*current, (step,)))
+        newer.setattr(_statements, "SCHEMA", (*current, LATER_STEP))
         target.open().close()
     newer_version = len(current) + 1
     with pytest.raises(

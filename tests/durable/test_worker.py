@@ -12,7 +12,7 @@ import pytest
 
 import routines
 from routines import durable
-from routines.durable._backend import Claimer
+from routines.durable._model import Claimer
 
 from .conftest import Target
 from .support import backend_of, poll

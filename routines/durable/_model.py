@@ -1,0 +1,356 @@
+"""The model of the durable tier: jobs and their states, the values that cross the storage
+seam, the limits of what a store holds, and who a worker is.
+
+This is the bottom floor of `routines.durable` (River's `rivertype`): it imports nothing else of
+the tier, and everything else of the tier may import it. A job's life is one table,
+`TRANSITIONS`: the state sets (`READY_STATES`, `LIVE_STATES`, `FINAL_STATES`) are read from it,
+and the SQL store writes them into its statements from here, so the SQL and the Python never
+disagree about which states are which.
+"""
+
+from __future__ import annotations
+
+import os
+import reprlib
+import secrets
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal, TypeAlias, get_args
+
+from typing_extensions import final
+
+from .._validate import check_int
+
+__all__ = [
+    "FINAL_STATES",
+    "ID_MAX",
+    "INT32_MAX",
+    "JOB_STATES",
+    "LIVE_STATES",
+    "MAX_ERROR_TEXT",
+    "MAX_TEXT",
+    "READY_STATES",
+    "RETRYABLE_STATES",
+    "TRANSITIONS",
+    "Claim",
+    "Claimer",
+    "Heartbeat",
+    "Job",
+    "JobState",
+    "MigrationError",
+    "MigrationStatus",
+    "NewJob",
+    "Outcome",
+    "OutcomeKind",
+    "RunState",
+    "ScheduleRun",
+    "TickClaim",
+    "check_int32",
+    "check_job_id",
+    "check_text",
+    "holder_id",
+    "storable",
+    "task_of",
+]
+
+JobState: TypeAlias = Literal["queued", "processing", "completed", "errored", "failed", "canceled"]
+JOB_STATES: Final[tuple[JobState, ...]] = get_args(JobState)
+
+# Which state a job may go to from which: the one place that says so. Every statement of the
+# SQL store that changes a job's state starts from states this table allows.
+TRANSITIONS: Final[Mapping[JobState, frozenset[JobState]]] = {
+    # claimed by a worker; canceled before it ran
+    "queued": frozenset({"processing", "canceled"}),
+    # an attempt's outcome; or back to queued: handed back on a stop, or put back by the stalled
+    # sweep after its worker died
+    "processing": frozenset({"completed", "errored", "failed", "canceled", "queued"}),
+    # claimed again once due; canceled while it waited for its retry
+    "errored": frozenset({"processing", "canceled"}),
+    # `retry()` of a failed or canceled job
+    "failed": frozenset({"queued"}),
+    "canceled": frozenset({"queued"}),
+    # only `purge()` ends a completed job
+    "completed": frozenset(),
+}
+
+# A worker claims jobs in these states once they are due.
+READY_STATES: Final[tuple[JobState, ...]] = tuple(
+    state for state in JOB_STATES if "processing" in TRANSITIONS[state]
+)
+# A job that has not ended: its key is unique among these.
+LIVE_STATES: Final[tuple[JobState, ...]] = (*READY_STATES, "processing")
+# A job that ended: only `retry()` (of those that may go back to queued) or `purge()` moves it.
+FINAL_STATES: Final[tuple[JobState, ...]] = tuple(
+    state for state in JOB_STATES if state not in LIVE_STATES
+)
+RETRYABLE_STATES: Final[tuple[JobState, ...]] = tuple(
+    state for state in FINAL_STATES if "queued" in TRANSITIONS[state]
+)
+
+OutcomeKind: TypeAlias = Literal["completed", "errored", "failed", "canceled", "handed_back"]
+# How a claim of a schedule's tick went: this process runs it; a run of the schedule was still
+# going, so the tick is recorded skipped; or another process claimed (or skipped) it first.
+TickClaim: TypeAlias = Literal["claimed", "skipped", "taken"]
+RunState: TypeAlias = Literal["running", "completed", "failed", "skipped"]
+
+MAX_TEXT: Final = 200  # the longest queue name, key, lease or schedule name, in characters
+MAX_ERROR_TEXT: Final = 8192  # the longest error a job or a run stores, in characters
+INT32_MAX: Final = 2**31 - 1  # priorities and attempts are 32-bit integers in PostgreSQL
+ID_MAX: Final = 2**63 - 1  # job ids are 64-bit integers in both databases
+_TASK_CALL_KEYS: Final = frozenset({"task", "args", "kwargs"})  # a task call's payload
+
+
+@final
+@dataclass(frozen=True)
+class Job:
+    """A job as the store holds it. Times are aware UTC datetimes from the database's clock.
+
+    `attempts` counts the times a handler started the job, `resets` the times its worker died
+    under it. `last_error` is the error of the latest attempt that ended in one; `result` the
+    JSON value a handler returned (None until then). `payload` and `result` come back as JSON
+    gives them: tuples as lists, dict keys as strings.
+    """
+
+    id: int
+    queue: str
+    payload: Any
+    state: JobState
+    priority: int
+    attempts: int
+    max_attempts: int
+    resets: int
+    key: str | None
+    enqueued_at: datetime
+    run_after: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    worker: str | None
+    cancel_requested: bool
+    last_error: str | None
+    result: Any
+
+    @property
+    def task(self) -> str | None:
+        """The name of the task this job calls: the `"task"` of a payload of exactly the shape
+        `{"task": name, "args": [...], "kwargs": {...}}`, whoever enqueued it; else None."""
+        return task_of(self.payload)
+
+
+def task_of(payload: object) -> str | None:
+    """The task a payload calls, if it has exactly the shape of a task call (`durable.Tasks`)."""
+    if (
+        isinstance(payload, dict)
+        and payload.keys() == _TASK_CALL_KEYS
+        and isinstance(payload["task"], str)
+        and isinstance(payload["args"], list)
+        and isinstance(payload["kwargs"], dict)
+    ):
+        return payload["task"]
+    return None
+
+
+@final
+@dataclass(frozen=True)
+class NewJob:
+    """A job to store: its payload already JSON text, due at `run_at` or `delay` seconds after
+    the database's now."""
+
+    payload: str
+    priority: int
+    max_attempts: int
+    key: str | None
+    run_at: datetime | None
+    delay: float
+
+
+@final
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker claimed, as it was right after the claim, and the token of this attempt."""
+
+    job: Job
+    token: str
+
+    @property
+    def id(self) -> int:
+        return self.job.id
+
+
+@final
+@dataclass(frozen=True)
+class Claimer:
+    """Who claims jobs, and the rules its claims carry on the row: the worker's id, after how
+    many seconds without a heartbeat its job counts as stalled, and how many such deaths a job
+    survives (the stalled sweep reads both from the row, not from the sweeping worker)."""
+
+    worker_id: str
+    stalled_after: float
+    max_resets: int
+
+
+@final
+@dataclass(frozen=True)
+class Heartbeat:
+    """What one heartbeat found: the claims that are gone (their token no longer holds the job)
+    and the claimed jobs whose cancel was asked. Both hold job ids."""
+
+    gone: frozenset[int]
+    cancel_requested: frozenset[int]
+
+    @classmethod
+    def of(cls, claims: Sequence[Claim], alive: Iterable[tuple[int, object]]) -> Heartbeat:
+        """From the (job id, cancel_requested) of each claimed job whose token held."""
+        alive = list(alive)
+        return cls(
+            gone=frozenset(claim.id for claim in claims) - {job_id for job_id, _ in alive},
+            cancel_requested=frozenset(job_id for job_id, asked in alive if asked),
+        )
+
+
+@final
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended: build one with the class methods."""
+
+    kind: OutcomeKind
+    result: str | None = None  # completed: the handler's return value, as JSON text
+    error: str | None = None  # errored, failed: the job's new `last_error`
+    delay: float = 0.0  # errored: seconds from now until the job is due again
+
+    @classmethod
+    def completed(cls, result: str) -> Outcome:
+        """`completed`, with `result` (JSON text)."""
+        return cls("completed", result=result)
+
+    @classmethod
+    def errored(cls, error: str, delay: float) -> Outcome:
+        """`errored`, due `delay` seconds from now, with `last_error`; `failed` instead once
+        the job has had `max_attempts` attempts."""
+        return cls("errored", error=storable(error), delay=delay)
+
+    @classmethod
+    def failed(cls, error: str) -> Outcome:
+        """`failed`, with `last_error`: not retried."""
+        return cls("failed", error=storable(error))
+
+    @classmethod
+    def canceled(cls) -> Outcome:
+        return cls("canceled")
+
+    @classmethod
+    def handed_back(cls) -> Outcome:
+        """Back to `queued` with the attempt given back (`attempts` - 1): a stop, not a
+        failure."""
+        return cls("handed_back")
+
+
+@final
+@dataclass(frozen=True)
+class ScheduleRun:
+    """One tick of a fleet-wide schedule, as the store holds it: which process ran it, when,
+    and how it ended. Times are aware UTC datetimes from the database's clock."""
+
+    name: str
+    tick: datetime
+    state: RunState
+    worker: str
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+@final
+@dataclass(frozen=True)
+class MigrationError:
+    """An exception a batch of an out-of-band migration raised: when, and its text."""
+
+    at: datetime
+    error: str
+
+
+@final
+@dataclass(frozen=True)
+class MigrationStatus:
+    """An out-of-band migration as the store holds it: its progress (0.0 to 1.0) as last
+    computed from its data, its direction, when either last changed, and its latest errors
+    (the last 100, newest first)."""
+
+    id: str
+    progress: float
+    reverse: bool
+    updated_at: datetime
+    errors: tuple[MigrationError, ...]
+
+    @property
+    def complete(self) -> bool:
+        """Done in its direction: 1.0 forward, 0.0 in reverse."""
+        return self.progress <= 0.0 if self.reverse else self.progress >= 1.0
+
+
+# -- who works ---------------------------------------------------------------------------------
+
+
+def holder_id() -> str:
+    """Who claims a job, holds a lease or runs a tick: host, pid and a random part (a restarted
+    container that reuses its hostname is someone else)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+# -- what a store holds --------------------------------------------------------------------------
+
+
+def check_text(arg: str, value: object, *, longest: int = MAX_TEXT) -> str:
+    """A name or a key: a non-empty str of at most `longest` characters that both databases
+    store as it is."""
+    if not isinstance(value, str):
+        msg = f"{arg} must be a str, got {value!r}"
+        raise TypeError(msg)
+    if not value:
+        msg = f"{arg} must not be empty, got {value!r}"
+        raise ValueError(msg)
+    if len(value) > longest:
+        shown = reprlib.repr(value)
+        msg = f"{arg} must be at most {longest} characters, got {len(value)}: {shown}"
+        raise ValueError(msg)
+    # Neither database stores a NUL character or a lone surrogate in a text column.
+    if "\x00" in value or not _encodable(value):
+        msg = f"{arg} must be text without NUL characters or lone surrogates, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def check_int32(arg: str, value: object, *, minimum: int) -> int:
+    """An int from `minimum` to the largest 32-bit integer (the columns' type in PostgreSQL)."""
+    number = check_int(arg, value, minimum=minimum)
+    if number > INT32_MAX:
+        msg = f"{arg} must be <= {INT32_MAX}, got {value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def check_job_id(value: object, arg: str = "job_id") -> int:
+    """A job id: a positive 64-bit integer."""
+    job_id = check_int(arg, value, minimum=1)
+    if job_id > ID_MAX:
+        msg = f"{arg} must be <= {ID_MAX}, got {value!r}"
+        raise ValueError(msg)
+    return job_id
+
+
+def storable(text: str) -> str:
+    """`text` as both databases store it in a text column: NUL characters and lone surrogates
+    (which an error message may hold, from binary input) written as backslash escapes."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

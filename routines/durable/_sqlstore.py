@@ -1,0 +1,475 @@
+"""`SQLStore`: the durable tier's backend on every SQL engine, its statements written once.
+
+It serves all four roles of `_backend.py` (jobs, leases, ticks, migrations) with the neutral
+statements of `_statements.py`; a `Driver` (`_sqlite.py`, `_postgres.py`) runs them on its
+engine. A job's way through the store:
+
+    enqueue ──INSERT_JOB──▶ queued ──CLAIM──▶ processing ──FINISH──▶ completed | errored |
+       (keyed: LIVE_JOB_OF_KEY)        ▲          │   │                failed | canceled
+                                       │          │   └─HEARTBEAT (every heartbeat_interval,
+                                       │          │     STILL_HELD says what is gone/canceled)
+                errored, due again ────┘          └─SWEEP (no heartbeat for stalled_after:
+                                                    back to queued, or failed, or canceled)
+
+A worker's handler writes its outcome and claims its next job in one batch (FINISH, FINISHED,
+CLAIM, CLAIMED): one transaction and, on PostgreSQL, one round trip. Every write about a claimed
+job names its claim's token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar
+
+from typing_extensions import final
+
+from . import _statements as sql
+from ._backend import ErrorKind, JobStore, LeaseStore, Listener, MigrationStore, TickStore
+from ._errors import StoreError
+from ._model import (
+    JOB_STATES,
+    Claim,
+    Claimer,
+    Heartbeat,
+    Job,
+    JobState,
+    MigrationError,
+    MigrationStatus,
+    NewJob,
+    Outcome,
+    ScheduleRun,
+    TickClaim,
+)
+from ._sql import Driver, Params, Session
+
+__all__ = ["SQLStore", "newer_schema_error"]
+
+logger = logging.getLogger("routines.durable")
+
+T = TypeVar("T")
+
+_PURGE_BATCH: Final = 500  # rows per purge statement, so other writers get their turn
+_KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first, and one still going
+_KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
+_HEARTBEAT_BATCH: Final = 400  # (id, token) pairs per statement: 800 of SQLite's 999 variables
+_KEY_RACE_ROUNDS: Final = 10  # insert-or-find rounds for a key whose live job keeps changing
+
+
+@final
+class SQLStore:
+    """A `Backend` of every role on the SQL engine `driver` speaks."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self._dialect = driver.dialect
+        self._steps = tuple(
+            (*step, *driver.schema_additions.get(number, ()))
+            for number, step in enumerate(sql.SCHEMA)
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self._driver!r})"
+
+    @property
+    def driver(self) -> Driver:
+        return self._driver
+
+    @property
+    def jobs(self) -> JobStore:
+        return self
+
+    @property
+    def leases(self) -> LeaseStore:
+        return self
+
+    @property
+    def ticks(self) -> TickStore:
+        return self
+
+    @property
+    def migration_log(self) -> MigrationStore:
+        return self
+
+    # -- connections and the schema ---------------------------------------------------------------
+
+    def open(self) -> None:
+        self._driver.connect()
+        if self._driver.run(self._version, transaction=False) != len(self._steps):
+            self._driver.run(self._upgrade, transaction=True)
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def classify(self, error: Exception) -> ErrorKind | None:
+        return self._driver.classify(error)
+
+    def _version(self, session: Session) -> int:
+        if not self._driver.table_exists(session, "schema_version"):
+            return 0
+        row = session.first(sql.VERSION)
+        version = int(row[0]) if row else 0
+        if version > len(self._steps):
+            raise newer_schema_error(self._driver.described, version, len(self._steps))
+        return version
+
+    def _upgrade(self, session: Session) -> None:
+        """Create or upgrade the schema, in one transaction that other processes opening the
+        store wait for (so one of them does it)."""
+        self._driver.lock_schema(session)
+        version = self._version(session)
+        known = len(self._steps)
+        if version == known:
+            return  # another process did it while this one waited for the lock
+        session.count(sql.VERSION_TABLE)
+        if session.first(sql.VERSION) is None:
+            session.count(sql.VERSION_ROW)
+        for step in self._steps[version:]:
+            for statement in step:
+                session.count(statement)
+        session.count(sql.SET_VERSION, {"version": known})
+        logger.info("%s: schema now at version %d (was %d)", self._driver.described, known, version)
+
+    def now(self) -> datetime:
+        return self._driver.run(
+            lambda session: self._dialect.read_moment(_first(session, sql.NOW)[0]),
+            transaction=False,
+        )
+
+    # -- queues ---------------------------------------------------------------------------------
+
+    def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+        if not jobs:
+            return []
+        if all(job.key is None for job in jobs):
+            fast = self._driver.enqueue_keyless(queue, jobs)
+            if fast is not None:
+                return fast
+        # One job without a key is one statement, atomic by itself.
+        single = len(jobs) == 1 and jobs[0].key is None
+        return self._driver.run(
+            lambda session: self._insert(session, queue, jobs), transaction=not single
+        )
+
+    def _insert(self, session: Session, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+        ids: list[int] = []
+        inserted = False
+        for job in jobs:
+            params = {
+                "queue": queue,
+                "payload": job.payload,
+                "priority": job.priority,
+                "max_attempts": job.max_attempts,
+                "key": job.key,
+                "run_at": job.run_at,
+                "delay": timedelta(seconds=job.delay),
+            }
+            job_id, new = self._insert_or_find(session, params)
+            ids.append(job_id)
+            inserted = inserted or new
+        if inserted:  # in the same transaction: announced on commit, and only then
+            self._driver.notify(session, queue)
+        return ids
+
+    def _insert_or_find(self, session: Session, params: Params) -> tuple[int, bool]:
+        """The id of a new job, or of the live job holding its key (and whether it is new)."""
+        for _ in range(_KEY_RACE_ROUNDS):
+            job_id = session.insert(sql.INSERT_JOB, params)
+            if job_id is not None:
+                return job_id, True
+            row = session.first(sql.LIVE_JOB_OF_KEY, params)
+            if row is not None:
+                return int(row[0]), False
+        msg = f"the live job of key {params['key']!r} kept changing while it was enqueued"
+        raise StoreError(msg)
+
+    def get(self, queue: str, job_id: int) -> Job | None:
+        row = self._driver.run(
+            lambda session: session.first(sql.JOB, {"id": job_id, "queue": queue}),
+            transaction=False,
+        )
+        return None if row is None else self.job(row)
+
+    def cancel(self, queue: str, job_id: int) -> bool:
+        return self._count(sql.CANCEL, {"id": job_id, "queue": queue}) == 1
+
+    def retry(self, queue: str, job_id: int) -> bool:
+        try:
+            return self._count(sql.RETRY, {"id": job_id, "queue": queue}) == 1
+        except Exception as error:
+            if self._driver.unique_violation(error):
+                return False  # a job with its key was enqueued at the same moment
+            raise
+
+    def counts(self, queue: str) -> dict[JobState, int]:
+        found = {
+            state: int(count)
+            for state, count in self._driver.run(
+                lambda session: session.rows(sql.COUNTS, {"queue": queue}), transaction=False
+            )
+        }
+        return {state: found.get(state, 0) for state in JOB_STATES}
+
+    def count_ready(self, queue: str) -> int:
+        return int(self._first(sql.COUNT_READY, {"queue": queue})[0])
+
+    def oldest_ready_age(self, queue: str) -> float | None:
+        age = self._first(sql.OLDEST_READY_AGE, {"queue": queue})[0]
+        return None if age is None else self._dialect.read_interval(age)
+
+    def purge(self, queue: str, *, older_than: float, states: Sequence[JobState]) -> int:
+        params = {
+            "queue": queue,
+            "states": list(states),
+            "cutoff": self.now() - timedelta(seconds=older_than),
+            "batch": _PURGE_BATCH,
+        }
+        deleted = 0
+        while True:
+            count = self._count(sql.PURGE, params)
+            deleted += count
+            if count < _PURGE_BATCH:
+                return deleted
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def claim(self, queue: str, claimer: Claimer, limit: int) -> list[Claim]:
+        return self._claims(self._driver.batch(_claim(queue, claimer, limit))[-1].rows)
+
+    def heartbeat(self, claims: Sequence[Claim]) -> Heartbeat:
+        if not claims:
+            return Heartbeat(gone=frozenset(), cancel_requested=frozenset())
+        statements = []
+        for start in range(0, len(claims), _HEARTBEAT_BATCH):
+            chunk = {"claims": [(c.id, c.token) for c in claims[start : start + _HEARTBEAT_BATCH]]}
+            statements += [(sql.HEARTBEAT, chunk), (sql.STILL_HELD, chunk)]
+        results = self._driver.batch(statements)
+        return Heartbeat.of(claims, (row for result in results[1::2] for row in result.rows))
+
+    def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        return bool(self._driver.batch(_finish(claim, outcome))[1].rows)
+
+    def finish_and_claim(
+        self, claim: Claim, outcome: Outcome, claimer: Claimer
+    ) -> tuple[bool, Claim | None]:
+        results = self._driver.batch(
+            [*_finish(claim, outcome), *_claim(claim.job.queue, claimer, 1)]
+        )
+        claims = self._claims(results[3].rows)
+        return bool(results[1].rows), claims[0] if claims else None
+
+    def sweep_stalled(self, queue: str) -> int:
+        return self._count(sql.SWEEP, {"queue": queue})
+
+    def listener(self) -> Listener | None:
+        return self._driver.listener()
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        params = {"name": name, "holder": holder, "ttl": timedelta(seconds=ttl)}
+        rows = self._driver.batch([(sql.TAKE_LEASE, params), (sql.HELD_LEASE, params)])[1].rows
+        return int(rows[0][0]) if rows else None
+
+    def renew_lease(self, name: str, holder: str, token: int, ttl: float) -> bool:
+        params = {"name": name, "holder": holder, "token": token, "ttl": timedelta(seconds=ttl)}
+        return self._count(sql.RENEW_LEASE, params) == 1
+
+    def release_lease(self, name: str, holder: str, token: int) -> None:
+        self._count(sql.RELEASE_LEASE, {"name": name, "holder": holder, "token": token})
+
+    # -- fleet-wide schedules -------------------------------------------------------------------
+
+    def claim_tick(self, name: str, tick: datetime, worker: str, stalled_after: float) -> TickClaim:
+        key = {
+            "name": name,
+            "tick": tick,
+            "worker": worker,
+            "stalled_after": timedelta(seconds=stalled_after),
+        }
+
+        def work(session: Session) -> TickClaim:
+            self._driver.lock_schedule(session, name)
+            for dead, stalled in session.rows(sql.DEAD_RUNS, key):
+                seconds = self._dialect.read_interval(stalled)
+                error = f"worker died: no heartbeat for {seconds:g}s"
+                session.count(sql.END_DEAD_RUN, {"name": name, "tick": dead, "error": error})
+            if session.first(sql.TICK_TAKEN, key) is not None:
+                return "taken"
+            going = session.first(sql.RUN_GOING, key) is not None
+            session.count(sql.RECORD_TICK, {**key, "state": "skipped" if going else "running"})
+            session.count(sql.KEEP_LATEST_RUNS, {"name": name, "keep": _KEEP_RUNS - 1})
+            return "skipped" if going else "claimed"
+
+        return self._driver.run(work, transaction=True)
+
+    def heartbeat_run(self, name: str, tick: datetime, worker: str) -> bool:
+        return self._count(sql.HEARTBEAT_RUN, {"name": name, "tick": tick, "worker": worker}) == 1
+
+    def finish_run(self, name: str, tick: datetime, worker: str, error: str | None) -> bool:
+        params = {
+            "name": name,
+            "tick": tick,
+            "worker": worker,
+            "state": "completed" if error is None else "failed",
+            "error": error,
+        }
+        results = self._driver.batch([(sql.FINISH_RUN, params), (sql.RUN_FINISHED, params)])
+        return bool(results[1].rows)
+
+    def schedule_runs(self, name: str, limit: int) -> list[ScheduleRun]:
+        rows = self._rows(sql.SCHEDULE_RUNS, {"name": name, "limit": limit})
+        moment = self._dialect.read_moment
+        return [
+            ScheduleRun(
+                name=row[0],
+                tick=moment(row[1]),
+                state=row[2],
+                worker=row[3],
+                started_at=moment(row[4]),
+                finished_at=None if row[5] is None else moment(row[5]),
+                error=row[6],
+            )
+            for row in rows
+        ]
+
+    # -- out-of-band migrations -----------------------------------------------------------------
+
+    def register_migrations(self, ids: Sequence[str]) -> None:
+        def work(session: Session) -> None:
+            for migration_id in ids:
+                session.count(sql.REGISTER_MIGRATION, {"id": migration_id})
+
+        self._driver.run(work, transaction=True)
+
+    def set_migration_direction(self, migration_id: str, reverse: bool) -> None:
+        self._count(sql.SET_MIGRATION_DIRECTION, {"id": migration_id, "reverse": reverse})
+
+    def store_migration_progress(self, migration_id: str, progress: float) -> None:
+        self._count(sql.STORE_MIGRATION_PROGRESS, {"id": migration_id, "progress": progress})
+
+    def record_migration_error(self, migration_id: str, error: str) -> None:
+        params = {"id": migration_id, "error": error, "keep": _KEEP_MIGRATION_ERRORS - 1}
+        self._driver.batch(
+            [(sql.RECORD_MIGRATION_ERROR, params), (sql.KEEP_LATEST_MIGRATION_ERRORS, params)]
+        )
+
+    def migrations(self, ids: Sequence[str] | None = None) -> list[MigrationStatus]:
+        if ids is None:
+            rows = self._rows(sql.MIGRATIONS, {})
+        elif not ids:
+            return []
+        else:
+            rows = self._rows(sql.MIGRATIONS_OF, {"ids": list(ids)})
+        return _migration_statuses(rows, self._dialect.read_moment)
+
+    # -- rows -----------------------------------------------------------------------------------
+
+    def job(self, row: Sequence[Any]) -> Job:
+        """A `Job` from a row of `JOB_FIELDS`, its JSON read as text."""
+        moment = self._dialect.read_moment
+        return Job(
+            id=row[0],
+            queue=row[1],
+            payload=json.loads(row[2]),
+            state=row[3],
+            priority=row[4],
+            attempts=row[5],
+            max_attempts=row[6],
+            resets=row[7],
+            key=row[8],
+            enqueued_at=moment(row[9]),
+            run_after=moment(row[10]),
+            started_at=None if row[11] is None else moment(row[11]),
+            finished_at=None if row[12] is None else moment(row[12]),
+            heartbeat_at=None if row[13] is None else moment(row[13]),
+            worker=row[14],
+            cancel_requested=bool(row[15]),
+            last_error=row[16],
+            result=None if row[17] is None else json.loads(row[17]),
+        )
+
+    def _claims(self, rows: Iterable[Sequence[Any]]) -> list[Claim]:
+        return [Claim(job=self.job(row), token=row[-1]) for row in rows]
+
+    def _count(self, template: str, params: Params) -> int:
+        return self._driver.run(lambda session: session.count(template, params), transaction=False)
+
+    def _rows(self, template: str, params: Params) -> list[tuple[Any, ...]]:
+        return self._driver.run(lambda session: session.rows(template, params), transaction=False)
+
+    def _first(self, template: str, params: Params) -> tuple[Any, ...]:
+        return self._driver.run(
+            lambda session: _first(session, template, params), transaction=False
+        )
+
+
+def _first(session: Session, template: str, params: Params | None = None) -> tuple[Any, ...]:
+    row = session.first(template, params or {})
+    if row is None:  # pragma: no cover - an aggregate always gives a row
+        msg = "the database gave no row for an aggregate"
+        raise StoreError(msg)
+    return row
+
+
+def _claim(queue: str, claimer: Claimer, limit: int) -> list[tuple[str, Params]]:
+    """The statements of a claim: take the jobs, then read back what was taken."""
+    claim = secrets.token_hex(16)
+    params = {
+        "queue": queue,
+        "limit": limit,
+        "worker": claimer.worker_id,
+        "claim": claim,
+        "claim_length": len(claim),
+        "stalled_after": timedelta(seconds=claimer.stalled_after),
+        "max_resets": claimer.max_resets,
+    }
+    return [(sql.CLAIM, params), (sql.CLAIMED, params)]
+
+
+def _finish(claim: Claim, outcome: Outcome) -> list[tuple[str, Params]]:
+    """The statements of an outcome: write it, then see whether it is on the row."""
+    params = {
+        "id": claim.id,
+        "token": claim.token,
+        "result": outcome.result,
+        "error": outcome.error,
+        "delay": timedelta(seconds=outcome.delay),
+    }
+    return [(sql.FINISH[outcome.kind], params), (sql.FINISHED, params)]
+
+
+def _migration_statuses(
+    rows: Sequence[Sequence[Any]], moment: Callable[[Any], datetime]
+) -> list[MigrationStatus]:
+    """Statuses from rows of (id, progress, reverse, updated_at, error's at, error), ordered by
+    id then newest error first, an error's columns None where a migration has none."""
+    found: dict[str, tuple[MigrationStatus, list[MigrationError]]] = {}
+    for row in rows:
+        if row[0] not in found:
+            status = MigrationStatus(
+                id=row[0],
+                progress=float(row[1]),
+                reverse=bool(row[2]),
+                updated_at=moment(row[3]),
+                errors=(),
+            )
+            found[row[0]] = (status, [])
+        if row[4] is not None:
+            found[row[0]][1].append(MigrationError(at=moment(row[4]), error=row[5]))
+    return [
+        MigrationStatus(s.id, s.progress, s.reverse, s.updated_at, tuple(errors))
+        for s, errors in found.values()
+    ]
+
+
+def newer_schema_error(store: str, found: int, known: int) -> StoreError:
+    """The error for a store whose schema a newer version of routines wrote."""
+    msg = (
+        f"{store} has schema version {found}, written by a newer version of routines; this one "
+        f"knows versions up to {known}: upgrade routines in this program"
+    )
+    return StoreError(msg)
