@@ -180,6 +180,22 @@ class LogWatcher(logging.Handler):
         logger.setLevel(self._level)
 
 
+@contextmanager
+def root_logging_restored() -> Iterator[None]:
+    """The root logger's handlers and level as they were once the block ends: for a program's
+    main() run in this process (`routines worker` configures logging, as a program does)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_WAIT = 15.0  # a fresh interpreter on a loaded 2-core machine
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import routines
 
 # The public names of ../shared/spec/API.md, and nothing else...
@@ -94,3 +97,29 @@ def test_testing_module_exports_fake_clock() -> None:
 def test_errors_share_a_base() -> None:
     assert issubclass(routines.PoolFull, routines.RoutinesError)
     assert issubclass(routines.PoolClosed, routines.RoutinesError)
+
+
+def first_line_of(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True
+    )
+    return result.stdout.split("\n")[0]
+
+
+def test_import_routines_loads_neither_the_command_nor_the_durable_tier() -> None:
+    parts = "'routines._cli', 'routines.__main__', 'routines.durable'"
+    loaded = first_line_of(
+        f"import sys, routines; print(sorted(name for name in sys.modules if name.startswith("
+        f"({parts}))), 'argparse' in sys.modules)"
+    )
+    assert loaded == "[] False"
+
+
+def test_the_command_s_parser_loads_none_of_the_durable_tier() -> None:
+    assert (
+        first_line_of(
+            "import sys; from routines._cli.main import build_parser; build_parser(); "
+            "print(sorted(name for name in sys.modules if name.startswith('routines.durable')))"
+        )
+        == "[]"
+    )

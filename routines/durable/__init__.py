@@ -15,6 +15,7 @@ from ._queue import Queue
 from ._scheduled import Scheduled
 from ._singleton import Singleton
 from ._store import Store, open_store
+from ._tasks import Task, Tasks
 from ._worker import QueueWorker
 
 __all__ = [
@@ -36,5 +37,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "Task",
+    "Tasks",
     "open_store",
 ]

@@ -57,7 +57,7 @@ __all__ = [
     "holder_id",
     "new_claim_id",
     "storable",
-    "task_name",
+    "task_of",
     "to_json",
 ]
 
@@ -106,6 +106,7 @@ MAX_TEXT: Final = 200  # the longest queue name, key, lease or schedule name, in
 MAX_ERROR_TEXT: Final = 8192  # the longest error a job or a run stores, in characters
 INT32_MAX: Final = 2**31 - 1  # priorities and attempts are 32-bit integers in PostgreSQL
 ID_MAX: Final = 2**63 - 1  # job ids are 64-bit integers in both databases
+_TASK_CALL_KEYS: Final = frozenset({"task", "args", "kwargs"})  # a task call's payload
 
 
 @final
@@ -137,6 +138,25 @@ class Job:
     cancel_requested: bool
     last_error: str | None
     result: Any
+
+    @property
+    def task(self) -> str | None:
+        """The name of the task this job calls: the `"task"` of a payload of exactly the shape
+        `{"task": name, "args": [...], "kwargs": {...}}`, whoever enqueued it; else None."""
+        return task_of(self.payload)
+
+
+def task_of(payload: object) -> str | None:
+    """The task a payload calls, if it has exactly the shape of a task call (`durable.Tasks`)."""
+    if (
+        isinstance(payload, dict)
+        and payload.keys() == _TASK_CALL_KEYS
+        and isinstance(payload["task"], str)
+        and isinstance(payload["args"], list)
+        and isinstance(payload["kwargs"], dict)
+    ):
+        return payload["task"]
+    return None
 
 
 @final
@@ -295,20 +315,6 @@ def new_claim_id() -> str:
     """The random part of the tokens of one claim's attempts, which the claim's jobs can be
     found by when its reply is lost."""
     return secrets.token_hex(16)
-
-
-def task_name(payload: object) -> str | None:
-    """The task a payload calls: its "task" if it is exactly {"task": str, "args": list,
-    "kwargs": dict}, else None."""
-    if (
-        isinstance(payload, dict)
-        and payload.keys() == {"task", "args", "kwargs"}
-        and isinstance(payload["task"], str)
-        and isinstance(payload["args"], list)
-        and isinstance(payload["kwargs"], dict)
-    ):
-        return payload["task"]
-    return None
 
 
 # -- who works ---------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from ._model import (
     TickClaim,
     new_claim_id,
     storable,
-    task_name,
+    task_of,
 )
 from ._sql import Driver, Params, Session
 
@@ -480,7 +480,7 @@ def _decoded(text: str, job_id: int, what: str, *, strict: bool) -> Any:
 
 def _task_of(payload: str) -> str | None:
     try:
-        return task_name(json.loads(payload))
+        return task_of(json.loads(payload))
     except (ValueError, RecursionError):
         return None
 

@@ -63,6 +63,13 @@ class Store:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def check(self) -> None:
+        """Return if the database answers now, else raise `StoreUnavailable` (or `StoreError`
+        for settings it refuses); opens the store if it could not be opened before. For a
+        readiness probe, or a program that should stop early when its database is away."""
+        with self._access.using("check") as backend:
+            backend.now()
+
     def queue(self, name: str) -> Queue:
         """A handle on the queue `name` (queues need no declaring)."""
         name = check_text("name", name)

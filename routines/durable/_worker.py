@@ -59,7 +59,6 @@ from ._model import (
     check_int32,
     holder_id,
     new_claim_id,
-    task_name,
     to_json,
 )
 from ._outage import Backoff, retried
@@ -424,7 +423,7 @@ class _Run:
         shown = describe_error(error) if error is not None else outcome.error
         first_line = (shown or outcome.kind).strip().splitlines()[0] if shown else outcome.kind
         then = "failed, not retried" if last else f"retried in {outcome.delay:g}s"
-        task = task_name(job.payload)
+        task = job.task
         logger.warning(
             "worker %r: job %d%s, attempt %d of %d: %s; %s",
             self.name,
@@ -530,7 +529,7 @@ class _Run:
                 "or deleted): its outcome (%s) was not written",
                 self.name,
                 job.id,
-                _task_label(task_name(job.payload)),
+                _task_label(job.task),
                 job.attempts,
                 outcome.kind,
                 extra=_attempt_fields(
@@ -538,7 +537,7 @@ class _Run:
                     "claim_lost",
                     queue=job.queue,
                     job_id=job.id,
-                    task=task_name(job.payload),
+                    task=job.task,
                     attempt=job.attempts,
                     error="the claim was lost",
                 ),

@@ -8,7 +8,7 @@ from pathlib import Path
 from helpers import Example
 
 
-def test_durable_jobs_loses_nothing_when_a_worker_is_sigtermed() -> None:
+def test_durable_jobs_loses_no_task_call_when_a_worker_is_sigtermed() -> None:
     with Example("durable_jobs.py") as demo:
         summary = demo.expect("jobs completed", timeout=45)
         code = demo.wait(timeout=45)
@@ -19,6 +19,8 @@ def test_durable_jobs_loses_nothing_when_a_worker_is_sigtermed() -> None:
     assert (completed, lost) == (total, 0)
     assert retried > 0  # the flaky jobs were retried
     assert "received SIGTERM" in demo.output
+    # Both `routines worker mailer:tasks` processes stopped cleanly: the SIGTERMed one mid-work.
+    assert len(re.findall(r"^\s+tasks\[emails\]\s+stopped\s+-$", demo.output, re.MULTILINE)) == 2
 
 
 def test_fleet_runs_each_tick_once_and_moves_the_singleton_when_its_holder_dies() -> None:

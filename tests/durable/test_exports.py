@@ -31,6 +31,8 @@ CONTRACT = {
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "Task",
+    "Tasks",
     "open_store",
 }
 

@@ -209,6 +209,15 @@ def test_an_unreachable_postgresql_opens_and_its_calls_are_unavailable_within_th
         store.close()
 
 
+def test_check_returns_when_the_database_answers_and_raises_when_it_does_not(
+    store: durable.Store,
+) -> None:
+    store.check()
+    away = durable.open_store("postgresql://postgres@127.0.0.1:9/test", timeout=0.5)
+    with away, pytest.raises(durable.StoreUnavailable, match=r"check: the store .* unavailable"):
+        away.check()
+
+
 def test_a_sqlite_store_in_a_missing_directory_says_the_directory_does_not_exist(
     tmp_path: Path,
 ) -> None:
