@@ -103,7 +103,6 @@ def open_store(args: argparse.Namespace) -> durable.Store:
         except BaseException:
             store.close()
             raise
-        return store
     except ValueError as error:  # the library's message names the URL (password masked)
         msg = f"cannot open the store: {describe_error(error)}: fix {where} (or --schema)"
         raise CommandError(msg) from None
@@ -119,3 +118,4 @@ def open_store(args: argparse.Namespace) -> durable.Store:
     except durable.StoreError as error:
         msg = f"cannot open the store: {describe_error(error)}: check {where}"
         raise CommandError(msg) from None
+    return store
