@@ -76,7 +76,8 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 # The store's jobs table as a connection's role sees it: its oid, and whether it may use it.
 _JOBS_TABLE: Final = """
     SELECT c.oid::bigint, has_schema_privilege(n.oid, 'USAGE')
-        AND has_table_privilege(c.oid, 'INSERT') AND has_table_privilege(c.oid, 'SELECT')
+        AND has_table_privilege(c.oid, 'INSERT') AND has_table_privilege(c.oid, 'SELECT'),
+        current_user
     FROM pg_namespace AS n JOIN pg_class AS c ON c.relnamespace = n.oid
     WHERE n.nspname = :schema AND c.relname = 'jobs' AND c.relkind = 'r'
 """
@@ -283,7 +284,7 @@ class PostgresDriver:
             raise ValueError(msg)
         if not row[1]:
             msg = (
-                f"connection's role {connection.info.user!r} may not write the store's jobs "
+                f"connection's role {row[2]!r} may not write the store's jobs "
                 f"table {self._schema}.jobs: grant it USAGE on the schema and INSERT, SELECT on "
                 "the table, or connect as the store's role"
             )

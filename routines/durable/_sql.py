@@ -199,13 +199,20 @@ class _Spelling(string.Formatter):
 _CONNECTION_HINTS: Final = {
     "django": "pass django.db.connection.connection, after connection.ensure_connection()",
     "sqlalchemy": "pass session.connection().connection.driver_connection",
+    "psycopg2": "psycopg2 is not supported: use psycopg 3 (Django 4.2+ uses it when installed)",
 }
 
 
 def wrong_connection(connection: object, wanted: str) -> TypeError:
     """The error for an app's `connection` of a kind the store can't write through."""
-    msg = f"connection must be {wanted}, got {describe_value(connection)}"
-    hint = _CONNECTION_HINTS.get(type(connection).__module__.partition(".")[0])
+    kind = type(connection)
+    shown = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    msg = f"connection must be {wanted}, got {describe_value(connection)} (a {shown})"
+    hint = _CONNECTION_HINTS.get(kind.__module__.partition(".")[0])
     if hint is not None:
         msg += f": {hint}"
     return TypeError(msg)
