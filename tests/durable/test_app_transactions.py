@@ -29,7 +29,7 @@ from routines import durable
 
 from .conftest import Target, drop_schema
 from .support import PROGRAMS, ProgramGroup, path_of, poll
-from helpers import WAIT
+from helpers import WAIT, in_background
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -151,11 +151,19 @@ class App:
 
 @pytest.fixture
 def app(target: Target) -> Iterator[App]:
-    made = App(target)
-    try:
+    with closing(App(target)) as made:
         yield made
-    finally:
-        made.close()
+
+
+@pytest.fixture
+def postgres_app(postgres_target: Target) -> Iterator[App]:
+    with closing(App(postgres_target)) as made:
+        yield made
+
+
+@pytest.fixture
+def postgres_queue(postgres_target: Target) -> durable.Queue:
+    return postgres_target.open().queue("emails")
 
 
 @pytest.fixture
@@ -389,21 +397,17 @@ def test_a_keyed_enqueue_in_two_concurrent_transactions_stores_one_job(
 
 
 def test_postgres_the_stores_own_enqueue_of_a_key_held_by_an_open_transaction_waits_its_timeout(
-    postgres_target: Target,
+    postgres_target: Target, postgres_app: App
 ) -> None:
-    store = postgres_target.open(timeout=0.5)
-    app = App(postgres_target)
-    try:
-        connection = app.connect()
-        store.queue("emails").enqueue(1, key="k", connection=connection)
-        began = time.monotonic()
-        with pytest.raises(durable.StoreUnavailable):
-            store.queue("emails").enqueue(2, key="k")
-        assert time.monotonic() - began < WAIT
-        connection.rollback()
-        assert store.queue("emails").enqueue(2, key="k") > 0
-    finally:
-        app.close()
+    queue = postgres_target.open(timeout=0.5).queue("emails")
+    connection = postgres_app.connect()
+    queue.enqueue(1, key="k", connection=connection)
+    began = time.monotonic()
+    with pytest.raises(durable.StoreUnavailable):
+        queue.enqueue(2, key="k")
+    assert time.monotonic() - began < WAIT
+    connection.rollback()
+    assert payloads(queue, [queue.enqueue(2, key="k")]) == [2]
 
 
 # -- the connection checked -----------------------------------------------------------------------
@@ -460,54 +464,49 @@ def test_sqlite_a_connection_to_another_file_is_refused_and_left_as_it_was(
     sqlite_target: Target, tmp_path: Path
 ) -> None:
     queue = sqlite_target.open().queue("emails")
-    app = App(sqlite_target)
-    try:
-        other = sqlite3.connect(tmp_path / "app.db")
-        attached = sqlite3.connect(tmp_path / "app2.db")
-        attached.execute("ATTACH DATABASE ? AS jobs", [app.database_file])
-        memory = sqlite3.connect(":memory:")
-        for connection, said in [
-            (other, "app.db"),
-            (attached, "attached as 'jobs'"),
-            (memory, "in-memory"),
-        ]:
-            with closing(connection):
-                open_transaction(connection)
-                with pytest.raises(ValueError, match=r"^connection must be .*store's file") as e:
-                    queue.enqueue(1, connection=connection)
-                assert said in str(e.value)
-                assert_untouched(connection)
-    finally:
-        app.close()
+
+    def attaching() -> sqlite3.Connection:
+        connection = sqlite3.connect(tmp_path / "app2.db")
+        connection.execute("ATTACH DATABASE ? AS jobs", [str(path_of(sqlite_target))])
+        return connection
+
+    for connect, said in [
+        (lambda: sqlite3.connect(tmp_path / "app.db"), "app.db"),
+        (attaching, "attached as 'jobs'"),
+        (lambda: sqlite3.connect(":memory:"), "in-memory"),
+    ]:
+        with closing(connect()) as connection:
+            open_transaction(connection)
+            with pytest.raises(ValueError, match=r"^connection must be .*store's file") as e:
+                queue.enqueue(1, connection=connection)
+            assert said in str(e.value)
+            assert_untouched(connection)
     assert queue.counts() == EMPTY
 
 
 def test_sqlite_a_connection_of_another_thread_is_refused(sqlite_target: Target) -> None:
     queue = sqlite_target.open().queue("emails")
+    refused = threading.Event()
     with closing(sqlite3.connect(path_of(sqlite_target))) as connection:
-        errors: list[Exception] = []
 
         def enqueue() -> None:
-            try:
+            with pytest.raises(ValueError, match=r"^connection must be an open sqlite3.*thread"):
                 queue.enqueue(1, connection=connection)
-            except ValueError as error:
-                errors.append(error)
+            refused.set()
 
-        thread = threading.Thread(target=enqueue)
-        thread.start()
-        thread.join(WAIT)
-    assert len(errors) == 1
-    assert str(errors[0]).startswith("connection must be an open sqlite3.Connection of this thread")
+        with in_background(enqueue):
+            pass
+    assert refused.is_set()
     assert queue.counts() == EMPTY
 
 
 def test_postgres_a_connection_to_another_database_is_refused_and_left_as_it_was(
-    postgres_target: Target,
+    postgres_target: Target, postgres_queue: durable.Queue
 ) -> None:
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    queue = postgres_target.open().queue("emails")
+    queue = postgres_queue
     with psycopg.connect(make_conninfo(postgres_target.url, dbname="postgres")) as other:
         other.execute("CREATE TEMPORARY TABLE orders (total integer)")
         other.execute("INSERT INTO orders (total) VALUES (7)")
@@ -518,131 +517,106 @@ def test_postgres_a_connection_to_another_database_is_refused_and_left_as_it_was
 
 
 def test_postgres_a_failed_transaction_is_refused_and_left_failed(
-    postgres_target: Target,
+    postgres_queue: durable.Queue, postgres_app: App
 ) -> None:
     import psycopg
     from psycopg.pq import TransactionStatus
 
-    queue = postgres_target.open().queue("emails")
-    app = App(postgres_target)
-    try:
-        connection = app.connect()
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            connection.execute("SELECT 1 / 0")
-        with pytest.raises(ValueError, match=r"^connection is in a failed transaction"):
-            queue.enqueue(1, connection=connection)
-        assert connection.info.transaction_status == TransactionStatus.INERROR
-    finally:
-        app.close()
-    assert queue.counts() == EMPTY
+    connection = postgres_app.connect()
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        connection.execute("SELECT 1 / 0")
+    with pytest.raises(ValueError, match=r"^connection is in a failed transaction"):
+        postgres_queue.enqueue(1, connection=connection)
+    assert connection.info.transaction_status == TransactionStatus.INERROR
+    assert postgres_queue.counts() == EMPTY
 
 
 def test_postgres_a_role_that_may_not_write_the_jobs_table_is_refused(
-    postgres_target: Target,
+    postgres_target: Target, postgres_queue: durable.Queue, postgres_app: App
 ) -> None:
-    queue = postgres_target.open().queue("emails")
-    app = App(postgres_target)
     role = f"{postgres_target.schema}_reader"
-    admin = app.admin()
+    admin = postgres_app.admin()
     admin.execute(f'CREATE ROLE "{role}"')
     try:
-        connection = app.connect()
+        connection = postgres_app.connect()
         connection.execute(f'SET ROLE "{role}"')  # no USAGE on the store's schema
         with pytest.raises(ValueError, match=f"connection's role '{role}' may not write"):
-            queue.enqueue(1, connection=connection)
+            postgres_queue.enqueue(1, connection=connection)
         assert in_transaction(connection)
-        connection.rollback()
+        connection.close()
     finally:
-        app.close()
-        with closing(App(postgres_target).admin()) as cleanup:
-            cleanup.execute(f'DROP ROLE IF EXISTS "{role}"')
-    assert queue.counts() == EMPTY
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+    assert postgres_queue.counts() == EMPTY
 
 
 def test_postgres_a_jobs_table_of_the_same_names_that_is_not_the_stores_is_refused(
-    postgres_target: Target,
+    postgres_target: Target, postgres_queue: durable.Queue, postgres_app: App
 ) -> None:
     """What a server of the same database and schema names would give: found by the table's
     oid, which the store read from its own connection."""
-    store = postgres_target.open()
-    app = App(postgres_target)
-    try:
-        connection = app.connect(autocommit=True)
-        store.queue("emails").enqueue(1, connection=connection)
-        drop_schema(postgres_target.url, postgres_target.schema)
-        postgres_target.open()  # the same names, another table
-        with pytest.raises(ValueError, match=r"schema 'test_.*' is another one"):
-            store.queue("emails").enqueue(2, connection=connection)
-        assert app.jobs() == []
-    finally:
-        app.close()
+    connection = postgres_app.connect(autocommit=True)
+    postgres_queue.enqueue(1, connection=connection)
+    drop_schema(postgres_target.url, postgres_target.schema)
+    postgres_target.open()  # the same names, another table
+    with pytest.raises(ValueError, match=r"schema 'test_.*' is another one"):
+        postgres_queue.enqueue(2, connection=connection)
+    assert postgres_app.jobs() == []
 
 
 # -- PostgreSQL's own ways ------------------------------------------------------------------------
 
 
 def test_postgres_a_delay_of_days_does_not_depend_on_the_sessions_time_zone(
-    postgres_target: Target,
+    postgres_queue: durable.Queue, postgres_app: App
 ) -> None:
-    queue = postgres_target.open().queue("emails")
-    app = App(postgres_target)
-    try:
-        connection = app.connect()
-        connection.execute("SET TimeZone = 'Europe/Paris'")
-        # A number of days from now that crosses a change of Paris's UTC offset.
-        (days,) = connection.execute(
-            "SELECT n FROM generate_series(1, 366) AS n WHERE extract(timezone FROM now() + "
-            "n * interval '1 day') <> extract(timezone FROM now()) LIMIT 1"
-        ).fetchone()
-        job_id = queue.enqueue(1, delay=timedelta(days=days, seconds=1), connection=connection)
-        connection.commit()
-    finally:
-        app.close()
-    job = queue.get(job_id)
+    connection = postgres_app.connect()
+    connection.execute("SET TimeZone = 'Europe/Paris'")
+    # A number of days from now that crosses a change of Paris's UTC offset.
+    (days,) = connection.execute(
+        "SELECT n FROM generate_series(1, 366) AS n WHERE extract(timezone FROM now() + "
+        "n * interval '1 day') <> extract(timezone FROM now()) LIMIT 1"
+    ).fetchone()
+    delay = timedelta(days=days, seconds=1)
+    job_id = postgres_queue.enqueue(1, delay=delay, connection=connection)
+    connection.commit()
+    job = postgres_queue.get(job_id)
     assert job is not None
-    assert job.run_after - job.enqueued_at == timedelta(days=days, seconds=1)
+    assert job.run_after - job.enqueued_at == delay
 
 
 @pytest.mark.parametrize("ends", ["commit", "rollback"])
 def test_postgres_an_enqueue_in_a_pipeline_is_in_its_transaction(
-    postgres_target: Target, ends: str
+    postgres_queue: durable.Queue, postgres_app: App, ends: str
 ) -> None:
-    queue = postgres_target.open().queue("emails")
-    app = App(postgres_target)
-    try:
-        connection = app.connect()
-        with connection.pipeline():
-            connection.execute("SELECT 1")
-            ids = queue.enqueue_many([1, 2], connection=connection)
-            keyed = queue.enqueue(3, key="k", connection=connection)
-        getattr(connection, ends)()
-        with app.connect(autocommit=True) as autocommit, autocommit.pipeline():
-            queue.enqueue(4, key="k", connection=autocommit)
-    finally:
-        app.close()
+    queue = postgres_queue
+    connection = postgres_app.connect()
+    with connection.pipeline():
+        connection.execute("SELECT 1")
+        ids = queue.enqueue_many([1, 2], connection=connection)
+        keyed = queue.enqueue(3, key="k", connection=connection)
+    getattr(connection, ends)()
+    with postgres_app.connect(autocommit=True) as autocommit, autocommit.pipeline():
+        queue.enqueue(4, key="k", connection=autocommit)  # committed at once
     if ends == "commit":
         assert queue.enqueue(5, key="k") == keyed
         assert payloads(queue, ids) == [1, 2]
     else:
-        assert app.jobs() == [(4, "queued")]
+        assert postgres_app.jobs() == [(4, "queued")]
 
 
-def test_postgres_a_rolled_back_enqueue_notifies_no_one(postgres_target: Target) -> None:
-    queue = postgres_target.open().queue("emails")
-    app = App(postgres_target)
-    try:
-        listener = app.admin()
-        listener.execute(f'LISTEN "{postgres_target.schema}_jobs"')
-        connection = app.connect()
-        queue.enqueue(1, connection=connection)
-        connection.rollback()
-        queue.store.queue("sms").enqueue(2, connection=connection)
-        connection.commit()
-        # Notifications arrive in commit order: the first one is the committed enqueue's.
-        first = next(iter(listener.notifies(timeout=WAIT, stop_after=1)))
-    finally:
-        app.close()
-    assert first.payload == "sms"
+def test_postgres_a_rolled_back_enqueue_notifies_no_one(
+    postgres_target: Target, postgres_queue: durable.Queue, postgres_app: App
+) -> None:
+    listener = postgres_app.admin()
+    listener.execute(f'LISTEN "{postgres_target.schema}_jobs"')
+    connection = postgres_app.connect()
+    postgres_queue.enqueue(1, connection=connection)
+    connection.rollback()
+    postgres_queue.store.queue("sms").enqueue(2, connection=connection)
+    connection.commit()
+    # Notifications arrive in commit order: the first one is the committed enqueue's.
+    received = [note.payload for note in listener.notifies(timeout=WAIT, stop_after=1)]
+    assert received == ["sms"]
 
 
 # -- the frameworks' recipes ----------------------------------------------------------------------
