@@ -235,9 +235,7 @@ class PostgresDriver:
             ]
 
     def run_on(self, connection: object, work: Callable[[Session], T], *, transaction: bool) -> T:
-        if isinstance(connection, psycopg.AsyncConnection) or not isinstance(
-            connection, psycopg.Connection
-        ):
+        if not isinstance(connection, psycopg.Connection):  # an AsyncConnection is not one
             raise wrong_connection(
                 connection, "a psycopg 3 Connection (not async) to the store's database"
             )
@@ -279,7 +277,7 @@ class PostgresDriver:
             msg = (
                 f"connection reaches a database {database!r} where the store's schema "
                 f"{self._schema!r} {'is another one' if row else 'is not'}: another server? "
-                f"Connect to the store's database ({self._shown})"
+                f"connect to the store's database ({self._shown})"
             )
             raise ValueError(msg)
         if not row[1]:

@@ -396,18 +396,28 @@ def test_a_keyed_enqueue_in_two_concurrent_transactions_stores_one_job(
         assert payloads(queue, found) == ["second"]
 
 
-def test_postgres_the_stores_own_enqueue_of_a_key_held_by_an_open_transaction_waits_its_timeout(
-    postgres_target: Target, postgres_app: App
+def test_while_the_app_holds_its_transaction_open_the_stores_writers_wait_their_timeout(
+    target: Target, app: App
 ) -> None:
-    queue = postgres_target.open(timeout=0.5).queue("emails")
-    connection = postgres_app.connect()
-    queue.enqueue(1, key="k", connection=connection)
+    """SQLite: every write waits for the app's write lock; PostgreSQL: only an enqueue of the
+    same key waits (on the unique index). Then `StoreUnavailable`, and after the commit or the
+    rollback all is as usual."""
+    queue = target.open(timeout=0.3).queue("emails")
+    connection = app.connect()
+    queue.enqueue("the app's", key="k", connection=connection)
+    if target.kind == "sqlite":
+        with pytest.raises(durable.StoreUnavailable, match=r"timeout 0\.3s"):
+            queue.enqueue("another, without a key")
+    else:
+        assert payloads(queue, [queue.enqueue("another, without a key")]) == [
+            "another, without a key"
+        ]
     began = time.monotonic()
-    with pytest.raises(durable.StoreUnavailable):
-        queue.enqueue(2, key="k")
+    with pytest.raises(durable.StoreUnavailable, match=r"timeout 0\.3s"):
+        queue.enqueue("the same key", key="k")
     assert time.monotonic() - began < WAIT
     connection.rollback()
-    assert payloads(queue, [queue.enqueue(2, key="k")]) == [2]
+    assert payloads(queue, [queue.enqueue("the same key", key="k")]) == ["the same key"]
 
 
 # -- the connection checked -----------------------------------------------------------------------
