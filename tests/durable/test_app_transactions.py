@@ -126,7 +126,7 @@ class App:
         return [(json.loads(payload), state) for payload, state in rows]
 
     def recipe(self, name: str, queue: durable.Queue, **names: Any) -> Callable[[int], int]:
-        """`place_order` of the recipe `name`, run as written, and whether `charge` declines."""
+        """`place_order` of the recipe `name`, run as written; `declining` makes `charge` raise."""
         namespace: dict[str, Any] = {
             "emails": queue,
             "charge": self.charge,
