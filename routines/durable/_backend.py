@@ -100,9 +100,15 @@ class JobStore(Protocol):
     the worker's last heartbeat is not lost. The result or error the worker wrote is kept.
     """
 
-    def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+    def enqueue(
+        self, queue: str, jobs: Sequence[NewJob], *, connection: object | None = None
+    ) -> list[int]:
         """Store `jobs` in one transaction and return their ids, in order. A job with the key of
-        a live (queued, errored, processing) job of the queue stores nothing and gets its id."""
+        a live (queued, errored, processing) job of the queue stores nothing and gets its id.
+        With `connection` (an app's own connection to the store's database), in that
+        connection's transaction, never committed nor rolled back by the store; a connection
+        the store can't write through is a `TypeError`/`ValueError` naming `connection`, raised
+        before anything is written (by a store that keeps jobs elsewhere: always)."""
         ...
 
     def get(self, queue: str, job_id: int) -> Job | None:

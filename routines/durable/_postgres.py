@@ -22,6 +22,11 @@ Where PostgreSQL differs from the neutral statements, and why:
   any number of jobs, its NOTIFY included;
 - the schema is changed under a transaction-level advisory lock (concurrent `CREATE ... IF NOT
   EXISTS` statements fail on the catalog's unique indexes), in a schema of its own.
+
+An app's own connection (`run_on`) is checked against the catalog: the store's database, and the
+store's jobs table itself (by its oid) visible and writable there. Its statements run on a
+cursor of their own, which dumps a length of time as microseconds: an interval with a days part
+would be added to a moment in the session's TimeZone, 23 or 25 hours a day across a DST change.
 """
 
 from __future__ import annotations
@@ -41,15 +46,18 @@ from typing import Any, Final, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg.adapt import Buffer, Dumper
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 from typing_extensions import final
 
-from .._status import describe_error
+from .._status import describe_error, describe_value
 from ._backend import ErrorKind
 from ._errors import StoreError
 from ._model import NewJob
-from ._sql import Dialect, Params, Result, SchemaTypes, Session
+from ._sql import Dialect, Params, Result, SchemaTypes, Session, wrong_connection
 
 __all__ = ["PostgresDriver", "PostgresListener", "postgres_dialect"]
 
@@ -64,6 +72,17 @@ _POOL_WORKERS: Final = 2
 _CLOSE_TIMEOUT: Final = 5.0
 
 Connection = psycopg.Connection[tuple[Any, ...]]
+
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+# The store's jobs table as a connection's role sees it: its oid, and whether it may use it.
+_JOBS_TABLE: Final = """
+    SELECT c.oid::bigint, has_schema_privilege(n.oid, 'USAGE')
+        AND has_table_privilege(c.oid, 'INSERT') AND has_table_privilege(c.oid, 'SELECT'),
+        current_user
+    FROM pg_namespace AS n JOIN pg_class AS c ON c.relnamespace = n.oid
+    WHERE n.nspname = :schema AND c.relname = 'jobs' AND c.relkind = 'r'
+"""
 
 
 def postgres_dialect(schema: str) -> Dialect:
@@ -120,6 +139,7 @@ class PostgresDriver:
         self.channel = f"{schema}_jobs"
         self._settings = _connection_settings(settings, timeout)
         self._pool: ConnectionPool[Connection] | None = None
+        self._jobs_table: tuple[str, int] | None = None  # the store's database and jobs oid
         self.dialect = postgres_dialect(schema)
         self.described = f"the store {shown}"
         # The rows a schedule's tick claim locks (FOR UPDATE); SQLite's one writer needs none.
@@ -243,6 +263,72 @@ class PostgresDriver:
                 for cursor in cursors
             ]
 
+    def run_on(self, connection: object, work: Callable[[Session], T], *, transaction: bool) -> T:
+        if not isinstance(connection, psycopg.Connection):  # an AsyncConnection is not one
+            raise wrong_connection(
+                connection, "a psycopg 3 Connection (not async) to the store's database"
+            )
+        if connection.closed:
+            msg = (
+                f"connection must be open, got a closed one ({describe_value(connection)}): "
+                f"pass an open connection to {self._shown}"
+            )
+            raise ValueError(msg)
+        status = connection.info.transaction_status
+        if status == TransactionStatus.INERROR:
+            msg = (
+                f"connection is in a failed transaction ({describe_value(connection)}): an "
+                "earlier statement failed; roll it back, then enqueue in a new transaction"
+            )
+            raise ValueError(msg)
+        # The app's row factory and TimeZone are its own: see _LengthDumper.
+        with connection.cursor(row_factory=tuple_row) as cursor:
+            cursor.adapters.register_dumper(timedelta, _LengthDumper)
+            session = _Session(cursor, self.dialect)
+            self._check_database(connection, session)
+            if not (transaction and connection.autocommit and status == TransactionStatus.IDLE):
+                return work(session)
+            with connection.transaction():  # autocommit and no transaction open: one of its own
+                return work(session)
+
+    def _check_database(self, connection: psycopg.Connection[Any], session: _Session) -> None:
+        """That the app's connection reaches the store's database and jobs table, and may use
+        it: the database's name first (known without a query), then the table's oid."""
+        database, table = self._store_jobs_table()
+        if connection.info.dbname != database:
+            msg = (
+                f"connection must be to the store's database {database!r} ({self._shown}), got "
+                f"one to the database {connection.info.dbname!r}"
+            )
+            raise ValueError(msg)
+        row = session.first(_JOBS_TABLE, {"schema": self._schema})
+        if row is None or row[0] != table:
+            msg = (
+                f"connection reaches a database {database!r} where the store's schema "
+                f"{self._schema!r} {'is another one' if row else 'is not'}: another server? "
+                f"connect to the store's database ({self._shown})"
+            )
+            raise ValueError(msg)
+        if not row[1]:
+            msg = (
+                f"connection's role {row[2]!r} may not write the store's jobs "
+                f"table {self._schema}.jobs: grant it USAGE on the schema and INSERT, SELECT on "
+                "the table, or connect as the store's role"
+            )
+            raise ValueError(msg)
+
+    def _store_jobs_table(self) -> tuple[str, int]:
+        if self._jobs_table is None:
+            with self._connection() as connection:
+                row = _Session(connection, self.dialect).first(
+                    _JOBS_TABLE, {"schema": self._schema}
+                )
+                if row is None:  # pragma: no cover - the store created it when it opened
+                    msg = f"the store {self._shown} has no jobs table"
+                    raise StoreError(msg)
+                self._jobs_table = (connection.info.dbname, int(row[0]))
+        return self._jobs_table
+
     # -- what PostgreSQL does its own way ---------------------------------------------------------
 
     def table_exists(self, session: Session, table: str) -> bool:
@@ -310,11 +396,13 @@ class PostgresDriver:
 @final
 class _Session:
     """A pooled connection, lent for one call; statements run in autocommit unless the call
-    holds a transaction."""
+    holds a transaction. Or a cursor of an app's connection, in the app's transaction."""
 
     __slots__ = ("_connection", "_dialect")
 
-    def __init__(self, connection: Connection, dialect: Dialect) -> None:
+    def __init__(
+        self, connection: Connection | psycopg.Cursor[tuple[Any, ...]], dialect: Dialect
+    ) -> None:
         self._connection = connection
         self._dialect = dialect
 
@@ -381,6 +469,18 @@ def _check_settings(settings: dict[str, Any], shown: str) -> None:
 def _refused_settings(error: psycopg.OperationalError) -> bool:
     """Whether the server refused the connection for settings no retry fixes."""
     return error.sqlstate is None and _REFUSALS.search(describe_error(error) or "") is not None
+
+
+@final
+class _LengthDumper(Dumper):
+    """A length of time as microseconds alone. psycopg sends a `timedelta` of a day or more
+    with a days part, and PostgreSQL adds days to a moment in the session's TimeZone (23 or
+    25 hours across a DST change): an app's connection may have any."""
+
+    oid = psycopg.adapters.types["interval"].oid
+
+    def dump(self, obj: timedelta) -> Buffer:
+        return f"{obj // _MICROSECOND} microseconds".encode()
 
 
 def _connection_settings(settings: dict[str, Any], timeout: float) -> dict[str, Any]:

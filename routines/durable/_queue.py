@@ -1,14 +1,16 @@
 """Durable queues: `Queue`, the handle to enqueue and inspect the jobs of one queue.
 
 A queue needs no declaring: it is the set of jobs stored under its name. Every argument is
-checked before anything is written (spec/DURABLE.md, section 7).
+checked before anything is written (spec/DURABLE.md, section 7). An enqueue may be written in the
+app's own transaction (`connection=`, spec/OPERATIONS.md section 4): the job then exists when
+the app commits, and never if it rolls back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from typing_extensions import final
 
@@ -28,8 +30,16 @@ from ._model import (
 )
 
 if TYPE_CHECKING:
+    import sqlite3
+    from typing import TypeAlias
+
+    import psycopg
+
     from ._access import StoreAccess
     from ._store import Store
+
+    # An app's own connection to the store's database, to enqueue in its transaction.
+    AppConnection: TypeAlias = "psycopg.Connection[Any] | sqlite3.Connection"
 
 __all__ = ["Queue"]
 
@@ -61,6 +71,7 @@ class Queue:
         priority: int = 0,
         max_attempts: int = 5,
         key: str | None = None,
+        connection: AppConnection | None = None,
     ) -> int:
         """Store a job for `payload` (any JSON value) and return its id.
 
@@ -69,14 +80,23 @@ class Queue:
         errored or processing in this queue, nothing is written and that job's id is returned:
         a key de-duplicates, it does not update a job that is already running.
 
+        With `connection`, the app's own connection to the store's database (a psycopg 3
+        `Connection`, or a `sqlite3.Connection` to the store's file), the job is written in
+        that connection's current transaction, which stays the app's: the store never commits,
+        rolls back or closes it. The job exists, and wakes the workers of other processes, when
+        the app commits; if it rolls back, the job never existed. A connection in autocommit
+        mode commits the job at once. A connection of another kind, closed, in a failed
+        transaction or to another database is a `TypeError`/`ValueError`, and nothing is
+        written. See docs/durable.md for Django and SQLAlchemy.
+
         An enqueue that raised `StoreUnavailable` may have been written before the connection
         broke; retrying it with a `key` is safe, without one it may store the job twice.
         """
         options = _options(delay, run_at, priority, max_attempts, key)
         job = options.job(_encode_payload(payload))
         with self._access.jobs("enqueue") as backend:
-            job_id = backend.enqueue(self.name, [job])[0]
-        self._access.enqueued(self.name)
+            job_id = backend.enqueue(self.name, [job], connection=connection)[0]
+        self._wake_workers()
         return job_id
 
     def enqueue_many(
@@ -88,23 +108,35 @@ class Queue:
         priority: int = 0,
         max_attempts: int = 5,
         key: str | None = None,
+        connection: AppConnection | None = None,
     ) -> list[int]:
         """`enqueue` each payload with the same options, in one transaction: all or none.
 
         Returns the ids in the order of `payloads`. With a `key`, the first payload makes the
-        job and the others return its id.
+        job and the others return its id. With `connection`, in that connection's transaction
+        (see `enqueue`).
         """
         if isinstance(payloads, (str, bytes, dict)) or not isinstance(payloads, Iterable):
             msg = f"payloads must be an iterable of payloads (a list, say), got {payloads!r}"
             raise TypeError(msg)
         options = _options(delay, run_at, priority, max_attempts, key)
         jobs = [options.job(_encode_payload(payload)) for payload in payloads]
-        if not jobs:
+        if not jobs and connection is None:
             return []
-        with self._access.jobs("enqueue_many") as backend:
-            job_ids = backend.enqueue(self.name, jobs)
-        self._access.enqueued(self.name)
+        with self._access.jobs("enqueue_many") as backend:  # a connection is checked, even so
+            job_ids = backend.enqueue(self.name, jobs, connection=connection)
+        if job_ids:
+            self._wake_workers()
         return job_ids
+
+    def _wake_workers(self) -> None:
+        """Wake this process's workers of the queue. After an enqueue in the app's transaction
+        too, though the job may not be committed yet: a wake-up that finds nothing costs one
+        claim, one that is missed costs a whole `poll_interval`, and the store can't know when
+        the app commits. On PostgreSQL the NOTIFY wakes them again at the commit; on SQLite
+        their claim waits for the app's write lock, so it sees the job once the app commits
+        (within the store's timeout; past it, the next poll does)."""
+        self._access.enqueued(self.name)
 
     def get(self, job_id: int) -> Job | None:
         """The job `job_id` of this queue, or None if there is none (or it was purged)."""

@@ -30,6 +30,7 @@ from typing import Any, Final, Protocol, TypedDict, TypeVar
 
 from typing_extensions import final
 
+from .._status import describe_value
 from ._backend import ErrorKind, Listener
 from ._model import NewJob
 
@@ -41,6 +42,7 @@ __all__ = [
     "Result",
     "SchemaTypes",
     "Session",
+    "wrong_connection",
 ]
 
 T = TypeVar("T")
@@ -193,6 +195,29 @@ class _Spelling(string.Formatter):
         return "(VALUES " + ", ".join(rows) + ")"
 
 
+# What an app passes by mistake instead of its driver's connection, and the way to that one.
+_CONNECTION_HINTS: Final = {
+    "django": "pass django.db.connection.connection, after connection.ensure_connection()",
+    "sqlalchemy": "pass session.connection().connection.driver_connection",
+    "psycopg2": "psycopg2 is not supported: use psycopg 3 (Django 4.2+ uses it when installed)",
+}
+
+
+def wrong_connection(connection: object, wanted: str) -> TypeError:
+    """The error for an app's `connection` of a kind the store can't write through."""
+    kind = type(connection)
+    shown = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    msg = f"connection must be {wanted}, got {describe_value(connection)} (a {shown})"
+    hint = _CONNECTION_HINTS.get(kind.__module__.partition(".")[0])
+    if hint is not None:
+        msg += f": {hint}"
+    return TypeError(msg)
+
+
 @final
 @dataclass(frozen=True)
 class Result:
@@ -255,6 +280,19 @@ class Driver(Protocol):
     def batch(self, statements: Sequence[tuple[str, Params]]) -> list[Result]:
         """Statements that do not depend on each other's results, in one transaction and, where
         the engine can, one round trip (PostgreSQL: a pipeline)."""
+        ...
+
+    def run_on(self, connection: object, work: Callable[[Session], T], *, transaction: bool) -> T:
+        """`work` on the app's own `connection` to this store's database, in that connection's
+        current transaction, which is the app's to commit or roll back: the driver never
+        commits, rolls back or closes it.
+
+        The connection is checked before anything runs on it: of the engine's driver library,
+        open, usable, reaching this store's database and tables; else a `TypeError` or
+        `ValueError` naming `connection`. With `transaction`, a connection in autocommit mode
+        with no transaction open gets one of its own around `work`, committed when `work`
+        returns (what `run` does): autocommit means the app wants each write committed at once.
+        """
         ...
 
     def table_exists(self, session: Session, table: str) -> bool:

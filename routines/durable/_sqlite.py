@@ -17,6 +17,10 @@ Where SQLite differs from the neutral statements, and why:
 - schedules need no lock of their own, for the same reason;
 - nothing announces an enqueue to other processes: their workers poll;
 - the id of an inserted row is `lastrowid` (no `RETURNING` before SQLite 3.35).
+
+An app's own connection to the file (`run_on`) is checked with `PRAGMA database_list`: its main
+database must be the store's file. Its transaction holds the file's write lock from the job's
+INSERT until the app commits: the store's writers (workers) wait for it up to their timeout.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from typing import Any, Final, TypeVar
 
 from typing_extensions import final
 
-from .._status import describe_error
+from .._status import describe_error, describe_value
 from ._backend import ErrorKind
 from ._errors import StoreError
 from ._model import NewJob
-from ._sql import Dialect, Params, Result, SchemaTypes, Session
+from ._sql import Dialect, Params, Result, SchemaTypes, Session, wrong_connection
 
 __all__ = ["SQLiteDriver", "sqlite_dialect"]
 
@@ -162,6 +166,49 @@ class SQLiteDriver:
 
         return self._run(work, write=True)
 
+    def run_on(self, connection: object, work: Callable[[Session], T], *, transaction: bool) -> T:
+        if not isinstance(connection, sqlite3.Connection):
+            raise wrong_connection(
+                connection, f"a sqlite3.Connection to the store's file {self._path}"
+            )
+        try:
+            cursor = connection.cursor()
+        except sqlite3.ProgrammingError as error:  # closed, or opened by another thread
+            msg = (
+                f"connection must be an open sqlite3.Connection of this thread, to "
+                f"{self._path}, got {describe_value(connection)}: {describe_error(error)}"
+            )
+            raise ValueError(msg) from None
+        try:
+            cursor.row_factory = None  # the app's row factory is for its own queries
+            self._check_file(cursor)
+            session = _Session(cursor, self.dialect)
+            if transaction and _autocommits(connection) and not connection.in_transaction:
+                return _attempt(connection, lambda _: work(session), write=True)
+            # Never _attempt here: on an error it would roll back the app's transaction.
+            return work(session)
+        finally:
+            cursor.close()
+
+    def _check_file(self, cursor: sqlite3.Cursor) -> None:
+        """That the connection's main database is the store's file: the statements name the
+        store's tables without a schema, which finds them only there."""
+        files = {name: file for _, name, file in cursor.execute("PRAGMA database_list")}
+        store = os.path.realpath(self._path)
+        main = files.get("main") or ""
+        if main and os.path.realpath(main) == store:
+            return
+        shown = repr(main) if main else "an in-memory or temporary database"
+        attached = [
+            name for name, file in files.items() if file and os.path.realpath(file) == store
+        ]
+        where = f" (it has the store's file attached as {attached[0]!r})" if attached else ""
+        msg = (
+            f"connection must be a sqlite3 connection to the store's file {self._path}, got one "
+            f"whose main database is {shown}{where}: connect to {self._path} itself"
+        )
+        raise ValueError(msg)
+
     # -- what SQLite does its own way -------------------------------------------------------------
 
     def table_exists(self, session: Session, table: str) -> bool:
@@ -241,11 +288,11 @@ class SQLiteDriver:
 
 @final
 class _Session:
-    """A connection of this thread, lent for one call."""
+    """A connection of this thread (or a cursor of the app's connection), lent for one call."""
 
     __slots__ = ("_connection", "_dialect")
 
-    def __init__(self, connection: sqlite3.Connection, dialect: Dialect) -> None:
+    def __init__(self, connection: sqlite3.Connection | sqlite3.Cursor, dialect: Dialect) -> None:
         self._connection = connection
         self._dialect = dialect
 
@@ -281,6 +328,14 @@ def _attempt(
             _rollback(connection)
         raise
     return result
+
+
+def _autocommits(connection: sqlite3.Connection) -> bool:
+    """Whether `connection` commits each statement at once when no transaction is open."""
+    mode = getattr(connection, "autocommit", None)  # Python 3.12+: True, False or LEGACY (-1)
+    if isinstance(mode, bool):
+        return mode
+    return connection.isolation_level is None  # else sqlite3 begins one before a write
 
 
 def _rollback(connection: sqlite3.Connection) -> None:

@@ -149,17 +149,28 @@ class SQLStore:
 
     # -- queues ---------------------------------------------------------------------------------
 
-    def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+    def enqueue(
+        self, queue: str, jobs: Sequence[NewJob], *, connection: object | None = None
+    ) -> list[int]:
+        keyless = all(job.key is None for job in jobs)
+        # One job without a key is one statement, atomic by itself.
+        transaction = len(jobs) > 1 or not keyless
+        if connection is not None:
+            # The app's transaction, through the statements: the driver's fast path commits
+            # on a connection of its own.
+            return self._driver.run_on(
+                connection,
+                lambda session: self._insert(session, queue, jobs),
+                transaction=transaction,
+            )
         if not jobs:
             return []
-        if all(job.key is None for job in jobs):
+        if keyless:
             fast = self._driver.enqueue_keyless(queue, jobs)
             if fast is not None:
                 return fast
-        # One job without a key is one statement, atomic by itself.
-        single = len(jobs) == 1 and jobs[0].key is None
         return self._driver.run(
-            lambda session: self._insert(session, queue, jobs), transaction=not single
+            lambda session: self._insert(session, queue, jobs), transaction=transaction
         )
 
     def _insert(self, session: Session, queue: str, jobs: Sequence[NewJob]) -> list[int]:

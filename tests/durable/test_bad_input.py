@@ -147,6 +147,12 @@ URL = [
     Bad("sqlite:///x.db\x00.other", ValueError),
     Bad("postgresql://127.0.0.1/x\x00ignored", ValueError),
 ]
+CONNECTION = [  # not a connection at all: the wrong kinds, closed and foreign ones are in
+    # test_app_transactions.py
+    Bad("sqlite:///x.db", TypeError),
+    Bad(1, TypeError),
+    Bad(b"connection", TypeError),
+]
 
 
 class Case(NamedTuple):
@@ -216,6 +222,18 @@ CASES = [
         PAYLOAD,
     ),
     *option_cases("enqueue_many", "payloads", [1, 2]),
+    Case(
+        "enqueue-connection",
+        "connection",
+        lambda store, value: store.queue("emails").enqueue(1, connection=value),
+        CONNECTION,
+    ),
+    Case(
+        "enqueue_many-connection",
+        "connection",
+        lambda store, value: store.queue("emails").enqueue_many([1, 2], connection=value),
+        CONNECTION,
+    ),
     Case("get-job_id", "job_id", queue_method("get", "job_id"), JOB_ID),
     Case("cancel-job_id", "job_id", queue_method("cancel", "job_id"), JOB_ID),
     Case("retry-job_id", "job_id", queue_method("retry", "job_id"), JOB_ID),

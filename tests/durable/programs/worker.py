@@ -1,6 +1,6 @@
 """A worker process of the multi-process tests: a QueueWorker under a Monitor.
 
-usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY]
+usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY [POLL_INTERVAL]]
 
 Appends "<job id> <attempt>" to the file RECORD as each handler starts a job (one line per
 write, flushed), and prints "ready" once the Monitor is about to run. MODE says what a handler
@@ -11,8 +11,9 @@ does with its job:
   interrupt  waits for a stop, then raises: the job is handed back, its attempt not spent
 
 Small intervals, so that a death is noticed within about a second: the store's timeout 0.3 s,
-heartbeats every 0.2 s, stalled after 1 s. SIGTERM ends it through the Monitor; it exits with
-the report's exit code.
+heartbeats every 0.2 s, stalled after 1 s; it polls every 0.1 s unless POLL_INTERVAL says
+otherwise (a long one: only a NOTIFY wakes it in time). SIGTERM ends it through the Monitor; it
+exits with the report's exit code.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from routines import durable
 def main() -> int:
     url, schema, queue_name, record_path, mode = sys.argv[1:6]
     concurrency = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    poll_interval = float(sys.argv[7]) if len(sys.argv) > 7 else 0.1
     lock = threading.Lock()
     with (
         open(record_path, "a") as record,
@@ -51,7 +53,7 @@ def main() -> int:
             store.queue(queue_name),
             handle,
             concurrency=concurrency,
-            poll_interval=0.1,
+            poll_interval=poll_interval,
             heartbeat_interval=0.2,
             stalled_after=1.0,
         )
