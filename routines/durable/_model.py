@@ -34,17 +34,21 @@ __all__ = [
     "READY_STATES",
     "RETRYABLE_STATES",
     "TRANSITIONS",
+    "Backlog",
     "Claim",
     "Claimer",
     "Heartbeat",
     "Job",
     "JobState",
+    "LeaseInfo",
     "MigrationError",
     "MigrationStatus",
     "NewJob",
     "Outcome",
     "OutcomeKind",
+    "QueueInfo",
     "RunState",
+    "ScheduleInfo",
     "ScheduleRun",
     "TickClaim",
     "check_int32",
@@ -52,6 +56,7 @@ __all__ = [
     "check_text",
     "holder_id",
     "storable",
+    "task_of",
 ]
 
 JobState: TypeAlias = Literal["queued", "processing", "completed", "errored", "failed", "canceled"]
@@ -143,6 +148,7 @@ class NewJob:
     key: str | None
     run_at: datetime | None
     delay: float
+    task: str | None = None  # `task_of(payload)`, stored so that listings by task use an index
 
 
 @final
@@ -269,6 +275,54 @@ class MigrationStatus:
         return self.progress <= 0.0 if self.reverse else self.progress >= 1.0
 
 
+@final
+@dataclass(frozen=True)
+class Backlog:
+    """What an idle worker reads about its queue, once per poll: the ready jobs (queued or
+    errored, due now), and whether the queue is paused (then no worker claims them)."""
+
+    ready: int
+    paused: bool
+
+
+@final
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue as the store holds it: its jobs in each state (every state, zeros included),
+    whether it is paused, and how long its longest-waiting ready job has been due (seconds on
+    the database's clock; None when no job is ready)."""
+
+    name: str
+    counts: dict[JobState, int]
+    paused: bool
+    oldest_ready_age: float | None
+
+
+@final
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A fleet-wide schedule as the store holds it: its latest run, how many runs are kept
+    (the last 1,000), and how many of those failed."""
+
+    name: str
+    last_run: ScheduleRun | None
+    runs: int
+    failures: int
+
+
+@final
+@dataclass(frozen=True)
+class LeaseInfo:
+    """A lease as the store holds it: its holder (None when it was released or has expired,
+    by the database's clock), its latest fencing token, and when it expires (None once
+    released)."""
+
+    name: str
+    holder: str | None
+    token: int
+    expires_at: datetime | None
+
+
 # -- who works ---------------------------------------------------------------------------------
 
 
@@ -317,6 +371,26 @@ def check_job_id(value: object, arg: str = "job_id") -> int:
         msg = f"{arg} must be <= {ID_MAX}, got {value!r}"
         raise ValueError(msg)
     return job_id
+
+
+def task_of(payload: object) -> str | None:
+    """The task a payload calls: the `"task"` of a payload of exactly the shape
+    `{"task": name, "args": [...], "kwargs": {...}}` whose name is storable text of at most
+    `MAX_TEXT` characters (what a task's name may be); None for any other payload. The same
+    whether it is given the payload as enqueued or as JSON gives it back."""
+    if not isinstance(payload, dict) or len(payload) != len(_TASK_CALL):
+        return None
+    if payload.keys() != _TASK_CALL:
+        return None
+    name, args, kwargs = payload["task"], payload["args"], payload["kwargs"]
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        return None
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_TEXT:
+        return None
+    return name if "\x00" not in name and _encodable(name) else None
+
+
+_TASK_CALL: Final = frozenset({"task", "args", "kwargs"})
 
 
 def storable(text: str) -> str:

@@ -36,7 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Final
 
@@ -150,10 +150,12 @@ class QueueWorker:
 
     def status(self) -> RoutineStatus:
         """Attempts that ended here (`runs`: completed, errored, failed or canceled; hand-backs
-        are not runs), those that errored or failed (`failures`), and the ready jobs of the
-        queue as last read (`queued`)."""
+        are not runs), those that errored or failed (`failures`), the ready jobs of the queue
+        as last read (`queued`), and whether the queue was paused then (`paused`; the state
+        stays `"running"`)."""
         tally = self._tally
-        return tally.record.status(self.name, self._lifecycle.state, queued=tally.queued)
+        status = tally.record.status(self.name, self._lifecycle.state, queued=tally.queued)
+        return replace(status, paused=tally.paused)
 
     def outcome_counts(self) -> dict[str, int]:
         """How the attempts of this worker ended, over all its starts: `completed`, `errored`,
@@ -194,6 +196,7 @@ class _Tally:
     def __init__(self) -> None:
         self.record = RunRecord()
         self.queued = 0  # ready jobs, as last read
+        self.paused = False  # whether the queue was paused, as last read
         self._lock = threading.Lock()
         self._counts: collections.Counter[str] = collections.Counter()
 
@@ -286,13 +289,15 @@ class _Run:
             try:
                 with self.access.jobs("claim") as jobs:
                     claims = jobs.claim(self.queue.name, self.claimer, free)
-                    if not claims:
-                        self.tally.queued = jobs.count_ready(self.queue.name)
+                    if not claims:  # nothing due, or the queue is paused: which, and how much
+                        backlog = jobs.backlog(self.queue.name)
+                        self.tally.queued, self.tally.paused = backlog.ready, backlog.paused
             except StoreUnavailable as error:
                 self.stop.wait(backoff.failed(error, "claiming"))
                 continue
             backoff.succeeded()
             if claims:
+                self.tally.paused = False
                 with self.cond:
                     # Checked under the lock a handler checks it under before it ends: while
                     # the stop is not asked, some handler will take these.
