@@ -180,7 +180,9 @@ CANCEL: Final = f"""
     WHERE {_RANGE}
 """
 # A job whose key a live job holds stays as it is: `enqueue` with that key returned the live
-# one, and two live jobs of one key would break the key's promise.
+# one, and two live jobs of one key would break the key's promise. (A job without a key finds
+# no live job: NULL equals nothing. Written without `key IS NULL OR`, and with `key IS NOT
+# NULL`, so that the engine reads the live keys from their partial index, not every live job.)
 RETRY: Final = f"""
     UPDATE {{jobs}} SET
         state = 'queued', attempts = 0, resets = 0, cancel_requested = false,
@@ -188,9 +190,9 @@ RETRY: Final = f"""
         worker = NULL, claim_token = NULL, stalled_after = NULL, max_resets = NULL,
         result = NULL
     WHERE {_RANGE}
-        AND (key IS NULL OR NOT EXISTS (
+        AND NOT EXISTS (
             SELECT 1 FROM {{jobs}} AS live WHERE live.queue = :queue
-                AND live.key = {{jobs}}.key AND live.{_LIVE}))
+                AND live.key = {{jobs}}.key AND live.key IS NOT NULL AND live.{_LIVE})
 """
 # The next batch of a bulk change: the ids of up to :batch jobs of one state, from :through
 # down (read backwards from the index jobs_listing, so a batch costs the same deep in a big
