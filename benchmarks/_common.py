@@ -33,6 +33,7 @@ class Settings:
     wakeups: int  # figure 9: jobs one at a time (the issue says 200)
     schedule_seconds: float  # figure 11: how long three processes run an every-second job
     recovery_settings: str  # figure 10: "recommended" (each library's defaults) or "short"
+    listing_jobs: int  # figure 12: the big table's jobs (the issue says 1,000,000)
 
     @classmethod
     def full(cls) -> Settings:
@@ -50,6 +51,7 @@ class Settings:
             wakeups=200,
             schedule_seconds=10.0,
             recovery_settings="recommended",
+            listing_jobs=1_000_000,
         )
 
     @classmethod
@@ -68,6 +70,7 @@ class Settings:
             wakeups=20,
             schedule_seconds=3.0,
             recovery_settings="short",
+            listing_jobs=20_000,
         )
 
 

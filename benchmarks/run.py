@@ -34,6 +34,7 @@ import fig8_process
 import fig9_wakeup
 import fig10_recovery
 import fig11_schedule
+import fig12_listing
 from _common import Figure, Settings, settle
 
 FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
@@ -48,6 +49,7 @@ FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
     fig9_wakeup.run,
     fig10_recovery.run,
     fig11_schedule.run,
+    fig12_listing.run,
 ]
 PACKAGES = (
     "routines",
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in about["versions"].items()))
     print(
-        f"figures 1-6: median of {settings.repeats} runs after a warm-up; figures 7-11: median of"
+        f"figures 1-6: median of {settings.repeats} runs after a warm-up; figures 7-12: median of"
         f" {settings.durable_repeats} runs on fresh databases; ratio = routines / other"
     )
 

@@ -110,6 +110,8 @@ class RoutineStatus:
     `last_success_at` are when the last run, and the last run that did not fail, ended;
     `next_run_at` is when a periodic routine's next run is due. All three are wall-clock
     `time.time()` seconds, for people and dashboards (scheduling never uses them), or None.
+    `paused` is True while a routine runs but takes no work because it was told to hold off
+    (a durable queue worker whose queue is paused): its `state` stays `"running"`.
     """
 
     name: str
@@ -125,6 +127,7 @@ class RoutineStatus:
     last_run_at: float | None = None
     last_success_at: float | None = None
     next_run_at: float | None = None
+    paused: bool = False
     # For metrics (a histogram of the run durations): not part of what a status says it is.
     run_durations: DurationHistogram | None = field(default=None, compare=False, repr=False)
 

@@ -56,6 +56,7 @@ class MonitorCollector(Collector):
 
     For the durable tier's routines (found among the Monitor's, and inside a `Singleton`):
     `routines_queue_jobs{queue,state}`, `routines_queue_oldest_ready_age_seconds`,
+    `routines_queue_paused` (1 while the queue is paused, fleet-wide),
     `routines_queue_attempts_total{queue,outcome}`, `routines_queue_stalled_resets_total`,
     `routines_queue_lost_claims_total`, `routines_schedule_last_run_timestamp_seconds`
     `{schedule,outcome}` and `routines_migration_progress{migration}`. A store that can't be
@@ -210,6 +211,9 @@ def _queue_metrics(workers: list[QueueWorker]) -> Iterator[Metric]:
         "how long the longest-waiting ready job has been due",
         labels=["queue"],
     )
+    paused = GaugeMetricFamily(
+        "routines_queue_paused", "1 while the queue is paused (no worker claims)", labels=["queue"]
+    )
     attempts = CounterMetricFamily(
         "routines_queue_attempts",
         "attempts that ended, by how (this process's workers)",
@@ -236,6 +240,7 @@ def _queue_metrics(workers: list[QueueWorker]) -> Iterator[Metric]:
             jobs.add_metric([queue.name, state], float(count))
         age = queue.oldest_ready_age()
         oldest.add_metric([queue.name], 0.0 if age is None else age)
+        paused.add_metric([queue.name], 1.0 if queue.paused else 0.0)
     for (queue_name, outcome), count in sorted(totals.items()):
         if outcome == "stalled_resets":
             resets.add_metric([queue_name], float(count))
@@ -243,7 +248,7 @@ def _queue_metrics(workers: list[QueueWorker]) -> Iterator[Metric]:
             lost.add_metric([queue_name], float(count))
         else:
             attempts.add_metric([queue_name, outcome], float(count))
-    yield from (jobs, oldest, attempts, resets, lost)
+    yield from (jobs, oldest, paused, attempts, resets, lost)
 
 
 def _schedule_metric(schedules: list[Scheduled]) -> Metric:

@@ -45,6 +45,7 @@ def test_a_status_in_every_state_round_trips_through_json(state: routines.Routin
         "last_run_at": 1.5,
         "last_success_at": None,
         "next_run_at": None,
+        "paused": False,
         "run_durations": None,
     }
 

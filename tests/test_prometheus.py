@@ -158,6 +158,24 @@ def test_a_scrape_shows_the_durable_tiers_metrics(tmp_path: Path) -> None:
     )
 
 
+def test_a_paused_queue_shows_in_the_metrics(tmp_path: Path) -> None:
+    with durable.open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        emails = store.queue("emails")
+        monitor = routines.Monitor(
+            durable.QueueWorker(emails, lambda job: None),
+            durable.QueueWorker(store.queue("sms"), lambda job: None),
+            signals=(),
+        )
+        registry = registry_of(monitor)
+        assert value(scrape(registry), "routines_queue_paused", queue="emails") == 0
+        emails.pause()
+        samples = scrape(registry)
+        assert value(samples, "routines_queue_paused", queue="emails") == 1
+        assert value(samples, "routines_queue_paused", queue="sms") == 0
+        emails.resume()
+        assert value(scrape(registry), "routines_queue_paused", queue="emails") == 0
+
+
 def test_a_store_that_cannot_be_reached_leaves_its_metrics_out_and_the_scrape_succeeds(
     tmp_path: Path,
 ) -> None:

@@ -10,7 +10,16 @@ from __future__ import annotations
 from ._errors import Fail, MigrationsIncomplete, Retry, StoreError, StoreUnavailable
 from ._lease import Lease
 from ._migrations import Migration, MigrationRunner
-from ._model import Job, JobState, MigrationError, MigrationStatus, ScheduleRun
+from ._model import (
+    Job,
+    JobState,
+    LeaseInfo,
+    MigrationError,
+    MigrationStatus,
+    QueueInfo,
+    ScheduleInfo,
+    ScheduleRun,
+)
 from ._queue import Queue
 from ._scheduled import Scheduled
 from ._singleton import Singleton
@@ -23,14 +32,17 @@ __all__ = [
     "Job",
     "JobState",
     "Lease",
+    "LeaseInfo",
     "Migration",
     "MigrationError",
     "MigrationRunner",
     "MigrationStatus",
     "MigrationsIncomplete",
     "Queue",
+    "QueueInfo",
     "QueueWorker",
     "Retry",
+    "ScheduleInfo",
     "ScheduleRun",
     "Scheduled",
     "Singleton",

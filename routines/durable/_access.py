@@ -166,6 +166,11 @@ class StoreAccess:
 
     def enqueued(self, queue: str) -> None:
         """Jobs were enqueued to `queue` (committed): wake its workers in this process."""
+        self.wake(queue)
+
+    def wake(self, queue: str) -> None:
+        """`queue` changed (jobs enqueued, put back or made due; paused or resumed): its
+        workers in this process claim again."""
         with self._lock:
             flags = tuple(self._watchers.get(queue, ()))
         for flag in flags:

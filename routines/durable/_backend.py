@@ -30,15 +30,19 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:
     from ._model import (
+        Backlog,
         Claim,
         Claimer,
         Heartbeat,
         Job,
         JobState,
+        LeaseInfo,
         MigrationStatus,
         NewJob,
         Outcome,
+        QueueInfo,
         Reset,
+        ScheduleInfo,
         ScheduleRun,
         TickClaim,
     )
@@ -128,8 +132,9 @@ class JobStore(Protocol):
         """The number of jobs in each state, every state included."""
         ...
 
-    def count_ready(self, queue: str) -> int:
-        """The queued and errored jobs that are due now."""
+    def backlog(self, queue: str) -> Backlog:
+        """The queued and errored jobs that are due now, and whether the queue is paused: one
+        cheap read, for a worker whose claim found nothing."""
         ...
 
     def oldest_ready_age(self, queue: str) -> float | None:
@@ -138,6 +143,48 @@ class JobStore(Protocol):
 
     def purge(self, queue: str, *, older_than: float, states: Sequence[JobState]) -> int:
         """Delete the jobs in `states` finished more than `older_than` seconds ago."""
+        ...
+
+    def list_jobs(
+        self,
+        queue: str,
+        states: Sequence[JobState],
+        task: str | None,
+        limit: int,
+        before: int | None,
+    ) -> list[Job]:
+        """Up to `limit` jobs of `queue` in `states` (of the task `task`, if given), with ids
+        below `before` (if given), highest id first; each page read from an index."""
+        ...
+
+    def retry_all(self, queue: str, states: Sequence[JobState]) -> int:
+        """`retry` every job of `queue` in `states` (failed, canceled), in batches, each its own
+        short write; how many went back to queued. Of the jobs of one key, the newest is put
+        back and the others stay as they are (as `retry` leaves a job whose key is live)."""
+        ...
+
+    def cancel_all(self, queue: str, states: Sequence[JobState]) -> int:
+        """`cancel` every job of `queue` in `states` (live states), in batches, each its own
+        short write; how many were canceled or asked to cancel."""
+        ...
+
+    def run_now(self, queue: str, job_id: int) -> bool:
+        """A queued or errored job due now (one due already keeps its place), its attempts as
+        they are; False if the job is not waiting."""
+        ...
+
+    def pause(self, queue: str) -> None:
+        """From the next claim on, no claim takes a job of `queue`; announced to listeners."""
+        ...
+
+    def resume(self, queue: str) -> None:
+        """Undo `pause`; announced to listeners, whose workers claim again."""
+        ...
+
+    def paused(self, queue: str) -> bool: ...
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Every queue with a job or a row of its own (a pause), by name."""
         ...
 
     def claim(
@@ -204,6 +251,10 @@ class LeaseStore(Protocol):
         """Free the lease if `holder` still holds it under `token` (its token is kept)."""
         ...
 
+    def list_leases(self) -> list[LeaseInfo]:
+        """Every lease the store has seen (rows are never deleted), by name."""
+        ...
+
 
 class TickStore(Protocol):
     """The ticks of fleet-wide schedules: which process runs each, and how each run ended."""
@@ -227,6 +278,10 @@ class TickStore(Protocol):
 
     def schedule_runs(self, name: str, limit: int) -> list[ScheduleRun]:
         """The latest `limit` runs of `name`, newest tick first."""
+        ...
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule with a run kept, by name."""
         ...
 
 

@@ -37,18 +37,22 @@ __all__ = [
     "READY_STATES",
     "RETRYABLE_STATES",
     "TRANSITIONS",
+    "Backlog",
     "Claim",
     "Claimer",
     "Heartbeat",
     "Job",
     "JobState",
+    "LeaseInfo",
     "MigrationError",
     "MigrationStatus",
     "NewJob",
     "Outcome",
     "OutcomeKind",
+    "QueueInfo",
     "Reset",
     "RunState",
+    "ScheduleInfo",
     "ScheduleRun",
     "TickClaim",
     "check_int32",
@@ -106,7 +110,6 @@ MAX_TEXT: Final = 200  # the longest queue name, key, lease or schedule name, in
 MAX_ERROR_TEXT: Final = 8192  # the longest error a job or a run stores, in characters
 INT32_MAX: Final = 2**31 - 1  # priorities and attempts are 32-bit integers in PostgreSQL
 ID_MAX: Final = 2**63 - 1  # job ids are 64-bit integers in both databases
-_TASK_CALL_KEYS: Final = frozenset({"task", "args", "kwargs"})  # a task call's payload
 
 
 @final
@@ -146,19 +149,6 @@ class Job:
         return task_of(self.payload)
 
 
-def task_of(payload: object) -> str | None:
-    """The task a payload calls, if it has exactly the shape of a task call (`durable.Tasks`)."""
-    if (
-        isinstance(payload, dict)
-        and payload.keys() == _TASK_CALL_KEYS
-        and isinstance(payload["task"], str)
-        and isinstance(payload["args"], list)
-        and isinstance(payload["kwargs"], dict)
-    ):
-        return payload["task"]
-    return None
-
-
 @final
 @dataclass(frozen=True)
 class NewJob:
@@ -171,6 +161,7 @@ class NewJob:
     key: str | None
     run_at: datetime | None
     delay: float
+    task: str | None = None  # `task_of(payload)`, stored so that listings by task use an index
 
 
 @final
@@ -317,6 +308,54 @@ def new_claim_id() -> str:
     return secrets.token_hex(16)
 
 
+@final
+@dataclass(frozen=True)
+class Backlog:
+    """What an idle worker reads about its queue, once per poll: the ready jobs (queued or
+    errored, due now), and whether the queue is paused (then no worker claims them)."""
+
+    ready: int
+    paused: bool
+
+
+@final
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue as the store holds it: its jobs in each state (every state, zeros included),
+    whether it is paused, and how long its longest-waiting ready job has been due (seconds on
+    the database's clock; None when no job is ready)."""
+
+    name: str
+    counts: dict[JobState, int]
+    paused: bool
+    oldest_ready_age: float | None
+
+
+@final
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A fleet-wide schedule as the store holds it: its latest run, how many runs are kept
+    (the last 1,000), and how many of those failed."""
+
+    name: str
+    last_run: ScheduleRun | None
+    runs: int
+    failures: int
+
+
+@final
+@dataclass(frozen=True)
+class LeaseInfo:
+    """A lease as the store holds it: its holder (None when it was released or has expired,
+    by the database's clock), its latest fencing token, and when it expires (None once
+    released)."""
+
+    name: str
+    holder: str | None
+    token: int
+    expires_at: datetime | None
+
+
 # -- who works ---------------------------------------------------------------------------------
 
 
@@ -389,6 +428,26 @@ def _nesting(text: str) -> int:
 
 
 _JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def task_of(payload: object) -> str | None:
+    """The task a payload calls: the `"task"` of a payload of exactly the shape
+    `{"task": name, "args": [...], "kwargs": {...}}` whose name is storable text of at most
+    `MAX_TEXT` characters (what a task's name may be); None for any other payload. The same
+    whether it is given the payload as enqueued or as JSON gives it back."""
+    if not isinstance(payload, dict) or len(payload) != len(_TASK_CALL):
+        return None
+    if payload.keys() != _TASK_CALL:
+        return None
+    name, args, kwargs = payload["task"], payload["args"], payload["kwargs"]
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        return None
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_TEXT:
+        return None
+    return name if "\x00" not in name and _encodable(name) else None
+
+
+_TASK_CALL: Final = frozenset({"task", "args", "kwargs"})
 
 
 def storable(text: str) -> str:

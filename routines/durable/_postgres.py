@@ -365,13 +365,15 @@ class PostgresDriver:
             row = connection.execute(
                 f"""
                 WITH new AS (
-                    INSERT INTO {self._s}.jobs (queue, payload, priority, max_attempts, run_after)
+                    INSERT INTO {self._s}.jobs
+                        (queue, payload, priority, max_attempts, task, run_after)
                     SELECT %(queue)s, job.payload::json, job.priority, job.max_attempts,
-                           coalesce(job.run_at, now() + job.delay * interval '1 second')
+                           job.task, coalesce(job.run_at, now() + job.delay * interval '1 second')
                     FROM unnest(%(payloads)s::text[], %(priorities)s::integer[],
-                                %(max_attempts)s::integer[], %(run_ats)s::timestamptz[],
-                                %(delays)s::float8[])
-                        WITH ORDINALITY AS job(payload, priority, max_attempts, run_at, delay, n)
+                                %(max_attempts)s::integer[], %(tasks)s::text[],
+                                %(run_ats)s::timestamptz[], %(delays)s::float8[])
+                        WITH ORDINALITY
+                        AS job(payload, priority, max_attempts, task, run_at, delay, n)
                     ORDER BY job.n
                     RETURNING id
                 )
@@ -383,6 +385,7 @@ class PostgresDriver:
                     "payloads": [job.payload for job in jobs],
                     "priorities": [job.priority for job in jobs],
                     "max_attempts": [job.max_attempts for job in jobs],
+                    "tasks": [job.task for job in jobs],
                     "run_ats": [job.run_at for job in jobs],
                     "delays": [job.delay for job in jobs],
                 },

@@ -10,22 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from typing_extensions import final
 
 from .._status import describe_error, describe_value
-from .._validate import check_optional_seconds, check_seconds
+from .._validate import check_int, check_optional_seconds, check_seconds
 from ._model import (
     FINAL_STATES,
     INT32_MAX,
     JOB_STATES,
+    LIVE_STATES,
+    RETRYABLE_STATES,
     Job,
     JobState,
     NewJob,
     check_int32,
     check_job_id,
     check_text,
+    task_of,
     to_json,
 )
 
@@ -41,7 +44,9 @@ if TYPE_CHECKING:
     # An app's own connection to the store's database, to enqueue in its transaction.
     AppConnection: TypeAlias = "psycopg.Connection[Any] | sqlite3.Connection"
 
-__all__ = ["Queue"]
+__all__ = ["MAX_PAGE", "Queue"]
+
+MAX_PAGE: Final = 1000  # the most jobs one call of `Queue.jobs` lists: page on with `before`
 
 
 @final
@@ -93,7 +98,7 @@ class Queue:
         broke; retrying it with a `key` is safe, without one it may store the job twice.
         """
         options = _options(delay, run_at, priority, max_attempts, key)
-        job = options.job(_encode_payload(payload))
+        job = options.job(payload)
         with self._access.jobs("enqueue") as backend:
             job_id = backend.enqueue(self.name, [job], connection=connection)[0]
         self._wake_workers()
@@ -120,7 +125,7 @@ class Queue:
             msg = f"payloads must be an iterable of payloads (a list, say), got {payloads!r}"
             raise TypeError(msg)
         options = _options(delay, run_at, priority, max_attempts, key)
-        jobs = [options.job(_encode_payload(payload)) for payload in payloads]
+        jobs = [options.job(payload) for payload in payloads]
         if not jobs and connection is None:
             return []
         with self._access.jobs("enqueue_many") as backend:  # a connection is checked, even so
@@ -162,7 +167,94 @@ class Queue:
         """
         job_id = check_job_id(job_id)
         with self._access.jobs("retry") as backend:
-            return backend.retry(self.name, job_id)
+            retried = backend.retry(self.name, job_id)
+        if retried:
+            self._access.wake(self.name)
+        return retried
+
+    def jobs(
+        self,
+        *,
+        state: JobState | Iterable[JobState] | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[Job]:
+        """Up to `limit` (at most 1,000) jobs of this queue, newest first (highest id first).
+
+        `state`: one job state or several (None: every state); `task`: only jobs whose payload
+        calls that task (`{"task": name, "args": [...], "kwargs": {...}}`); `before`: only jobs
+        with a lower id, for the next page (pass the id of the last job of this one). A page
+        costs the same deep in a queue of millions as at its top: it is read from an index.
+        Pages are stable while jobs are added: new jobs have higher ids, so no job is seen
+        twice or skipped, though one that changes state between two pages may be.
+        """
+        states = JOB_STATES if state is None else _check_states("state", state, JOB_STATES)
+        task = None if task is None else check_text("task", task)
+        limit = check_int("limit", limit, minimum=1)
+        if limit > MAX_PAGE:
+            msg = f"limit must be at most {MAX_PAGE}, got {limit!r}: page on with before="
+            raise ValueError(msg)
+        before = None if before is None else check_job_id(before, "before")
+        with self._access.jobs("jobs") as backend:
+            return backend.list_jobs(self.name, states, task, limit, before)
+
+    def retry_all(self, *, state: JobState | Iterable[JobState] = "failed") -> int:
+        """`retry` every job of this queue in `state` (`"failed"`, `"canceled"` or both), in
+        batches of a few hundred, each its own short write; returns how many went back to
+        `queued`. A job whose key a live job holds stays as it is (as `retry` leaves it); of
+        several failed jobs of one key, the newest is put back."""
+        states = _check_states(
+            "state", state, RETRYABLE_STATES, doing="retry_all puts back failed or canceled jobs"
+        )
+        with self._access.jobs("retry_all") as backend:
+            retried = backend.retry_all(self.name, states)
+        if retried:
+            self._access.wake(self.name)
+        return retried
+
+    def cancel_all(self, *, state: JobState | Iterable[JobState] = ("queued", "errored")) -> int:
+        """`cancel` every job of this queue in `state` (`"queued"`, `"errored"`,
+        `"processing"`: states of jobs that have not ended), in batches, each its own short
+        write; returns how many were canceled, or asked to stop (processing jobs)."""
+        states = _check_states(
+            "state", state, LIVE_STATES, doing="cancel_all cancels jobs that have not ended"
+        )
+        with self._access.jobs("cancel_all") as backend:
+            return backend.cancel_all(self.name, states)
+
+    def run_now(self, job_id: int) -> bool:
+        """Make a queued or errored job (one waiting for its retry, say) due at once, its
+        attempts as they are; a job that is due already keeps its place. False if the job is
+        not waiting (or not in this queue). Workers still take jobs by priority first."""
+        job_id = check_job_id(job_id)
+        with self._access.jobs("run_now") as backend:
+            made_due = backend.run_now(self.name, job_id)
+        if made_due:
+            self._access.wake(self.name)
+        return made_due
+
+    def pause(self) -> None:
+        """Stop every worker of the fleet from claiming jobs of this queue, from their next
+        claim on (PostgreSQL: at once, announced; SQLite: within their `poll_interval`).
+        Running jobs finish; `enqueue` still stores jobs. Stored: it holds until `resume()`,
+        across restarts. Pausing a paused queue does nothing more."""
+        with self._access.jobs("pause") as backend:
+            backend.pause(self.name)
+        self._access.wake(self.name)  # so that its workers here see it and say so
+
+    def resume(self) -> None:
+        """Undo `pause()`: the workers claim again, woken at once (SQLite, other processes:
+        within their `poll_interval`). Resuming a queue that is not paused does nothing."""
+        with self._access.jobs("resume") as backend:
+            backend.resume(self.name)
+        self._access.wake(self.name)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the queue is paused (read from the store)."""
+        with self._access.jobs("paused") as backend:
+            return backend.paused(self.name)
 
     def counts(self) -> dict[JobState, int]:
         """How many jobs of this queue are in each state, every state included."""
@@ -198,14 +290,15 @@ class _Options(NamedTuple):
     max_attempts: int
     key: str | None
 
-    def job(self, payload: str) -> NewJob:
+    def job(self, payload: object) -> NewJob:
         return NewJob(
-            payload=payload,
+            payload=_encode_payload(payload),
             priority=self.priority,
             max_attempts=self.max_attempts,
             key=self.key,
             run_at=self.run_at,
             delay=self.delay,
+            task=task_of(payload),
         )
 
 
@@ -251,22 +344,34 @@ def _encode_payload(payload: object) -> str:
 
 
 def _check_purge_states(states: object) -> tuple[JobState, ...]:
-    if isinstance(states, (str, bytes)) or not isinstance(states, Iterable):
+    if isinstance(states, str):
         msg = f"states must be a tuple of final job states, got {states!r}"
         raise TypeError(msg)
-    chosen: tuple[JobState, ...] = tuple(states)
+    return _check_states("states", states, FINAL_STATES, doing="purge deletes only final jobs")
+
+
+def _check_states(
+    arg: str, value: object, allowed: tuple[JobState, ...], *, doing: str = ""
+) -> tuple[JobState, ...]:
+    """One job state of `allowed`, or an iterable of at least one (duplicates dropped)."""
+    if isinstance(value, str):
+        chosen: tuple[object, ...] = (value,)
+    elif isinstance(value, (bytes, dict)) or not isinstance(value, Iterable):
+        msg = f"{arg} must be a job state or an iterable of job states, got {value!r}"
+        raise TypeError(msg)
+    else:
+        chosen = tuple(value)
     if not chosen:
-        msg = f"states must name at least one final state, got {states!r}"
+        msg = f"{arg} must name at least one state, got {value!r}"
         raise ValueError(msg)
     for state in chosen:
         if not isinstance(state, str):
-            msg = f"states must hold job states (str), got {state!r} in {states!r}"
+            msg = f"{arg} must hold job states (str), got {state!r} in {value!r}"
             raise TypeError(msg)
-        if state not in FINAL_STATES:
-            known = "a state that is not final" if state in JOB_STATES else "not a job state"
-            msg = (
-                "purge deletes only final jobs: states may hold 'completed', 'failed' and "
-                f"'canceled', got {state!r} ({known}) in {states!r}"
-            )
+        if state not in allowed:
+            names = ", ".join(repr(name) for name in allowed)
+            known = "not one of those" if state in JOB_STATES else "not a job state"
+            why = f"{doing}: " if doing else ""
+            msg = f"{why}{arg} may hold {names}, got {state!r} ({known}) in {value!r}"
             raise ValueError(msg)
-    return chosen
+    return tuple(state for state in allowed if state in chosen)

@@ -54,6 +54,7 @@ TABLES: Final = (
     "schedule_runs",
     "migrations",
     "migration_errors",
+    "queues",
     "schema_version",
 )
 INDEXES: Final = (
@@ -63,6 +64,8 @@ INDEXES: Final = (
     "jobs_by_state",
     "schedule_runs_running",
     "migration_errors_latest",
+    "jobs_listing",
+    "jobs_task_listing",
 )
 
 

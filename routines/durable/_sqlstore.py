@@ -31,17 +31,24 @@ from . import _statements as sql
 from ._backend import ErrorKind, JobStore, LeaseStore, Listener, MigrationStore, TickStore
 from ._errors import StoreError
 from ._model import (
+    ID_MAX,
     JOB_STATES,
+    LIVE_STATES,
+    RETRYABLE_STATES,
+    Backlog,
     Claim,
     Claimer,
     Heartbeat,
     Job,
     JobState,
+    LeaseInfo,
     MigrationError,
     MigrationStatus,
     NewJob,
     Outcome,
+    QueueInfo,
     Reset,
+    ScheduleInfo,
     ScheduleRun,
     TickClaim,
     new_claim_id,
@@ -57,6 +64,7 @@ logger = logging.getLogger("routines.durable")
 T = TypeVar("T")
 
 _PURGE_BATCH: Final = 500  # rows per purge statement, so other writers get their turn
+_BULK_BATCH: Final = 500  # jobs per write of retry_all and cancel_all, for the same reason
 _KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first, and one still going
 _KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
 _HEARTBEAT_BATCH: Final = 400  # (id, token) pairs per statement: 800 of SQLite's 999 variables
@@ -183,6 +191,7 @@ class SQLStore:
                 "priority": job.priority,
                 "max_attempts": job.max_attempts,
                 "key": job.key,
+                "task": job.task,
                 "run_at": job.run_at,
                 "delay": timedelta(seconds=job.delay),
             }
@@ -213,15 +222,123 @@ class SQLStore:
         return None if row is None else self.job(row)
 
     def cancel(self, queue: str, job_id: int) -> bool:
-        return self._count(sql.CANCEL, {"id": job_id, "queue": queue}) == 1
+        return self._count(sql.CANCEL, _one(queue, job_id, LIVE_STATES)) == 1
 
     def retry(self, queue: str, job_id: int) -> bool:
         try:
-            return self._count(sql.RETRY, {"id": job_id, "queue": queue}) == 1
+            return self._announced(queue, sql.RETRY, _one(queue, job_id, RETRYABLE_STATES)) == 1
         except Exception as error:
             if self._driver.unique_violation(error):
                 return False  # a job with its key was enqueued at the same moment
             raise
+
+    def retry_all(self, queue: str, states: Sequence[JobState]) -> int:
+        def retry_batch(state: JobState, ids: list[int]) -> int:
+            params = _batch(queue, state, ids)
+            try:
+                return self._announced(queue, sql.RETRY, params)
+            except Exception as error:
+                if not self._driver.unique_violation(error):
+                    raise
+            # Two jobs of the batch have one key (a key is unique among live jobs only), or a
+            # job with a key of the batch was enqueued meanwhile: one at a time, newest first.
+            return sum(self.retry(queue, job_id) for job_id in ids)
+
+        return self._in_batches(queue, states, retry_batch)
+
+    def cancel_all(self, queue: str, states: Sequence[JobState]) -> int:
+        return self._in_batches(
+            queue, states, lambda state, ids: self._count(sql.CANCEL, _batch(queue, state, ids))
+        )
+
+    def _in_batches(
+        self,
+        queue: str,
+        states: Sequence[JobState],
+        change: Callable[[JobState, list[int]], int],
+    ) -> int:
+        """`change` each batch of the jobs of `queue` in `states`, one state at a time, each
+        batch read from the index from where the last one ended (a job the change left in its
+        state, such as a processing job asked to cancel, is not read again)."""
+        changed = 0
+        for state in states:
+            through = ID_MAX
+            while True:
+                params = {"queue": queue, "state": state, "through": through}
+                rows = self._rows(sql.BATCH, {**params, "batch": _BULK_BATCH})
+                ids = [int(row[0]) for row in rows]
+                if ids:
+                    changed += change(state, ids)
+                if len(ids) < _BULK_BATCH:
+                    break
+                through = ids[-1] - 1
+        return changed
+
+    def run_now(self, queue: str, job_id: int) -> bool:
+        return self._announced(queue, sql.RUN_NOW, {"queue": queue, "id": job_id}) == 1
+
+    def pause(self, queue: str) -> None:
+        self._announced(queue, sql.PAUSE, {"queue": queue})
+
+    def resume(self, queue: str) -> None:
+        self._announced(queue, sql.RESUME, {"queue": queue})
+
+    def paused(self, queue: str) -> bool:
+        return bool(self._first(sql.PAUSED, {"queue": queue})[0])
+
+    def _announced(self, queue: str, template: str, params: Params) -> int:
+        """A write that may give the workers of `queue` something to do (or tell them it is
+        paused): announced to other processes on commit if it changed a row."""
+
+        def work(session: Session) -> int:
+            changed = session.count(template, params)
+            if changed:
+                self._driver.notify(session, queue)
+            return changed
+
+        return self._driver.run(work, transaction=True)
+
+    def list_jobs(
+        self,
+        queue: str,
+        states: Sequence[JobState],
+        task: str | None,
+        limit: int,
+        before: int | None,
+    ) -> list[Job]:
+        params: dict[str, object] = {
+            "queue": queue,
+            "limit": limit,
+            "through": ID_MAX if before is None else before - 1,
+            "task": task,
+        }
+        params.update((f"state_{n}", state) for n, state in enumerate(states))
+        rows = self._rows(sql.job_page(len(states), task=task is not None), params)
+        return [self.job(row) for row in rows]
+
+    def list_queues(self) -> list[QueueInfo]:
+        def work(session: Session) -> tuple[list[tuple[Any, ...]], ...]:
+            return (
+                session.rows(sql.ALL_COUNTS),
+                session.rows(sql.ALL_OLDEST_READY_AGES),
+                session.rows(sql.QUEUE_ROWS),
+            )
+
+        counts, ages, rows = self._driver.run(work, transaction=False)
+        paused = {name: bool(flag) for name, flag in rows}
+        found: dict[str, dict[JobState, int]] = {name: {} for name in paused}
+        for name, state, count in counts:
+            found.setdefault(name, {})[state] = int(count)
+        oldest = {name: self._dialect.read_interval(age) for name, age in ages}
+        return [
+            QueueInfo(
+                name=name,
+                counts={state: found[name].get(state, 0) for state in JOB_STATES},
+                paused=paused.get(name, False),
+                oldest_ready_age=oldest.get(name),
+            )
+            for name in sorted(found)
+        ]
 
     def counts(self, queue: str) -> dict[JobState, int]:
         found = {
@@ -232,8 +349,9 @@ class SQLStore:
         }
         return {state: found.get(state, 0) for state in JOB_STATES}
 
-    def count_ready(self, queue: str) -> int:
-        return int(self._first(sql.COUNT_READY, {"queue": queue})[0])
+    def backlog(self, queue: str) -> Backlog:
+        ready, paused = self._first(sql.BACKLOG, {"queue": queue})
+        return Backlog(ready=int(ready), paused=bool(paused))
 
     def oldest_ready_age(self, queue: str) -> float | None:
         age = self._first(sql.OLDEST_READY_AGE, {"queue": queue})[0]
@@ -323,6 +441,13 @@ class SQLStore:
     def release_lease(self, name: str, holder: str, token: int) -> None:
         self._count(sql.RELEASE_LEASE, {"name": name, "holder": holder, "token": token})
 
+    def list_leases(self) -> list[LeaseInfo]:
+        moment = self._dialect.read_moment
+        return [
+            LeaseInfo(name, holder, int(token), None if expires is None else moment(expires))
+            for name, holder, token, expires in self._rows(sql.LEASES, {})
+        ]
+
     # -- fleet-wide schedules -------------------------------------------------------------------
 
     def claim_tick(self, name: str, tick: datetime, worker: str, stalled_after: float) -> TickClaim:
@@ -364,19 +489,27 @@ class SQLStore:
 
     def schedule_runs(self, name: str, limit: int) -> list[ScheduleRun]:
         rows = self._rows(sql.SCHEDULE_RUNS, {"name": name, "limit": limit})
-        moment = self._dialect.read_moment
+        return [self._schedule_run(row) for row in rows]
+
+    def list_schedules(self) -> list[ScheduleInfo]:
         return [
-            ScheduleRun(
-                name=row[0],
-                tick=moment(row[1]),
-                state=row[2],
-                worker=row[3],
-                started_at=moment(row[4]),
-                finished_at=None if row[5] is None else moment(row[5]),
-                error=row[6],
-            )
-            for row in rows
+            ScheduleInfo(row[0], self._schedule_run(row[:7]), int(row[7]), int(row[8]))
+            for row in self._rows(sql.SCHEDULES, {})
         ]
+
+    def _schedule_run(self, row: Sequence[Any]) -> ScheduleRun:
+        """A `ScheduleRun` from a row of name, tick, state, worker, started_at, finished_at and
+        error."""
+        moment = self._dialect.read_moment
+        return ScheduleRun(
+            name=row[0],
+            tick=moment(row[1]),
+            state=row[2],
+            worker=row[3],
+            started_at=moment(row[4]),
+            finished_at=None if row[5] is None else moment(row[5]),
+            error=row[6],
+        )
 
     # -- out-of-band migrations -----------------------------------------------------------------
 
@@ -502,6 +635,17 @@ def _first(session: Session, template: str, params: Params | None = None) -> tup
         msg = "the database gave no row for an aggregate"
         raise StoreError(msg)
     return row
+
+
+def _one(queue: str, job_id: int, states: Sequence[JobState]) -> Params:
+    """The parameters of a cancel or a retry of one job, in one of `states`."""
+    return {"queue": queue, "states": list(states), "low": job_id, "high": job_id}
+
+
+def _batch(queue: str, state: JobState, ids: Sequence[int]) -> Params:
+    """The parameters of a cancel or a retry of a batch: the range of its ids (highest first),
+    the jobs there still in `state`."""
+    return {"queue": queue, "states": [state], "low": ids[-1], "high": ids[0]}
 
 
 def _claim_of(claim_id: str) -> dict[str, object]:

@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final, Generic, TypedDict, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, overload
 
 from typing_extensions import ParamSpec, Unpack, final
 
@@ -30,6 +30,9 @@ from ._model import Job
 from ._queue import Queue
 from ._store import Store
 from ._worker import QueueWorker
+
+if TYPE_CHECKING:
+    from ._queue import AppConnection
 
 __all__ = ["EnqueueOptions", "Task", "Tasks", "WorkerOptions"]
 
@@ -47,6 +50,8 @@ class EnqueueOptions(TypedDict, total=False):
     priority: int
     max_attempts: int
     key: str | None
+    # configure() only: the app's own connection, to enqueue in its transaction
+    connection: AppConnection | None
 
 
 class WorkerOptions(TypedDict, total=False):
@@ -158,6 +163,12 @@ class Tasks:
         options: EnqueueOptions,
     ) -> Task[P, R]:
         check_callable("fn", fn)  # an async def too: not run by this version
+        if "connection" in options:
+            msg = (
+                "connection is an option of a call, not of a task: pass it to "
+                "task.configure(connection=...) inside the app's transaction"
+            )
+            raise TypeError(msg)
         name = _default_name(fn) if name is None else _check_task_name(name)
         handle = _queue(self.store, self.queue if queue is None else queue)
         checked = _checked_options(handle, {}, options)

@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Final
 
@@ -158,10 +158,12 @@ class QueueWorker:
 
     def status(self) -> RoutineStatus:
         """Attempts that ended here (`runs`: completed, errored, failed or canceled; hand-backs
-        are not runs), those that errored or failed (`failures`), and the ready jobs of the
-        queue as last read (`queued`)."""
+        are not runs), those that errored or failed (`failures`), the ready jobs of the queue
+        as last read (`queued`), and whether the queue was paused then (`paused`; the state
+        stays `"running"`)."""
         tally = self._tally
-        return tally.record.status(self.name, self._lifecycle.state, queued=tally.queued)
+        status = tally.record.status(self.name, self._lifecycle.state, queued=tally.queued)
+        return replace(status, paused=tally.paused)
 
     def outcome_counts(self) -> dict[str, int]:
         """How the attempts of this worker ended, over all its starts: `completed`, `errored`,
@@ -202,6 +204,7 @@ class _Tally:
     def __init__(self) -> None:
         self.record = RunRecord()
         self.queued = 0  # ready jobs, as last read
+        self.paused = False  # whether the queue was paused, as last read
         self._lock = threading.Lock()
         self._counts: collections.Counter[str] = collections.Counter()
 
@@ -301,13 +304,15 @@ class _Run:
                 continue
             backoff.succeeded()
             self._settle_unsure()
-            if not claims:
+            if not claims:  # nothing due, or the queue is paused: which, and how much
                 try:
-                    with self.access.jobs("count_ready") as jobs:
-                        self.tally.queued = jobs.count_ready(self.queue.name)
+                    with self.access.jobs("backlog") as jobs:
+                        backlog = jobs.backlog(self.queue.name)
+                    self.tally.queued, self.tally.paused = backlog.ready, backlog.paused
                 except StoreUnavailable as error:
-                    backoff.failed(error, "counting the ready jobs")
+                    backoff.failed(error, "reading the backlog")
             if claims:
+                self.tally.paused = False
                 with self.cond:
                     # Checked under the lock a handler checks it under before it ends: while
                     # the stop is not asked, some handler will take these.

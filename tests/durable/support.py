@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import sqlite3
 import subprocess
@@ -68,6 +69,44 @@ def backend_of(store: durable.Store) -> SQLStore:
 def driver_of(store: durable.Store) -> Driver:
     """The driver under the store's SQL store, to test what an engine does its own way."""
     return backend_of(store).driver
+
+
+# Jobs made in bulk, in the database, for tests of big tables: a recursive CTE numbers the rows
+# (the one spelling both engines run as it is), so a test needs no thousands of enqueues.
+_FILL = """
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
+    INSERT INTO {jobs} (queue, payload, state, priority, attempts, max_attempts, key, task,
+                        enqueued_at, run_after, finished_at, last_error)
+    SELECT :queue, :payload{as_json}, :state, 0, :attempts, 5, :key, :task, {now}, {now},
+           CASE WHEN :state IN ('completed', 'failed', 'canceled') THEN {now} END, :error
+    FROM n
+"""
+
+
+def fill_jobs(
+    store: durable.Store,
+    count: int,
+    *,
+    queue: str = "emails",
+    state: durable.JobState = "queued",
+    task: str | None = None,
+    key: str | None = None,
+) -> None:
+    """`count` jobs of `queue` in `state`, in one statement; with `task`, their payload calls
+    it (and their task column says so, as `enqueue` writes it). Failed jobs have had one
+    attempt, which raised."""
+    payload = json.dumps({"task": task, "args": [], "kwargs": {}} if task else {"n": 1})
+    params = {
+        "count": count,
+        "queue": queue,
+        "state": state,
+        "payload": payload,
+        "attempts": 1 if state in ("failed", "errored", "processing") else 0,
+        "key": key,
+        "task": task,
+        "error": "RuntimeError: boom" if state in ("failed", "errored") else None,
+    }
+    driver_of(store).run(lambda session: session.count(_FILL, params), transaction=True)
 
 
 def poll(check: Callable[[], T], *, timeout: float = WAIT, interval: float = 0.01) -> T:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from routines import durable
-from routines.durable._model import Claim, Claimer, Outcome
+from routines.durable._model import Backlog, Claim, Claimer, Outcome
 from routines.durable._sqlstore import SQLStore as Backend
 
 from .conftest import Target
@@ -79,18 +79,30 @@ def test_now_is_the_databases_clock_as_aware_utc(backend: Backend) -> None:
     assert abs(first - datetime.now(timezone.utc)) < timedelta(minutes=1)
 
 
-def test_ready_counts_the_queued_and_errored_jobs_that_are_due(
+def test_the_backlog_counts_the_queued_and_errored_jobs_that_are_due(
     backend: Backend, queue: durable.Queue
 ) -> None:
     queue.enqueue_many([1, 2, 3])
     queue.enqueue(4, delay=HOUR)
     queue.enqueue(5, run_at=backend.now() - timedelta(seconds=1))
-    assert backend.count_ready("emails") == 4
+    assert backend.backlog("emails") == Backlog(ready=4, paused=False)
     first = claim_one(backend)
-    assert backend.count_ready("emails") == 3
+    assert backend.backlog("emails").ready == 3
     assert backend.finish(first, Outcome.errored("boom", 0.0))
-    assert backend.count_ready("emails") == 4
-    assert backend.count_ready("sms") == 0
+    assert backend.backlog("emails").ready == 4
+    assert backend.backlog("sms") == Backlog(ready=0, paused=False)
+
+
+def test_the_backlog_says_whether_the_queue_is_paused(
+    backend: Backend, queue: durable.Queue
+) -> None:
+    queue.enqueue(1)
+    queue.pause()
+    assert backend.backlog("emails") == Backlog(ready=1, paused=True)
+    assert claim(backend) == []  # the claim itself takes nothing of a paused queue
+    queue.resume()
+    assert backend.backlog("emails") == Backlog(ready=1, paused=False)
+    assert len(claim(backend)) == 1
 
 
 # -- claim --------------------------------------------------------------------------------------

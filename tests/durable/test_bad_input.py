@@ -114,6 +114,29 @@ PURGE_STATES = [
     Bad(("errored",), ValueError),
     Bad(("completed", "done"), ValueError),
 ]
+LIST_STATES = [  # jobs(state=...): one state or several
+    Bad("done", ValueError),
+    Bad(("failed", "done"), ValueError),
+    Bad((), ValueError),
+    Bad(5, TypeError),
+    Bad([1], TypeError),
+    Bad(b"failed", TypeError),
+    Bad({"failed": 1}, TypeError),
+]
+RETRY_STATES = [
+    *LIST_STATES,
+    Bad("queued", ValueError),
+    Bad(("failed", "completed"), ValueError),
+    Bad(None, TypeError),
+]
+CANCEL_STATES = [
+    *LIST_STATES,
+    Bad("completed", ValueError),
+    Bad(("queued", "canceled"), ValueError),
+    Bad(None, TypeError),
+]
+LIMIT = [Bad(0, ValueError), Bad(1001, ValueError), Bad(True, TypeError), Bad(5.0, TypeError)]
+BEFORE = [b for b in JOB_ID if b.value is not None]
 SCHEMA = [
     Bad("", ValueError),
     Bad("Routines", ValueError),
@@ -244,6 +267,13 @@ CASES = [
         REQUIRED_DURATION,
     ),
     Case("purge-states", "states", queue_method("purge", "states", older_than=0), PURGE_STATES),
+    Case("jobs-state", "state", queue_method("jobs", "state"), LIST_STATES),
+    Case("jobs-task", "task", queue_method("jobs", "task"), TEXT),
+    Case("jobs-limit", "limit", queue_method("jobs", "limit"), [*LIMIT, Bad(None, TypeError)]),
+    Case("jobs-before", "before", queue_method("jobs", "before"), BEFORE),
+    Case("retry_all-state", "state", queue_method("retry_all", "state"), RETRY_STATES),
+    Case("cancel_all-state", "state", queue_method("cancel_all", "state"), CANCEL_STATES),
+    Case("run_now-job_id", "job_id", queue_method("run_now", "job_id"), JOB_ID),
     Case(
         "QueueWorker-max_resets",
         "max_resets",

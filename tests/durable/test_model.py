@@ -73,8 +73,11 @@ def test_every_operation_moves_jobs_along_the_table_only(
         lambda: ids and queue.cancel(chance.choice(ids)),
         lambda: ids and queue.retry(chance.choice(ids)),
         lambda: backend.sweep_stalled("emails"),
+        lambda: ids and queue.run_now(chance.choice(ids)),
+        lambda: queue.retry_all(state=chance.choice(["failed", "canceled"])),
+        lambda: queue.cancel_all(state=chance.choice(["queued", "errored", "processing"])),
     ]
-    for _ in range(150):
+    for _ in range(200):
         before = states()
         chance.choice(operations)()
         for job_id, state in states().items():

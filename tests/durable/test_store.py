@@ -18,7 +18,7 @@ from routines.durable import _sql, _statements
 from routines.durable._store import redact
 
 from .conftest import Target
-from .support import backend_of
+from .support import backend_of, driver_of
 from helpers import WAIT
 
 
@@ -158,6 +158,34 @@ def test_an_older_schema_is_upgraded_by_the_new_steps_only(
         assert store.queue("emails").get(job_id) is not None
     with target.open() as store:  # and now it is current: nothing to do
         assert store.queue("emails").counts()["queued"] == 1
+
+
+# A job as version 3 of the schema wrote it: no task column yet.
+_VERSION_3_JOB = """
+    INSERT INTO {jobs} (queue, payload, priority, max_attempts, enqueued_at, run_after)
+    VALUES ('emails', :payload{as_json}, 0, 5, {now}, {now})
+"""
+
+
+def test_a_store_of_version_3_is_upgraded_to_the_job_browser_with_its_jobs(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current = _statements.SCHEMA
+    call = '{"task": "mail.send", "args": [], "kwargs": {}}'
+    with monkeypatch.context() as older:
+        older.setattr(_statements, "SCHEMA", current[:3])
+        with target.open() as store:
+            driver_of(store).run(
+                lambda session: session.count(_VERSION_3_JOB, {"payload": call}), transaction=True
+            )
+    with target.open() as store:
+        queue = store.queue("emails")
+        new = queue.enqueue({"task": "mail.send", "args": [], "kwargs": {}})
+        assert [job.state for job in queue.jobs()] == ["queued", "queued"]
+        # The task is written at enqueue: a job stored before the upgrade has none.
+        assert [job.id for job in queue.jobs(task="mail.send")] == [new]
+        queue.pause()
+        assert [(info.name, info.paused) for info in store.queues()] == [("emails", True)]
 
 
 @pytest.mark.usefixtures("later_step")

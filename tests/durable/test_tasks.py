@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 import importlib.machinery
+import sqlite3
 import sys
 import types
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -233,8 +235,8 @@ def test_bad_configure_options_are_refused_at_configure(tasks: durable.Tasks) ->
         add.configure(delay="soon")  # type: ignore[typeddict-item]
     with pytest.raises(ValueError, match=r"key must not be empty"):
         add.configure(key="")
-    with pytest.raises(TypeError, match=r"connection is not an enqueue option"):
-        add.configure(connection=None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"connection must be"):
+        add.configure(connection=object())  # type: ignore[arg-type]
 
 
 def test_arguments_that_do_not_fit_the_function_are_refused_and_nothing_is_written(
@@ -444,3 +446,32 @@ def test_worker_works_the_queues_of_the_tasks_or_only_those_named(
         tasks.worker(queues=[])
     with pytest.raises(ValueError, match=r"concurrency must be >= 1, got 0"):
         tasks.worker(concurrency=0)
+
+
+def test_configure_enqueues_in_the_apps_transaction(tmp_path: Path) -> None:
+    # The same connection= as Queue.enqueue (tests/durable/test_app_transactions.py).
+    url = f"sqlite:///{tmp_path}/store.db"
+    with durable.open_store(url) as store:
+        tasks = durable.Tasks(store)
+
+        @tasks.task(name="mail.send")
+        def send(to: str) -> None: ...
+
+        app = sqlite3.connect(tmp_path / "store.db")
+        try:
+            job_id = send.configure(connection=app).enqueue("ada")
+            app.rollback()
+            assert store.queue("default").get(job_id) is None
+            job_id = send.configure(connection=app).enqueue("bob")
+            app.commit()
+            job = store.queue("default").get(job_id)
+            assert job is not None
+            assert (job.task, job.payload["args"]) == ("mail.send", ["bob"])
+        finally:
+            app.close()
+
+
+def test_a_connection_is_refused_as_a_tasks_default(store: durable.Store) -> None:
+    tasks = durable.Tasks(store)
+    with pytest.raises(TypeError, match=r"connection is an option of a call, not of a task"):
+        tasks.task(name="x", connection=None)(lambda: None)

@@ -1,10 +1,11 @@
 """A worker process of the multi-process tests: a QueueWorker under a Monitor.
 
-usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY [POLL_INTERVAL]]
+usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY [POLL_INTERVAL [PAUSES]]]
 
 Appends "<job id> <attempt>" to the file RECORD as each handler starts a job (one line per
-write, flushed), and prints "ready" once the Monitor is about to run. MODE says what a handler
-does with its job:
+write, flushed), and prints "ready" once the Monitor is about to run. With PAUSES, appends
+"paused" or "running" to that file each time the worker's status says the queue is paused or
+no longer is (read every 10 ms). MODE says what a handler does with its job:
   fast       returns at once
   slow       waits half a second (returns early on a stop), then returns
   hang       waits for a stop (a minute at most), then returns: a job that is always mid-way
@@ -31,6 +32,7 @@ def main() -> int:
     url, schema, queue_name, record_path, mode = sys.argv[1:6]
     concurrency = int(sys.argv[6]) if len(sys.argv) > 6 else 1
     poll_interval = float(sys.argv[7]) if len(sys.argv) > 7 else 0.1
+    pauses = sys.argv[8] if len(sys.argv) > 8 else None
     lock = threading.Lock()
     with (
         open(record_path, "a") as record,
@@ -60,12 +62,33 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         monitor = routines.Monitor(worker, stop_timeout=10)
+        ended = threading.Event()
+        watching = threading.Thread(target=watch_pauses, args=(worker, pauses, ended))
+        if pauses is not None:
+            watching.start()
         sys.stdout.write("ready\n")
         sys.stdout.flush()
-        report = monitor.run()
+        try:
+            report = monitor.run()
+        finally:
+            ended.set()
+            if pauses is not None:
+                watching.join(10)
         sys.stdout.write(f"{report}\n")
         sys.stdout.flush()
         return report.exit_code
+
+
+def watch_pauses(worker: durable.QueueWorker, path: str, ended: threading.Event) -> None:
+    """Write down each change of the worker's `paused` status until `ended`."""
+    shown = False
+    with open(path, "a") as pauses:
+        while not ended.wait(0.01):
+            paused = worker.status().paused
+            if paused != shown:
+                pauses.write("paused\n" if paused else "running\n")
+                pauses.flush()
+                shown = paused
 
 
 if __name__ == "__main__":
