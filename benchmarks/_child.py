@@ -6,6 +6,8 @@ Roles:
 - `rq-burst`: an rq `SimpleWorker` that works the queue until it is empty, then exits.
 - `schedule`: SIDE's every-second job for CONFIG's `seconds`, printing `{"event": "ran", ...}`
   each run.
+- `throughput`: a routines `QueueWorker(concurrency=4)` of trivial jobs (figure 14), printing
+  `{"event": "ready"}` and working until SIGTERM.
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ def routines_worker(config: dict[str, Any]) -> None:
         options.update(heartbeat_interval=0.25, stalled_after=2.0)
     worker = durable.QueueWorker(
         store.queue("bench"), lambda job: report(job.payload), name="bench", **options
+    )
+    say(event="ready")
+    routines.Monitor(worker).run()
+    store.close()
+
+
+def routines_throughput(config: dict[str, Any]) -> None:
+    store = durable.open_store(config["url"])
+    worker = durable.QueueWorker(
+        store.queue("bench"), lambda job: None, name="bench", concurrency=config["handlers"]
     )
     say(event="ready")
     routines.Monitor(worker).run()
@@ -183,6 +195,8 @@ def main() -> None:
     _peer_tasks.HANG["hang"] = bool(config.get("hang"))
     if role == "worker":
         WORKERS[side](config)
+    elif role == "throughput":
+        routines_throughput(config)
     elif role == "rq-burst":
         rq_burst(config)
     elif role == "schedule":

@@ -34,6 +34,7 @@ class Settings:
     schedule_seconds: float  # figure 11: how long three processes run an every-second job
     recovery_settings: str  # figure 10: "recommended" (each library's defaults) or "short"
     listing_jobs: int  # figure 12: the big table's jobs (the issue says 1,000,000)
+    scaling_jobs: int  # figure 14: the big backlog (the issue says 100,000)
 
     @classmethod
     def full(cls) -> Settings:
@@ -52,6 +53,7 @@ class Settings:
             schedule_seconds=10.0,
             recovery_settings="recommended",
             listing_jobs=1_000_000,
+            scaling_jobs=100_000,
         )
 
     @classmethod
@@ -71,6 +73,7 @@ class Settings:
             schedule_seconds=3.0,
             recovery_settings="short",
             listing_jobs=20_000,
+            scaling_jobs=1_000,
         )
 
 
@@ -114,6 +117,7 @@ class Figure:
     goal: Goal | None = None
     skipped: str = ""  # why the figure did not run (a server or a peer missing)
     ratios: bool = True  # False for a table of counts, where a ratio means nothing
+    speedup: bool = False  # ratio = other / its `against` side (a side against its own baseline)
 
     @classmethod
     def skipped_because(cls, number: int | str, title: str, reason: str) -> Figure:
@@ -122,6 +126,8 @@ class Figure:
     def ratio(self, other: Side, metric: str) -> float:
         ours = other.against or self.sides[0]
         mine, theirs = ours.median(metric), other.median(metric)
+        if self.speedup:
+            mine, theirs = theirs, mine
         if theirs == 0 or not math.isfinite(theirs) or not math.isfinite(mine):
             return math.nan
         return mine / theirs

@@ -35,6 +35,7 @@ import fig9_wakeup
 import fig10_recovery
 import fig11_schedule
 import fig12_listing
+import fig14_scaling
 from _common import Figure, Settings, settle
 
 FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
@@ -50,6 +51,7 @@ FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
     fig10_recovery.run,
     fig11_schedule.run,
     fig12_listing.run,
+    fig14_scaling.run,
 ]
 PACKAGES = (
     "routines",

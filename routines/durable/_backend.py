@@ -222,6 +222,25 @@ class JobStore(Protocol):
         None. The handler that ran a job takes its next one without waking the claim loop."""
         ...
 
+    def exchange(
+        self,
+        queue: str,
+        claimer: Claimer,
+        *,
+        started: Sequence[Claim] = (),
+        outcomes: Sequence[tuple[Claim, Outcome, bool]] = (),
+        limit: int = 0,
+        claim_id: str | None = None,
+    ) -> tuple[list[bool], list[Claim], bool]:
+        """A worker's writes since its last, and its next claim, in one batch (one transaction;
+        on PostgreSQL one round trip): the claims of `started` that handlers started (their
+        attempt counted, `started_at` now); each outcome (claim, outcome, tried before: then an
+        earlier try may have written it, as `finish` finds); then a claim ahead of up to
+        `limit` jobs, which no handler has started (attempts as they were, `started_at` None).
+        Whether each outcome is on its row, in order; the claims; whether the queue is paused
+        (then the worker gives back what it claimed ahead)."""
+        ...
+
     def sweep_stalled(self, queue: str) -> list[Reset]:
         """Processing jobs of `queue` whose heartbeat is older than the `stalled_after` stored on
         their row: back to `queued` (`resets` + 1, token cleared, the attempt spent),

@@ -405,6 +405,40 @@ class SQLStore:
         claims = self._claims(results[3].rows)
         return bool(results[1].rows), claims[0] if claims else None
 
+    def exchange(
+        self,
+        queue: str,
+        claimer: Claimer,
+        *,
+        started: Sequence[Claim] = (),
+        outcomes: Sequence[tuple[Claim, Outcome, bool]] = (),
+        limit: int = 0,
+        claim_id: str | None = None,
+    ) -> tuple[list[bool], list[Claim], bool]:
+        statements: list[tuple[str, Params]] = []
+        for start in range(0, len(started), _HEARTBEAT_BATCH):
+            chunk = started[start : start + _HEARTBEAT_BATCH]
+            statements.append((sql.START, {"claims": [(c.id, c.token) for c in chunk]}))
+        first = len(statements)
+        for claim, outcome, again in outcomes:
+            finish = _finish(claim, outcome)
+            statements += finish if again else finish[:1]
+        claiming = len(statements)
+        if limit > 0:
+            statements += _claim(queue, claimer, limit, claim_id, ahead=True)
+        statements.append((sql.PAUSED, {"queue": queue}))
+        results = self._driver.batch(statements)
+        written, position = [], first
+        for _, _, again in outcomes:
+            if again:  # tried before: an earlier try may have written it
+                written.append(bool(results[position + 1].rows))
+                position += 2
+            else:  # a first try wrote it, or found its token gone
+                written.append(results[position].rowcount == 1)
+                position += 1
+        claims = self._claims(results[claiming + 1].rows) if limit > 0 else []
+        return written, claims, bool(results[-1].rows[0][0])
+
     def sweep_stalled(self, queue: str) -> list[Reset]:
         def work(session: Session) -> list[Reset]:
             ids = [int(row[0]) for row in session.rows(sql.STALLED, {"queue": queue})]
@@ -653,12 +687,14 @@ def _claim_of(claim_id: str) -> dict[str, object]:
 
 
 def _claim(
-    queue: str, claimer: Claimer, limit: int, claim_id: str | None
+    queue: str, claimer: Claimer, limit: int, claim_id: str | None, *, ahead: bool = False
 ) -> list[tuple[str, Params]]:
-    """The statements of a claim: take the jobs, then read back what was taken."""
+    """The statements of a claim: take the jobs (`ahead`: for handlers that will start them
+    later), then read back what was taken."""
     params = {
         "queue": queue,
         "limit": limit,
+        "ahead": ahead,
         "worker": claimer.worker_id,
         **_claim_of(claim_id or new_claim_id()),
         "stalled_after": timedelta(seconds=claimer.stalled_after),

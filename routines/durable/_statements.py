@@ -266,7 +266,8 @@ PURGE: Final = """
 # A claim: the due jobs of a queue, in the order they run, taken by one statement; the token of
 # each attempt is the claim's random part and the job's id, so that the claim can read back
 # what it took (among the processing jobs of the queue: few, and indexed) without RETURNING,
-# which SQLite before 3.35 lacks.
+# which SQLite before 3.35 lacks. A claim ahead (`:ahead`) takes jobs no handler has started
+# yet: their attempt is counted, and `started_at` set, when a handler starts them (START).
 CLAIM: Final = f"""
     WITH picked AS (
         SELECT id FROM {{jobs}}
@@ -275,8 +276,10 @@ CLAIM: Final = f"""
         LIMIT :limit{{skip_locked}}
     )
     UPDATE {{jobs}} SET
-        state = 'processing', started_at = {{now}}, heartbeat_at = {{now}}, worker = :worker,
-        attempts = attempts + 1, claim_token = :claim || '.' || id,
+        state = 'processing', heartbeat_at = {{now}}, worker = :worker,
+        started_at = CASE WHEN :ahead THEN NULL ELSE {{now}} END,
+        attempts = attempts + CASE WHEN :ahead THEN 0 ELSE 1 END,
+        claim_token = :claim || '.' || id,
         stalled_after = :stalled_after, max_resets = :max_resets
     WHERE id IN (SELECT id FROM picked)
 """
@@ -288,6 +291,10 @@ CLAIMED: Final = f"""
 """
 
 _HELD: Final = "state = 'processing' AND (id, claim_token) IN {values:claims}"
+START: Final = f"""
+    UPDATE {{jobs}} SET started_at = {{now}}, attempts = attempts + 1
+    WHERE started_at IS NULL AND {_HELD}
+"""
 HEARTBEAT: Final = f"UPDATE {{jobs}} SET heartbeat_at = {{now}} WHERE {_HELD}"
 STILL_HELD: Final = f"SELECT id, cancel_requested FROM {{jobs}} WHERE {_HELD}"
 
@@ -310,7 +317,8 @@ _OUTCOMES: Final[dict[OutcomeKind, str]] = {
     "canceled": "state = 'canceled', finished_at = {now}",
     "handed_back": """
         state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
-        attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END,
+        attempts = CASE WHEN cancel_requested OR started_at IS NULL THEN attempts
+                        ELSE attempts - 1 END,
         finished_at = CASE WHEN cancel_requested THEN {now} END
     """,
 }
@@ -336,19 +344,21 @@ STALLED: Final = """
     WHERE queue = :queue AND state = 'processing' AND heartbeat_at + stalled_after < {now}
     ORDER BY id{skip_locked}
 """
-SWEEP: Final = """
-    UPDATE {jobs} SET
+# A job claimed ahead that no handler started goes back as it was: no reset, no attempt.
+_DIED_TOO_OFTEN: Final = "started_at IS NOT NULL AND resets >= max_resets"
+SWEEP: Final = f"""
+    UPDATE {{jobs}} SET
         state = CASE WHEN cancel_requested THEN 'canceled'
-                     WHEN resets >= max_resets THEN 'failed' ELSE 'queued' END,
-        finished_at = CASE WHEN cancel_requested OR resets >= max_resets THEN {now} END,
-        last_error = CASE WHEN NOT cancel_requested AND resets >= max_resets
+                     WHEN {_DIED_TOO_OFTEN} THEN 'failed' ELSE 'queued' END,
+        finished_at = CASE WHEN cancel_requested OR {_DIED_TOO_OFTEN} THEN {{now}} END,
+        last_error = CASE WHEN NOT cancel_requested AND {_DIED_TOO_OFTEN}
             THEN 'the worker died ' || (resets + 1)
                 || CASE WHEN resets = 0 THEN ' time' ELSE ' times' END
                 || ' while running it'
             ELSE last_error END,
-        resets = resets + 1,
+        resets = resets + CASE WHEN started_at IS NULL THEN 0 ELSE 1 END,
         claim_token = NULL
-    WHERE id IN {values:ids} AND state = 'processing' AND heartbeat_at + stalled_after < {now}
+    WHERE id IN {{values:ids}} AND state = 'processing' AND heartbeat_at + stalled_after < {{now}}
 """
 SWEPT: Final = """
     SELECT id, queue, payload{as_text}, attempts, resets, state FROM {jobs}

@@ -61,7 +61,7 @@ from ._model import (
     new_claim_id,
     to_json,
 )
-from ._outage import Backoff, retried
+from ._outage import Backoff
 from ._queue import Queue
 from ._store import store_access
 
@@ -97,6 +97,7 @@ class QueueWorker:
         *,
         name: str | None = None,
         concurrency: int = 1,
+        prefetch: int = 4,
         poll_interval: float | timedelta = 1.0,
         heartbeat_interval: float | timedelta = 5.0,
         stalled_after: float | timedelta = 30.0,
@@ -112,6 +113,7 @@ class QueueWorker:
         handle = check_callable("handle", handle, takes=1)
         self.name: str = check_name(name) or queue.name
         concurrency = check_int("concurrency", concurrency, minimum=1)
+        prefetch = check_int32("prefetch", prefetch, minimum=0)
         poll_seconds = check_seconds("poll_interval", poll_interval, allow_zero=False)
         heartbeat_seconds = check_seconds(
             "heartbeat_interval", heartbeat_interval, allow_zero=False
@@ -137,6 +139,7 @@ class QueueWorker:
         self._settings = _Settings(
             handle=handle,
             concurrency=concurrency,
+            prefetch=prefetch,
             poll_interval=poll_seconds,
             heartbeat_interval=heartbeat_seconds,
             stalled_after=stalled_seconds,
@@ -185,6 +188,7 @@ class _Settings:
 
     handle: Callable[[Job], object]
     concurrency: int
+    prefetch: int
     poll_interval: float
     heartbeat_interval: float
     stalled_after: float
@@ -230,8 +234,39 @@ class _Attempt:
         self.overran = False  # it ran past max_runtime
 
 
+class _Done:
+    """An attempt that ended, or a claimed job given back unstarted, waiting for the exchange
+    loop to write its outcome."""
+
+    __slots__ = ("began", "claim", "error", "lost", "outcome", "since", "tried")
+
+    def __init__(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        *,
+        error: BaseException | None = None,
+        began: float | None = None,
+        lost: bool = False,
+    ) -> None:
+        self.claim = claim
+        self.outcome = outcome
+        self.error = error
+        self.began = began  # monotonic, when its handler started it; None: it never ran
+        self.lost = lost  # a heartbeat found its claim gone while it ran
+        self.since = time.monotonic()  # when it ended: it is written within stalled_after
+        self.tried = False  # a write of it was tried and may have committed
+
+
 class _Run:
-    """One `start()` of a QueueWorker: its threads and what they share."""
+    """One `start()` of a QueueWorker: its threads and what they share.
+
+    The exchange loop (on start()'s thread) is the only one that writes claims and outcomes:
+    each round it writes, in one batch, the starts and the outcomes of everything that began or
+    ended since its last round, and claims ahead for every free handler plus `prefetch`. A
+    handler never waits for a round trip of its own: it takes its next job from `ready` the
+    moment it has handed its outcome to the loop.
+    """
 
     def __init__(
         self, name: str, queue: Queue, settings: _Settings, stop: Flag, tally: _Tally
@@ -244,20 +279,22 @@ class _Run:
         self.tally = tally
         self.claimer = Claimer(holder_id(), settings.stalled_after, settings.max_resets)
         self.cond = threading.Condition(threading.Lock())
-        self.jobs: deque[Claim] = deque()  # claimed, for the next free handler
+        self.ready: deque[Claim] = deque()  # claimed ahead, for the next free handler
+        self.started: list[Claim] = []  # started by a handler since the last round
+        self.done: list[_Done] = []  # outcomes to write
         self.unsure: list[str] = []  # claims whose reply was lost (see _unsure)
-        self.idle = 0  # handler threads waiting for a job
         self.handlers = settings.concurrency  # handler threads not yet ended
         # The attempts going on. A set, not by job id: after an outage longer than
         # stalled_after, the sweep may put a job back that this worker is still running, and
         # another of its handlers may claim it again beside the first.
         self.running: set[_Attempt] = set()
-        self.wake = Flag()  # the claim loop looks again: an enqueue, a free handler, a sweep
+        self.wake = Flag()  # the exchange loop looks again: work to write, a handler free
+        self.poke = Flag()  # ...and the queue may have jobs: an enqueue, a resume, a sweep
         self.beat = Flag()  # the heartbeat thread looks again: an attempt with a deadline began
         self.handlers_done = Flag()  # every handler thread has ended
 
     def run(self) -> None:
-        self.access.watch(self.queue.name, self.wake)
+        self.access.watch(self.queue.name, self.poke)
         self.stop.subscribe(self._notify)
         try:
             with ThreadGroup(
@@ -269,73 +306,154 @@ class _Run:
                 listener = self.access.listener()
                 if listener is not None:
                     group.start(self._listen_thread, listener, name=f"routine:{self.name}:listen")
-                self._claim_loop()
+                self._exchange_loop()
         finally:
             self.stop.unsubscribe(self._notify)
-            self.access.unwatch(self.queue.name, self.wake)
+            self.access.unwatch(self.queue.name, self.poke)
 
     def _notify(self) -> None:
         with self.cond:
             self.cond.notify_all()
+        self.wake.set()
 
     def _backoff(self) -> Backoff:
         return Backoff(logger, f"worker {self.name!r}", self.name)
 
-    # -- the claim loop ---------------------------------------------------------------------
+    # -- the exchange loop ----------------------------------------------------------------------
 
-    def _claim_loop(self) -> None:
+    def _exchange_loop(self) -> None:
         settings = self.settings
         backoff = self._backoff()
-        while not self.stop.is_set():
+        capacity = settings.concurrency + settings.prefetch
+        more = True  # the last claim was full: the queue may have more at once
+        next_poll = 0.0  # monotonic, when an idle queue is looked at again
+        while True:
+            self.wake.clear()  # before the round: anything after it wakes the next wait
+            poked = self.poke.is_set()  # the queue changed (an enqueue, a pause, a resume)
+            if poked:
+                self.poke.clear()
+                more = True
+            stopping = self.stop.is_set()
             with self.cond:
-                free = self.idle - len(self.jobs)
-            if free <= 0:
-                wait_any((self.stop, self.wake), settings.poll_interval)
-                self.wake.clear()
+                if stopping:  # claimed ahead, never started: given back unspent
+                    self.done += [_Done(claim, Outcome.handed_back()) for claim in self.ready]
+                    self.ready.clear()
+                started, self.started = self.started, []
+                done, self.done = self.done, []
+                free = capacity - len(self.ready) - len(self.running)
+            due = more or time.monotonic() >= next_poll
+            limit = free if free > 0 and due and not stopping else 0
+            # A round when there is something to write or to claim, or when the queue changed
+            # while jobs wait claimed ahead (was it paused?).
+            with self.cond:
+                holding = bool(self.ready)
+            if not (started or done or limit or (poked and holding and not stopping)):
+                if stopping and self.handlers_done.is_set():
+                    break
+                self._settle_unsure()
+                # Until something is to be written or a handler is free (the wake), or an idle
+                # queue is due to be looked at again.
+                idle = not more and not stopping and free > 0
+                until = next_poll - time.monotonic() if idle else settings.poll_interval
+                wait_any((self.wake, self.poke), max(0.0, until))
                 continue
-            self.wake.clear()  # before the claim: an enqueue after it wakes the next wait
-            claim_id = new_claim_id()
+            claim_id = new_claim_id() if limit else None
             try:
-                with self.access.jobs("claim") as jobs:
-                    claims = jobs.claim(self.queue.name, self.claimer, free, claim_id=claim_id)
+                with self.access.jobs("exchange") as jobs:
+                    written, claims, paused = jobs.exchange(
+                        self.queue.name,
+                        self.claimer,
+                        started=started,
+                        outcomes=[(d.claim, d.outcome, d.tried) for d in done],
+                        limit=limit,
+                        claim_id=claim_id,
+                    )
             except StoreUnavailable as error:
-                self._unsure(claim_id)
-                self.stop.wait(backoff.failed(error, "claiming"))
+                self._not_written(started, done, claim_id)
+                self.stop.wait(backoff.failed(error, "writing outcomes and claiming"))
                 continue
             backoff.succeeded()
-            self._settle_unsure()
-            if not claims:  # nothing due, or the queue is paused: which, and how much
-                try:
-                    with self.access.jobs("backlog") as jobs:
-                        backlog = jobs.backlog(self.queue.name)
-                    self.tally.queued, self.tally.paused = backlog.ready, backlog.paused
-                except StoreUnavailable as error:
-                    backoff.failed(error, "reading the backlog")
-            if claims:
-                self.tally.paused = False
-                with self.cond:
-                    # Checked under the lock a handler checks it under before it ends: while
-                    # the stop is not asked, some handler will take these.
-                    if not self.stop.is_set():
-                        self.jobs.extend(claims)
+            for each, on_row in zip(done, written, strict=True):
+                self._written(each, on_row)
+            if paused:
+                if not self.tally.paused:  # it just learned: how many wait, for its status
+                    self._read_backlog(backoff, found=0)
+                self._give_back_ahead()
+            if limit:
+                more = len(claims) == limit
+                if not more:
+                    next_poll = time.monotonic() + settings.poll_interval
+                    self._read_backlog(backoff, found=len(claims))
+                if claims:
+                    self.tally.paused = False
+                    with self.cond:
+                        self.ready.extend(claims)
                         self.cond.notify_all()
-                        continue  # claim again at once while handlers are free
-                for claim in claims:  # claimed as the stop came: they never started
-                    self._hand_back(claim)
-                break
-            wait_any((self.stop, self.wake), settings.poll_interval)
+            if self.unsure:
+                self._settle_unsure()
         self._settle_unsure()
 
+    def _give_back_ahead(self) -> None:
+        """The queue is paused: the jobs claimed ahead go back unstarted, for after the resume
+        (running ones finish)."""
+        self.tally.paused = True
+        with self.cond:
+            ahead = list(self.ready)
+            self.ready.clear()
+            self.done += [_Done(claim, Outcome.handed_back()) for claim in ahead]
+        if ahead:
+            self.wake.set()
+
+    def _read_backlog(self, backoff: Backoff, *, found: int) -> None:
+        """The queue's ready jobs and pause, read when a claim found fewer than it asked for."""
+        if found:
+            self.tally.queued = 0
+            return
+        try:
+            with self.access.jobs("backlog") as jobs:
+                backlog = jobs.backlog(self.queue.name)
+        except StoreUnavailable as error:
+            backoff.failed(error, "reading the backlog")
+            return
+        self.tally.queued, self.tally.paused = backlog.ready, backlog.paused
+
+    def _not_written(self, started: list[Claim], done: list[_Done], claim_id: str | None) -> None:
+        """A round the store did not answer: its starts and outcomes go in the next one (an
+        outcome not written within stalled_after is given up: the stalled sweep puts its job
+        back), and its claim, which may have committed, is looked for once the store answers."""
+        if claim_id is not None:
+            self._unsure(claim_id)
+        kept = []
+        now = time.monotonic()
+        for each in done:
+            each.tried = True
+            if now - each.since < self.settings.stalled_after:
+                kept.append(each)
+                continue
+            logger.error(
+                "worker %r: job %d: could not write its outcome (%s) within "
+                "stalled_after; the stalled sweep will put it back",
+                self.name,
+                each.claim.id,
+                each.outcome.kind,
+                extra=fields(
+                    self.name, "outcome_lost", queue=each.claim.job.queue, job_id=each.claim.id
+                ),
+            )
+        with self.cond:
+            self.started[:0] = started
+            self.done[:0] = kept
+
     def _unsure(self, claim_id: str) -> None:
-        """A claim (or a finish-and-claim) whose reply never came: it may have committed, so
-        this worker may hold jobs it does not know of. The next call that the store answers
-        finds them (their tokens carry `claim_id`) and hands them back, so that neither an
-        attempt nor a reset is spent on them."""
+        """A claim whose reply never came: it may have committed, so this worker may hold jobs
+        it does not know of. The next round that the store answers finds them (their tokens
+        carry `claim_id`) and hands them back, so that neither an attempt nor a reset is spent
+        on them."""
         with self.cond:
             self.unsure.append(claim_id)
 
     def _settle_unsure(self) -> None:
-        """Hand back the jobs that claims whose reply was lost took, if any."""
+        """Find the jobs that claims whose reply was lost took, if any, to hand them back."""
         with self.cond:
             unsure, self.unsure = self.unsure, []
         for index, claim_id in enumerate(unsure):
@@ -356,43 +474,64 @@ class _Run:
                         self.name, "claim_recovered", queue=claim.job.queue, job_id=claim.id
                     ),
                 )
-                self._hand_back(claim)
+            with self.cond:
+                self.done += [_Done(claim, Outcome.handed_back()) for claim in found]
+            if found:
+                self.wake.set()
+
+    def _written(self, done: _Done, on_row: bool) -> None:
+        """Count, and log, an outcome the store answered about."""
+        outcome, claim, tally = done.outcome, done.claim, self.tally
+        tally.count(outcome.kind if on_row else "lost")
+        if not on_row:
+            if done.began is not None:  # one that ran: its claim was lost meanwhile
+                self._log_lost(claim, outcome)
+            return
+        if done.lost:
+            logger.info(
+                "worker %r: job %d: written after all", self.name, claim.id, extra=fields(self.name)
+            )
+        if done.began is not None and outcome.kind != "handed_back":  # a hand-back is no run
+            tally.record.ran(time.monotonic() - done.began, failure=done.error)
+        if outcome.kind in ("errored", "failed"):
+            self._log_failed_attempt(claim.job, outcome, done.error)
 
     # -- the handlers ---------------------------------------------------------------------------
 
     def _handler_thread(self) -> None:
         try:
             with running_as(self.stop):
-                claim = self._next_job()
-                while claim is not None:
-                    claim = self._attempt(claim) or self._next_job()
+                while (claim := self._next_job()) is not None:
+                    self._attempt(claim)
         finally:
             with self.cond:
                 self.handlers -= 1
                 if not self.handlers:
                     self.handlers_done.set()
+            self.wake.set()
 
     def _next_job(self) -> Claim | None:
-        """The next claimed job, or None once the worker stops with no job left for it."""
+        """The next claimed job, or None once the worker stops."""
         with self.cond:
-            self.idle += 1
-            self.wake.set()  # a handler is free: claim for it
-            try:
-                while not self.jobs and not self.stop.is_set():
-                    self.cond.wait()
-                return self.jobs.popleft() if self.jobs else None
-            finally:
-                self.idle -= 1
+            while not self.ready and not self.stop.is_set():
+                self.cond.wait()
+            if self.stop.is_set():  # what is left is given back by the exchange loop
+                return None
+            claim = self.ready.popleft()
+            job = claim.job
+            if job.started_at is None:  # claimed ahead: this is where its attempt starts
+                job = replace(job, attempts=job.attempts + 1, started_at=job.heartbeat_at)
+                claim = replace(claim, job=job)
+                self.started.append(claim)  # its start is written in the next round
+            self.wake.set()  # a start to write, and room to claim ahead again
+            return claim
 
-    def _attempt(self, claim: Claim) -> Claim | None:
-        """Run the job and write how its attempt ended; the job this handler claimed next in
-        the same write, if it did."""
-        settings, tally = self.settings, self.tally
-        if self.stop.is_set():  # claimed, but the stop came first: it never started
-            self._hand_back(claim)
-            return None
+    def _attempt(self, claim: Claim) -> None:
+        """Run the job and hand its outcome to the exchange loop."""
+        settings = self.settings
         began = time.monotonic()
         deadline = None if settings.max_runtime is None else began + settings.max_runtime
+        job = claim.job
         attempt = _Attempt(claim, deadline)
         with self.cond:
             self.running.add(attempt)
@@ -404,23 +543,17 @@ class _Run:
                 outcome, error = self._outcome(claim, settings.handle)
         except BaseException as exception:  # noqa: BLE001 - re-raised below: it ends the worker
             outcome, error, fatal = Outcome.handed_back(), None, exception
-        finally:
-            with self.cond:
-                self.running.discard(attempt)
         if attempt.overran and fatal is None:
             error = TimeoutError(
                 f"max_runtime of {settings.max_runtime:g}s passed: the handler was asked to stop"
             )
-            outcome = Outcome.errored(error_text(error), settings.retry_delay(claim.job.attempts))
-        written, following = self._write(claim, outcome, lost=attempt.lost, claim_next=not fatal)
-        tally.count(outcome.kind if written else "lost")
-        if written and outcome.kind != "handed_back":  # a hand-back is not a run
-            tally.record.ran(time.monotonic() - began, failure=error)
-        if written and outcome.kind in ("errored", "failed"):
-            self._log_failed_attempt(claim.job, outcome, error)
+            outcome = Outcome.errored(error_text(error), settings.retry_delay(job.attempts))
+        with self.cond:
+            self.running.discard(attempt)
+            self.done.append(_Done(claim, outcome, error=error, began=began, lost=attempt.lost))
+        self.wake.set()
         if fatal is not None:
             raise fatal
-        return following
 
     def _log_failed_attempt(self, job: Job, outcome: Outcome, error: BaseException | None) -> None:
         """One WARNING for an attempt that ended errored or failed."""
@@ -448,11 +581,6 @@ class _Run:
                 error=first_line,
             ),
         )
-
-    def _hand_back(self, claim: Claim) -> None:
-        """Give back a job claimed but never started (a stop came first): its attempt unspent."""
-        if self._write(claim, Outcome.handed_back(), lost=False)[0]:
-            self.tally.count("handed_back")
 
     def _outcome(
         self, claim: Claim, handle: Callable[[Job], object]
@@ -485,73 +613,26 @@ class _Run:
             )
             return Outcome.failed(describe_error(problem) or ""), problem
 
-    def _write(
-        self, claim: Claim, outcome: Outcome, *, lost: bool, claim_next: bool = False
-    ) -> tuple[bool, Claim | None]:
-        """Write the outcome, retried while the store is unavailable, for up to stalled_after
-        (then the stalled sweep puts the job back): whether it is on the row, and, with
-        `claim_next` and no stop asked, the next job claimed in the same write (one write per
-        job while the queue has work, instead of a finish and a claim)."""
-        settings = self.settings
-        if claim_next and not self.stop.is_set():
-            claim_id = new_claim_id()
-            try:
-                with self.access.jobs("finish") as jobs:
-                    written, following = jobs.finish_and_claim(
-                        claim, outcome, self.claimer, claim_id=claim_id
-                    )
-            except StoreUnavailable:
-                # The outcome alone is retried below; the claim that went with it may have
-                # taken a job: the claim loop finds it and hands it back.
-                self._unsure(claim_id)
-            else:
-                return self._written(claim, outcome, written, lost=lost), following
-
-        def finish() -> bool:
-            with self.access.jobs("finish") as jobs:
-                return jobs.finish(claim, outcome)
-
-        doing = f"writing the outcome of job {claim.id}"
-        found = retried(finish, self._backoff(), doing, within=settings.stalled_after)
-        if isinstance(found, StoreUnavailable):
-            logger.error(
-                "worker %r: job %d: could not write its outcome (%s) within "
-                "stalled_after; the stalled sweep will put it back",
+    def _log_lost(self, claim: Claim, outcome: Outcome) -> None:
+        job = claim.job
+        logger.warning(
+            "worker %r: job %d%s, attempt %d: its claim was lost (reset by a stalled sweep, "
+            "or deleted): its outcome (%s) was not written",
+            self.name,
+            job.id,
+            _task_label(job.task),
+            job.attempts,
+            outcome.kind,
+            extra=_attempt_fields(
                 self.name,
-                claim.id,
-                outcome.kind,
-                extra=fields(self.name, "outcome_lost", queue=claim.job.queue, job_id=claim.id),
-            )
-            return False, None
-        return self._written(claim, outcome, found, lost=lost), None
-
-    def _written(self, claim: Claim, outcome: Outcome, written: bool, *, lost: bool) -> bool:
-        """Log a write that found the claim gone, or one that came through after all."""
-        if not written:
-            job = claim.job
-            logger.warning(
-                "worker %r: job %d%s, attempt %d: its claim was lost (reset by a stalled sweep, "
-                "or deleted): its outcome (%s) was not written",
-                self.name,
-                job.id,
-                _task_label(job.task),
-                job.attempts,
-                outcome.kind,
-                extra=_attempt_fields(
-                    self.name,
-                    "claim_lost",
-                    queue=job.queue,
-                    job_id=job.id,
-                    task=job.task,
-                    attempt=job.attempts,
-                    error="the claim was lost",
-                ),
-            )
-        elif lost:
-            logger.info(
-                "worker %r: job %d: written after all", self.name, claim.id, extra=fields(self.name)
-            )
-        return written
+                "claim_lost",
+                queue=job.queue,
+                job_id=job.id,
+                task=job.task,
+                attempt=job.attempts,
+                error="the claim was lost",
+            ),
+        )
 
     # -- heartbeats, the stalled sweep, max_runtime ----------------------------------------------
 
@@ -574,17 +655,22 @@ class _Run:
             wait_any((self.handlers_done, self.beat), max(0.0, wake_at - time.monotonic()))
 
     def _heartbeat(self, backoff: Backoff) -> None:
+        """Keep alive every job this worker holds: running, claimed ahead, and ended with its
+        outcome not yet written."""
         with self.cond:
             attempts = list(self.running)
-        if not attempts:
+            ahead = list(self.ready)
+            held = [a.claim for a in attempts] + ahead + [d.claim for d in self.done]
+        if not held:
             return
         try:
             with self.access.jobs("heartbeat") as jobs:
-                found = jobs.heartbeat([attempt.claim for attempt in attempts])
+                found = jobs.heartbeat(held)
         except StoreUnavailable as error:
             backoff.failed(error, "heartbeats")
             return
         backoff.succeeded()
+        self._drop_ahead(ahead, found.gone, found.cancel_requested)
         with self.cond:  # an attempt that ended meanwhile wrote its outcome: not lost
             attempts = [attempt for attempt in attempts if attempt in self.running]
         for attempt in attempts:
@@ -593,6 +679,25 @@ class _Run:
                 self._ask_to_stop(attempt, "the claim is gone (reset or deleted)", "claim_lost")
             elif attempt.claim.id in found.cancel_requested and not attempt.flag.is_set():
                 self._ask_to_stop(attempt, "cancel asked", "cancel_asked", logging.INFO)
+
+    def _drop_ahead(
+        self, ahead: list[Claim], gone: frozenset[int], canceled: frozenset[int]
+    ) -> None:
+        """Jobs claimed ahead that must not start: their claim is gone (nothing to write), or
+        their cancel was asked (they end canceled, never started)."""
+        dropped = {claim.token for claim in ahead if claim.id in gone or claim.id in canceled}
+        if not dropped:
+            return
+        with self.cond:
+            kept = [claim for claim in self.ready if claim.token not in dropped]
+            if len(kept) == len(self.ready):
+                return
+            taken = [claim for claim in self.ready if claim.token in dropped]
+            self.ready = deque(kept)
+            self.done += [
+                _Done(claim, Outcome.canceled()) for claim in taken if claim.id in canceled
+            ]
+        self.wake.set()
 
     def _ask_to_stop(
         self, attempt: _Attempt, why: str, event: str, level: int = logging.WARNING
@@ -653,7 +758,7 @@ class _Run:
             )
         if changed:
             self.tally.count("stalled_resets", len(changed))
-            self.wake.set()
+            self.poke.set()
 
     # -- LISTEN/NOTIFY --------------------------------------------------------------------------
 
@@ -670,7 +775,7 @@ class _Run:
                     continue
                 backoff.succeeded()
                 if self.queue.name in queues:
-                    self.wake.set()
+                    self.poke.set()
         finally:
             listener.close()
 

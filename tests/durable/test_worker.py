@@ -446,3 +446,110 @@ def test_a_stop_before_start_returns_at_once_without_claiming(queue: durable.Que
     worker.stop()
     worker.start()
     assert state_of(queue, job_id) == "queued"
+
+
+# -- claimed ahead (prefetch) ---------------------------------------------------------------------
+
+
+def test_jobs_claimed_ahead_are_held_unstarted_and_kept_alive_by_heartbeats(
+    queue: durable.Queue, run: Callable[..., Running]
+) -> None:
+    release = threading.Event()
+    handler = Handler(lambda job: release.wait(WAIT))
+    ids = queue.enqueue_many([1, 2, 3])
+    running = run(durable.QueueWorker(queue, handler, prefetch=2, **FAST))
+    handler.wait_started()
+    assert poll(lambda: queue.counts()["processing"] == 3)
+    ahead = [job for job in map(queue.get, ids[1:]) if job is not None]
+    # Held, not started: no attempt counted, no start time.
+    assert [(job.state, job.attempts, job.started_at) for job in ahead] == [
+        ("processing", 0, None)
+    ] * 2
+    beats = {job.id: job.heartbeat_at for job in ahead}
+    assert poll(
+        lambda: all(
+            (job := queue.get(job_id)) is not None and job.heartbeat_at != beat
+            for job_id, beat in beats.items()
+        )
+    ), "the jobs claimed ahead are not heartbeated"
+    release.set()
+    assert [final(queue, job_id).attempts for job_id in ids] == [1, 1, 1]
+    assert running.finish() is None
+
+
+def test_a_stop_hands_back_the_jobs_claimed_ahead_with_no_attempt_spent(
+    queue: durable.Queue, run: Callable[..., Running]
+) -> None:
+    handler = Handler(lambda job: routines.sleep(WAIT))  # returns early on the stop
+    ids = queue.enqueue_many([1, 2, 3, 4])
+    running = run(durable.QueueWorker(queue, handler, prefetch=3, **FAST))
+    handler.wait_started()
+    assert poll(lambda: queue.counts()["processing"] == 4)
+    assert running.finish() is None
+    jobs = [queue.get(job_id) for job_id in ids]
+    # The running one completed (it returned on the stop); the three ahead went back unspent.
+    assert [(job.state, job.attempts) for job in jobs if job] == [
+        ("completed", 1),
+        ("queued", 0),
+        ("queued", 0),
+        ("queued", 0),
+    ]
+
+
+def test_a_pause_gives_back_the_jobs_claimed_ahead(
+    queue: durable.Queue, run: Callable[..., Running]
+) -> None:
+    release = threading.Event()
+    handler = Handler(lambda job: release.wait(WAIT))
+    first, *ahead = queue.enqueue_many([1, 2, 3])
+    run(durable.QueueWorker(queue, handler, prefetch=2, **FAST))
+    handler.wait_started()
+    assert poll(lambda: queue.counts()["processing"] == 3)
+    queue.pause()
+    assert poll(lambda: queue.counts()["queued"] == 2), queue.counts()
+    release.set()
+    assert final(queue, first).state == "completed"
+    assert [(job.state, job.attempts) for job in map(queue.get, ahead) if job] == [
+        ("queued", 0)
+    ] * 2
+    assert [job.id for job in handler.jobs] == [first]
+
+
+def test_a_job_claimed_ahead_whose_cancel_is_asked_ends_canceled_unstarted(
+    queue: durable.Queue, run: Callable[..., Running]
+) -> None:
+    release = threading.Event()
+    handler = Handler(lambda job: release.wait(WAIT))
+    first, second = queue.enqueue_many([1, 2])
+    run(durable.QueueWorker(queue, handler, prefetch=1, **FAST))
+    handler.wait_started()
+    assert poll(lambda: state_of(queue, second) == "processing")
+    assert queue.cancel(second)
+    job = final(queue, second)
+    assert (job.state, job.attempts) == ("canceled", 0)
+    release.set()
+    assert final(queue, first).state == "completed"
+    assert [job.id for job in handler.jobs] == [first]
+
+
+def test_the_stalled_sweep_gives_back_unstarted_jobs_without_a_reset_or_an_attempt(
+    store: durable.Store, queue: durable.Queue
+) -> None:
+    backend = backend_of(store)
+    started, ahead = queue.enqueue_many([1, 2])
+    [running] = backend.claim("emails", Claimer("dead:1:x", 0.001, 0), 1)
+    assert running.id == started
+    [claimed_ahead] = backend.exchange("emails", Claimer("dead:1:x", 0.001, 0), limit=1)[1]
+    assert claimed_ahead.id == ahead
+    swept: set[int] = set()
+
+    def both_swept() -> bool:
+        swept.update(reset.id for reset in backend.sweep_stalled("emails"))
+        return swept == {started, ahead}
+
+    assert poll(both_swept)
+    died, unstarted = queue.get(started), queue.get(ahead)
+    assert died is not None
+    assert unstarted is not None
+    assert (died.state, died.resets) == ("failed", 1)  # max_resets=0: its first death ends it
+    assert (unstarted.state, unstarted.attempts, unstarted.resets) == ("queued", 0, 0)

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from routines import durable
-from routines.durable._model import Claim, Claimer, Outcome
+from routines.durable._model import Claim, Claimer
 
 from .conftest import Target
 from .support import backend_of
 from .test_worker import FAST, Handler, Running, final, run, store
-from helpers import LogWatcher
+from helpers import WAIT, LogWatcher
 
 __all__ = ["run", "store"]  # the fixtures this module takes from test_worker.py
 
@@ -73,6 +74,29 @@ def test_a_result_whose_encoding_raises_fails_its_job_not_the_worker(
     assert running.finish() is None
 
 
+def lose_a_reply(
+    target: Target, store: durable.Store, monkeypatch: pytest.MonkeyPatch, *, when: str
+) -> list[int]:
+    """Make the first of the worker's exchanges that `when` ("claims", or "writes and claims")
+    commit and then lose its reply; the ids of the jobs that exchange claimed."""
+    backend = backend_of(store)
+    exchange = backend.exchange
+    lost: list[int] = []
+
+    def then_lose_the_reply(
+        queue: str, claimer: Claimer, **given: Any
+    ) -> tuple[list[bool], list[Claim], bool]:
+        written, claims, paused = exchange(queue, claimer, **given)
+        wanted = bool(claims) and (when == "claims" or bool(given.get("outcomes")))
+        if wanted and not lost:
+            lost.extend(claim.id for claim in claims)
+            raise unavailable(target)
+        return written, claims, paused
+
+    monkeypatch.setattr(backend, "exchange", then_lose_the_reply)
+    return lost
+
+
 def test_jobs_of_a_claim_whose_reply_was_lost_are_run_with_no_attempt_or_reset_spent(
     target: Target,
     store: durable.Store,
@@ -82,20 +106,7 @@ def test_jobs_of_a_claim_whose_reply_was_lost_are_run_with_no_attempt_or_reset_s
 ) -> None:
     # The claim commits and its reply never arrives: the worker does not know it holds the job.
     # With max_resets=0 the stalled sweep used to fail it ("the worker died 1 time") unrun.
-    backend = backend_of(store)
-    claim = backend.claim
-    lost: list[int] = []
-
-    def claim_then_lose_the_reply(
-        name: str, claimer: Claimer, limit: int, *, claim_id: str | None = None
-    ) -> list[Claim]:
-        claims = claim(name, claimer, limit, claim_id=claim_id)
-        if claims and not lost:
-            lost.extend(c.id for c in claims)
-            raise unavailable(target)
-        return claims
-
-    monkeypatch.setattr(backend, "claim", claim_then_lose_the_reply)
+    lost = lose_a_reply(target, store, monkeypatch, when="claims")
     job_id = queue.enqueue("once")
     handler = Handler()
     run(durable.QueueWorker(queue, handler, **{**FAST, "max_resets": 0}))
@@ -105,33 +116,29 @@ def test_jobs_of_a_claim_whose_reply_was_lost_are_run_with_no_attempt_or_reset_s
     assert [seen.id for seen in handler.jobs] == [job_id]
 
 
-def test_the_job_of_a_finish_and_claim_whose_reply_was_lost_is_handed_back(
+def test_outcomes_and_a_claim_whose_reply_was_lost_are_each_written_once(
     target: Target,
     store: durable.Store,
     queue: durable.Queue,
     run: Callable[..., Running],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    backend = backend_of(store)
-    finish_and_claim = backend.finish_and_claim
-    lost: list[int] = []
-
-    def then_lose_the_reply(
-        claim: Claim, outcome: Outcome, claimer: Claimer, *, claim_id: str | None = None
-    ) -> tuple[bool, Claim | None]:
-        written, following = finish_and_claim(claim, outcome, claimer, claim_id=claim_id)
-        if following is not None and not lost:
-            lost.append(following.id)
-            raise unavailable(target)
-        return written, following
-
-    monkeypatch.setattr(backend, "finish_and_claim", then_lose_the_reply)
-    first, second = queue.enqueue(1), queue.enqueue(2)
-    run(durable.QueueWorker(queue, Handler(), **{**FAST, "max_resets": 0}))
-    assert final(queue, first).state == "completed"
+    # The outcome is written again and finds its own earlier write; the job claimed with it is
+    # handed back and runs once.
+    release = threading.Event()
+    first = queue.enqueue(1)
+    handler = Handler(lambda job: release.wait(WAIT) if job.payload == 1 else "done")
+    running = run(durable.QueueWorker(queue, handler, **{**FAST, "max_resets": 0, "prefetch": 0}))
+    handler.wait_started()
+    lost = lose_a_reply(target, store, monkeypatch, when="writes and claims")
+    second = queue.enqueue(2)  # no handler is free: claimed with the first one's outcome
+    release.set()
+    assert (final(queue, first).state, final(queue, first).attempts) == ("completed", 1)
     job = final(queue, second)
     assert lost == [second]
     assert (job.state, job.attempts, job.resets) == ("completed", 1, 0)
+    assert sorted(seen.id for seen in handler.jobs) == [first, second]
+    assert running.finish() is None
 
 
 def attempt_records(logs: LogWatcher, job_id: int) -> list[logging.LogRecord]:

@@ -117,7 +117,7 @@ def test_sigterm_under_a_monitor_hands_every_running_job_back_without_spending_i
     queue = target.open().queue("jobs")
     process = workers.start("interrupt", concurrency=3)
     ids = queue.enqueue_many(["a", "b", "c", "d"])
-    assert poll(lambda: queue.counts()["processing"] == 3)
+    assert poll(lambda: len(workers.starts()) == 3)  # every handler busy
     process.send_signal(signal.SIGTERM)
     out, _ = finish_program(process)
     assert "shutdown (received SIGTERM)" in out
@@ -170,3 +170,41 @@ def test_a_worker_rides_out_its_connections_being_cut(postgres_target: Target) -
     assert set(counted) == set(first + second)
     assert set(counted.values()) == {1}
     assert no_job_processing(direct)
+
+
+def test_jobs_claimed_ahead_by_a_sigkilled_worker_run_elsewhere_with_no_attempt_spent(
+    target: Target, workers: Workers
+) -> None:
+    # A full buffer: one job running, the worker's prefetch (4) claimed ahead and never started.
+    queue = target.open().queue("jobs")
+    victim = workers.start("hang")
+    ids = queue.enqueue_many(range(5))
+    assert poll(lambda: queue.counts()["processing"] == 5)
+    assert len(workers.starts()) == 1
+    [(running, _)] = workers.starts()
+    assert poll(lambda: (job := queue.get(running)) is not None and job.started_at is not None)
+    victim.kill()  # its start recorded: an attempt spent, a reset counted
+    victim.communicate(timeout=WAIT)
+    survivor = workers.start("fast")
+    assert poll(lambda: queue.counts()["completed"] == 5, timeout=STALLED_AFTER + 2 * WAIT)
+    jobs = {job_id: queue.get(job_id) for job_id in ids}
+    assert {
+        job_id: (job.attempts, job.resets) for job_id, job in jobs.items() if job is not None
+    } == {job_id: (2, 1) if job_id == running else (1, 0) for job_id in ids}
+    survivor.send_signal(signal.SIGTERM)
+    finish_program(survivor)
+
+
+def test_sigterm_with_a_full_buffer_hands_every_claimed_job_back_unspent(
+    target: Target, workers: Workers
+) -> None:
+    queue = target.open().queue("jobs")
+    process = workers.start("interrupt", concurrency=2)
+    ids = queue.enqueue_many(range(6))  # two running, four claimed ahead
+    assert poll(lambda: queue.counts()["processing"] == 6)
+    assert poll(lambda: len(workers.starts()) == 2)
+    process.send_signal(signal.SIGTERM)
+    out, _ = finish_program(process)
+    assert ": ok" in out
+    jobs = [queue.get(job_id) for job_id in ids]
+    assert [(job.state, job.attempts, job.resets) for job in jobs if job] == [("queued", 0, 0)] * 6

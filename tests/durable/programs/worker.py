@@ -13,8 +13,9 @@ no longer is (read every 10 ms). MODE says what a handler does with its job:
 
 Small intervals, so that a death is noticed within about a second: the store's timeout 0.3 s,
 heartbeats every 0.2 s, stalled after 1 s; it polls every 0.1 s unless POLL_INTERVAL says
-otherwise (a long one: only a NOTIFY wakes it in time). SIGTERM ends it through the Monitor; it
-exits with the report's exit code.
+otherwise (a long one: only a NOTIFY wakes it in time); it claims ahead as many jobs as
+$ROUTINES_TEST_PREFETCH says (default: the QueueWorker's own). SIGTERM ends it through the
+Monitor; it exits with the report's exit code.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def main() -> int:
             poll_interval=poll_interval,
             heartbeat_interval=0.2,
             stalled_after=1.0,
+            **prefetch(),
         )
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -77,6 +79,11 @@ def main() -> int:
         sys.stdout.write(f"{report}\n")
         sys.stdout.flush()
         return report.exit_code
+
+
+def prefetch() -> dict[str, int]:
+    given = os.environ.get("ROUTINES_TEST_PREFETCH")
+    return {} if given is None else {"prefetch": int(given)}
 
 
 def watch_pauses(worker: durable.QueueWorker, path: str, ended: threading.Event) -> None:
