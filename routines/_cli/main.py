@@ -19,7 +19,7 @@ __all__ = ["GROUPS", "build_parser", "commands", "main"]
 
 # The modules of routines/_cli/ that hold subcommands, each with COMMANDS, a tuple of Command;
 # `routines --help` lists them in this order. A new group of commands is a module and a line here.
-GROUPS: Final = ("worker",)
+GROUPS: Final = ("worker", "jobs", "fleet")
 
 _EPILOG: Final = (
     "exit status: 0 done, 1 the command failed (the reason on stderr), 2 a usage error."
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the paragraphs
         )
         command.add_arguments(subparser)
-        subparser.set_defaults(run=command.run)
+        subparser.set_defaults(run=command.run, usage_error=subparser.error)
     return parser
 
 
