@@ -430,8 +430,8 @@ def run_run_now(args: argparse.Namespace) -> int:
     else:
         when = output.moment(due.run_after, output.utc_now())
         sys.stdout.write(
-            f"{_label(due)} is due at {when}: the next free worker of the queue takes it "
-            f"(attempts so far: {due.attempts} of {due.max_attempts})\n"
+            f"{_label(due)} is due at {when}; attempts so far: {due.attempts} of "
+            f"{due.max_attempts}\n"
         )
     return 0
 
@@ -457,8 +457,8 @@ def run_pause(args: argparse.Namespace) -> int:
         sys.stdout.write(f"queue {args.queue} was paused already\n")
     else:
         sys.stdout.write(
-            f"paused queue {args.queue}: no worker of the fleet claims its jobs from its next "
-            f"claim on; running jobs finish; 'routines resume {args.queue}' undoes it\n"
+            f"paused queue {args.queue}: no worker claims its jobs until "
+            f"'routines resume {args.queue}'; running jobs finish\n"
         )
     if args.queue not in known:  # a typo would leave the queue meant running: say so
         sys.stderr.write(

@@ -528,8 +528,8 @@ def test_run_now_says_when_the_job_is_due_and_refuses_a_job_that_is_not_waiting(
     clock.now = waiting.run_after + timedelta(seconds=42)
     assert cli.lines("run-now", str(waiting.id)) == [
         f"job {waiting.id} (queue emails, task mail.send) is due at "
-        f"{waiting.run_after.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ} (42s ago): the next "
-        "free worker of the queue takes it (attempts so far: 0 of 5)"
+        f"{waiting.run_after.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ} (42s ago); attempts "
+        "so far: 0 of 5"
     ]
     assert cli.fails("run-now", str(emails["sent"])) == (
         f"job {emails['sent']} is completed: run-now makes due only a job that is queued or "
@@ -548,8 +548,8 @@ def test_pause_and_resume_a_queue_and_say_what_it_was(
 ) -> None:
     queue = store.queue("emails")
     assert cli.lines("pause", "emails") == [
-        "paused queue emails: no worker of the fleet claims its jobs from its next claim on; "
-        "running jobs finish; 'routines resume emails' undoes it"
+        "paused queue emails: no worker claims its jobs until 'routines resume emails'; running "
+        "jobs finish"
     ]
     assert queue.paused
     assert claim_jobs(queue) == []
