@@ -721,3 +721,25 @@ def test_the_console_script_lists_retries_and_exits_as_section_6_says(
     assert usage.returncode == 2
     assert "--older-than: must be a length of time" in usage.stderr
     assert "Traceback" not in listed.stderr + shown.stderr + unknown.stderr + usage.stderr
+
+
+def test_a_reader_that_is_gone_ends_the_listing_with_status_1_and_no_traceback(
+    target: Target, store: durable.Store, emails: dict[str, int]
+) -> None:
+    env = {**os.environ, "ROUTINES_STORE_URL": target.url, "ROUTINES_STORE_SCHEMA": target.schema}
+    for options in ((), ("--json",)):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # as `| head -1` once it has its line: every write is refused
+        try:
+            listing = subprocess.run(
+                [str(SCRIPT), "jobs", "--queue", "emails", *options],
+                env=env,
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=WAIT,
+                check=False,
+            )
+        finally:
+            os.close(write_end)
+        assert (listing.returncode, listing.stderr) == (1, ""), options
