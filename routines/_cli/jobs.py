@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -94,10 +93,6 @@ def _when(job: durable.Job, now: datetime) -> str:
     if job.finished_at is not None:
         return f"ended {output.age(job.finished_at, now)}"
     return "-"  # pragma: no cover - every job of another state has ended
-
-
-def _pretty(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=output.to_json)
 
 
 # -- queues the store knows ---------------------------------------------------------------------
@@ -259,8 +254,8 @@ def run_job(args: argparse.Namespace) -> int:
         ("cancel_requested", job.cancel_requested),
     ]
     blocks = [
-        ("payload", _pretty(job.payload)),
-        ("result", None if job.result is None else _pretty(job.result)),
+        ("payload", output.indented_json(job.payload)),
+        ("result", None if job.result is None else output.indented_json(job.result)),
         ("last_error", job.last_error),
     ]
     output.print_fields(fields, blocks)

@@ -23,6 +23,7 @@ __all__ = [
     "age",
     "cell",
     "headline",
+    "indented_json",
     "moment",
     "print_fields",
     "print_json",
@@ -169,6 +170,11 @@ def print_json(document: object, *, file: TextIO | None = None) -> None:
     """`document` as one JSON document on one line (times as ISO 8601 strings)."""
     out = sys.stdout if file is None else file
     out.write(json.dumps(document, default=to_json, ensure_ascii=False) + "\n")
+
+
+def indented_json(value: object) -> str:
+    """A JSON value for people: indented, on several lines (a job's payload, in a record)."""
+    return json.dumps(value, indent=2, default=to_json, ensure_ascii=False)
 
 
 def to_json(value: object) -> object:

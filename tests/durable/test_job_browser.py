@@ -303,16 +303,6 @@ def test_store_job_finds_a_job_by_its_id_whatever_its_queue(store: durable.Store
     assert store.job(second) is None
 
 
-@pytest.mark.parametrize(
-    ("job_id", "error"), [("1", TypeError), (True, TypeError), (0, ValueError), (2**63, ValueError)]
-)
-def test_store_job_refuses_what_is_not_a_job_id(
-    store: durable.Store, job_id: object, error: type[Exception]
-) -> None:
-    with pytest.raises(error, match=r"^job_id must be"):
-        store.job(job_id)  # type: ignore[arg-type]
-
-
 def test_queues_lists_every_queue_with_a_job_or_a_pause(store: durable.Store) -> None:
     emails, sms = store.queue("emails"), store.queue("sms")
     emails.enqueue_many(range(3))
