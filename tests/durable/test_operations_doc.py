@@ -168,6 +168,23 @@ def normalized(lines: list[str]) -> list[str]:
     return kept
 
 
+def alike(ran: list[str], shown: list[str]) -> bool:
+    """The same lines, but for where a cut cell was cut: the width left to it depends on the
+    other cells (an age, a pid), so a line that ends in `...` may end a few characters sooner
+    or later."""
+    if len(ran) != len(shown):
+        return False
+    for one, other in zip(ran, shown, strict=True):
+        if one == other:
+            continue
+        if not (one.endswith("...") and other.endswith("...")):
+            return False
+        shorter, longer = sorted((one[:-3], other[:-3]), key=len)
+        if not longer.startswith(shorter) or len(longer) - len(shorter) > 8:
+            return False
+    return True
+
+
 def test_the_page_s_commands_print_what_it_shows(
     cli: Cli, store: durable.Store, request: pytest.FixtureRequest
 ) -> None:
@@ -193,7 +210,7 @@ def test_the_page_s_commands_print_what_it_shows(
                 written += [*page[kept_until:first], *shown]
                 kept_until = last
                 continue
-            assert normalized(shown) == normalized(page[first:last]), what
+            assert alike(normalized(shown), normalized(page[first:last])), what
     finally:
         if shop.lease.token is not None:
             shop.lease.release()
