@@ -6,6 +6,7 @@ tests/durable/test_cli.py.)"""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import logging
@@ -21,10 +22,21 @@ from pathlib import Path
 import pytest
 
 from routines._cli import main as cli_main
-from routines._cli.common import Command
+from routines._cli.common import Command, duration
 from routines._cli.logs import JsonFormatter, configure_logging
 from routines._cli.main import main
-from routines._cli.output import cell, print_json, print_table, show
+from routines._cli.output import (
+    age,
+    cell,
+    headline,
+    moment,
+    print_fields,
+    print_json,
+    print_table,
+    show,
+    span,
+    terminal_width,
+)
 
 from helpers import Program, root_logging_restored
 
@@ -155,8 +167,37 @@ def test_help_lists_the_commands_and_the_exit_statuses(
 def test_every_group_of_commands_declares_commands() -> None:
     found = cli_main.commands()
     assert all(isinstance(command, Command) for command in found)
-    assert [command.name for command in found] == ["worker"]
-    assert cli_main.GROUPS == ("worker",)
+    assert [command.name for command in found] == [
+        "worker",
+        "queues",
+        "jobs",
+        "job",
+        "retry",
+        "cancel",
+        "run-now",
+        "pause",
+        "resume",
+        "purge",
+        "schedules",
+        "migrations",
+        "leases",
+    ]
+    assert cli_main.GROUPS == ("worker", "jobs", "fleet")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("10m", 600), ("2h", 7200), ("7d", 604800), ("90", 90), ("1.5", 1.5),
+     ("0", 0), ("2H", 7200), (" 3m ", 180), (".5s", 0.5)],
+)  # fmt: skip
+def test_durations_are_seconds_or_a_number_and_a_unit(text: str, seconds: float) -> None:
+    assert duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "7x", "-1d", "1e3", "d", "1 week", "nan", "inf", "7dd"])
+def test_a_duration_of_another_form_is_refused_saying_which_forms_are(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must be a length of time such as 30s"):
+        duration(text)
 
 
 # -- routines worker on routines, as real processes ---------------------------------------------
@@ -348,6 +389,83 @@ def test_a_table_aligns_numbers_right_and_shows_none_times_and_lines_plainly() -
         "90s",
         '{"a": [1]}',
     )
+
+
+def test_a_table_cuts_the_columns_named_in_order_to_fit_the_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    out = io.StringIO()
+    rows = [(1, "a" * 30, "b" * 30), (22, "short", "c")]
+    print_table(["id", "name", "error"], rows, file=out, cut=("error", "name"))
+    assert out.getvalue().splitlines() == [
+        "id  name                    error",
+        " 1  aaaaaaaaaaaaaaaaaaa...  bbbbbbbbb...",
+        "22  short                   c",
+    ]
+    assert max(len(line) for line in out.getvalue().splitlines()) == 40
+    wide = io.StringIO()
+    print_table(["id", "name"], [(1, "a" * 50)], file=wide)  # nothing to cut: as wide as it is
+    assert wide.getvalue().splitlines()[1] == " 1  " + "a" * 50
+
+
+def test_a_table_is_as_wide_as_columns_says_else_100_off_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert terminal_width(io.StringIO()) == 100
+    monkeypatch.setenv("COLUMNS", "132")
+    assert terminal_width(io.StringIO()) == 132
+
+
+def test_times_read_as_utc_iso_and_ages_past_and_future() -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert [age(now - timedelta(seconds=s), now) for s in (0.4, 1, 59, 180, 7300, 3 * 86400)] == [
+        "now",
+        "1s ago",
+        "59s ago",
+        "3m ago",
+        "2h ago",
+        "3d ago",
+    ]
+    assert age(now + timedelta(seconds=5.5), now) == "in 5s"
+    paris = timezone(timedelta(hours=1))
+    assert moment(datetime(2026, 1, 2, 3, 1, 5, tzinfo=paris), now) == (
+        "2026-01-02T02:01:05Z (1h ago)"
+    )
+    assert moment(None, now) is None
+    assert (span(0), span(119.9), span(86399)) == ("0s", "1m", "23h")
+
+
+def test_the_headline_of_an_error_is_the_line_naming_the_exception() -> None:
+    chained = (
+        'Traceback (most recent call last):\n  File "a.py", line 1, in f\n    g()\n'
+        "KeyError: 'x'\n\nDuring handling of the above exception, another exception occurred:"
+        '\n\nTraceback (most recent call last):\n  File "a.py", line 3, in f\n    h()\n'
+        "RuntimeError: boom\n"
+    )
+    assert headline(chained) == "RuntimeError: boom"
+    assert headline("ValueError: bad\nsecond line") == "ValueError: bad"
+    assert headline("RuntimeError: shortened\n...(traceback shortened)...\n  x") == (
+        "RuntimeError: shortened"
+    )
+    assert (headline(None), headline("")) == (None, "")
+
+
+def test_a_record_prints_a_line_per_field_then_each_block_indented() -> None:
+    out = io.StringIO()
+    print_fields(
+        [("id", 7), ("key", None)], [("payload", '{\n  "a": 1\n}'), ("result", None)], file=out
+    )
+    assert out.getvalue().splitlines() == [
+        "id       7",
+        "key      -",
+        "payload:",
+        "    {",
+        '      "a": 1',
+        "    }",
+        "result   -",
+    ]
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,18 @@
-"""What the commands share: the `Command` record, the failure they report, the store options
-(`--store`, `--schema`), `--json`, and opening the store."""
+"""What the commands share: the `Command` record, the failures they report (a `CommandError`,
+a usage error), the store options (`--store`, `--schema`), `--json`, the types of their
+arguments, and opening the store."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import math
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from typing_extensions import final
 
@@ -23,15 +28,26 @@ __all__ = [
     "Command",
     "CommandError",
     "add_json_option",
+    "add_listing_options",
     "add_store_options",
+    "duration",
+    "job_id",
     "open_store",
+    "positive_int",
     "store_schema",
     "store_url",
+    "the_names",
+    "usage_error",
+    "using_store",
 ]
 
 STORE_VARIABLE: Final = "ROUTINES_STORE_URL"
 SCHEMA_VARIABLE: Final = "ROUTINES_STORE_SCHEMA"
 DEFAULT_SCHEMA: Final = "routines"
+_LARGEST_ID: Final = 2**63 - 1  # job ids are 64-bit integers in both databases
+_DURATION: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)")
+_UNIT_SECONDS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SHOWN_NAMES: Final = 12  # at most this many names in a message
 
 
 @final
@@ -66,10 +82,68 @@ def add_store_options(parser: argparse.ArgumentParser, *, purpose: str | None = 
     )
 
 
+def the_names(name: str, known: Sequence[str], kind: str) -> str:
+    """For a name the store has not got: `its queues: 'a', 'b'; did you mean 'a'?` (`kind`:
+    what the names are), at most a dozen of them."""
+    shown = ", ".join(map(repr, known[:_SHOWN_NAMES]))
+    more = ", ..." if len(known) > _SHOWN_NAMES else ""
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return f"its {kind}: {shown}{more}{hint}"
+
+
+def usage_error(args: argparse.Namespace, message: str) -> NoReturn:
+    """Refuse the arguments as argparse refuses them: the usage and `message` on stderr, exit
+    status 2 (for what one argument alone can't say, such as two that exclude each other)."""
+    refuse: Callable[[str], NoReturn] = args.usage_error  # the subcommand's parser.error
+    refuse(message)
+
+
+def positive_int(text: str) -> int:
+    """An argument that is a whole number of at least 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        msg = f"must be a whole number of at least 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
+
+
+def job_id(text: str) -> int:
+    """An argument that is a job id: a whole number from 1 to 2**63 - 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= _LARGEST_ID:
+        msg = f"must be a job id (a whole number of at least 1), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
+
+
+def duration(text: str) -> float:
+    """An argument that is a length of time, in seconds: `30s`, `10m`, `2h`, `7d`, or a plain
+    number of seconds (`90`, `1.5`)."""
+    found = _DURATION.fullmatch(text.strip().lower())
+    seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)] if found else math.nan
+    if not math.isfinite(seconds):
+        msg = f"must be a length of time such as 30s, 10m, 2h, 7d or seconds, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of a table"
     )
+
+
+def add_listing_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a listing that takes no others: the store's, and `--json`."""
+    add_store_options(parser)
+    add_json_option(parser)
 
 
 def store_url(args: argparse.Namespace) -> str | None:
@@ -119,3 +193,24 @@ def open_store(args: argparse.Namespace) -> durable.Store:
         msg = f"cannot open the store: {describe_error(error)}: check {where}"
         raise CommandError(msg) from None
     return store
+
+
+@contextmanager
+def using_store(args: argparse.Namespace) -> Iterator[durable.Store]:
+    """The store the options name, open for the block and closed after it; what its calls
+    raise for the database (away, or refusing) or for a value it refuses (a queue name too
+    long, say) becomes a `CommandError` of one line."""
+    from routines import durable
+
+    store = open_store(args)
+    try:
+        yield store
+    except durable.StoreUnavailable as error:
+        msg = f"{describe_error(error)}: check that the database is up, then run the command again"
+        raise CommandError(msg) from None
+    except durable.StoreError as error:
+        raise CommandError(describe_error(error)) from None
+    except (TypeError, ValueError) as error:  # the library's message names the argument
+        raise CommandError(describe_error(error)) from None
+    finally:
+        store.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ __all__ = ["GROUPS", "build_parser", "commands", "main"]
 
 # The modules of routines/_cli/ that hold subcommands, each with COMMANDS, a tuple of Command;
 # `routines --help` lists them in this order. A new group of commands is a module and a line here.
-GROUPS: Final = ("worker",)
+GROUPS: Final = ("worker", "jobs", "fleet")
 
 _EPILOG: Final = (
     "exit status: 0 done, 1 the command failed (the reason on stderr), 2 a usage error."
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the paragraphs
         )
         command.add_arguments(subparser)
-        subparser.set_defaults(run=command.run)
+        subparser.set_defaults(run=command.run, usage_error=subparser.error)
     return parser
 
 
@@ -66,13 +67,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # SystemExit(2) on a usage error, (0) after --help
     try:
         status: int = args.run(args)
+        sys.stdout.flush()  # here, so that a closed pipe is seen here, not at exit
     except CommandError as error:
         sys.stderr.write(f"routines {args.command}: error: {_one_line(str(error))}\n")
         return 1
     except KeyboardInterrupt:  # Ctrl-C before the routines ran (while importing, say)
         sys.stderr.write(f"routines {args.command}: interrupted\n")
         return 130
+    except BrokenPipeError:  # `routines jobs | head`: the reader has all it wanted
+        _discard_stdout()
+        return 1
     return status
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what is still
+    buffered for a closed pipe does not fail again at exit (the Python docs' recipe, in
+    signal's "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _paragraphs(text: str) -> str:

@@ -19,6 +19,7 @@ from .common import (
     Command,
     CommandError,
     add_store_options,
+    positive_int,
 )
 from .logs import LEVELS, configure_logging
 from .output import print_json
@@ -42,17 +43,6 @@ ${SCHEMA_VARIABLE} before TARGET is imported, for a module that opens its store 
 them; the worker itself opens no store."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1:
-        msg = f"must be a whole number of at least 1, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
 def _seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -73,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tasks = parser.add_argument_group("for a durable.Tasks target")
     tasks.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="handler threads for each queue (default: 1)",
     )

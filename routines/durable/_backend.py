@@ -119,6 +119,11 @@ class JobStore(Protocol):
         """The job, or None if `queue` holds no job `job_id`."""
         ...
 
+    def find(self, job_id: int) -> Job | None:
+        """The job `job_id` of whichever queue holds it (ids are unique in the store), or
+        None."""
+        ...
+
     def cancel(self, queue: str, job_id: int) -> bool:
         """Queued or errored: `canceled` now. Processing: set `cancel_requested`. Else False."""
         ...

@@ -221,6 +221,13 @@ class SQLStore:
         )
         return None if row is None else self.job(row)
 
+    def find(self, job_id: int) -> Job | None:
+        row = self._driver.run(
+            lambda session: session.first(sql.JOB_OF_ANY_QUEUE, {"id": job_id}),
+            transaction=False,
+        )
+        return None if row is None else self.job(row)
+
     def cancel(self, queue: str, job_id: int) -> bool:
         return self._count(sql.CANCEL, _one(queue, job_id, LIVE_STATES)) == 1
 

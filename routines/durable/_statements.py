@@ -166,7 +166,9 @@ INSERT_JOB: Final = f"""
     ON CONFLICT (queue, key) WHERE key IS NOT NULL AND {_LIVE} DO NOTHING
 """
 LIVE_JOB_OF_KEY: Final = f"SELECT id FROM {{jobs}} WHERE queue = :queue AND key = :key AND {_LIVE}"
-JOB: Final = f"SELECT {_JOB} FROM {{jobs}} WHERE id = :id AND queue = :queue"
+# A job by its id, which is unique in the store (the primary key); of one queue, or of any.
+JOB_OF_ANY_QUEUE: Final = f"SELECT {_JOB} FROM {{jobs}} WHERE id = :id"
+JOB: Final = f"{JOB_OF_ANY_QUEUE} AND queue = :queue"
 
 # Cancel and retry take the jobs of a range of ids in some states: one job (`cancel`, `retry`:
 # the range of its id), or a batch of `cancel_all` / `retry_all` (the range of ids a batch

@@ -25,11 +25,13 @@ from ._backend import Backend
 from ._errors import MigrationsIncomplete, StoreUnavailable
 from ._lease import Lease
 from ._model import (
+    Job,
     LeaseInfo,
     MigrationStatus,
     QueueInfo,
     ScheduleInfo,
     ScheduleRun,
+    check_job_id,
     check_text,
 )
 from ._queue import Queue
@@ -82,6 +84,14 @@ class Store:
         name = check_text("name", name)
         self._access.backend()
         return Queue(self, self._access, name)
+
+    def job(self, job_id: int) -> Job | None:
+        """The job `job_id`, whichever queue it is in (a job id is unique in the store), or None
+        if there is none (or it was purged): for a program given only an id, such as
+        `routines job ID`. `job.queue` names its queue, for `store.queue(job.queue).retry(...)`."""
+        job_id = check_job_id(job_id)
+        with self._access.jobs("job") as jobs:
+            return jobs.find(job_id)
 
     def queues(self) -> list[QueueInfo]:
         """Every queue with a job or a pause of its own, by name: its jobs in each state,

@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from routines import durable
+from routines._cli import output
+
+from .support import Cli, Clock
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -135,3 +138,23 @@ def store(target: Target) -> durable.Store:
 @pytest.fixture
 def queue(store: durable.Store) -> durable.Queue:
     return store.queue("emails")
+
+
+# -- the `routines` command on the test's store ------------------------------------------------
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, target: Target) -> Cli:
+    """The command on the test's target: its URL and schema in the environment, tables as
+    wide as on a terminal of 100 columns."""
+    monkeypatch.setenv("ROUTINES_STORE_URL", target.url)
+    monkeypatch.setenv("ROUTINES_STORE_SCHEMA", target.schema)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    return Cli(capsys)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    made = Clock()
+    monkeypatch.setattr(output, "utc_now", made)
+    return made

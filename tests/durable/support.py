@@ -12,12 +12,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from routines import durable
+from routines._cli.main import main
+from routines.durable._model import Claim, Claimer, Outcome
 from routines.durable._sql import Driver
 from routines.durable._sqlstore import SQLStore
 from routines.durable._store import store_access
@@ -107,6 +111,20 @@ def fill_jobs(
         "error": "RuntimeError: boom" if state in ("failed", "errored") else None,
     }
     driver_of(store).run(lambda session: session.count(_FILL, params), transaction=True)
+
+
+def claim_jobs(queue: durable.Queue, limit: int = 1) -> list[Claim]:
+    """Claim up to `limit` jobs of `queue` as a worker would, without one running."""
+    return backend_of(queue.store).claim(queue.name, Claimer("test-worker", 3600.0, 3), limit)
+
+
+def end_jobs(queue: durable.Queue, outcome: Outcome, limit: int = 1) -> list[int]:
+    """Claim up to `limit` jobs and end each with `outcome`; their ids."""
+    backend = backend_of(queue.store)
+    claims = claim_jobs(queue, limit)
+    for claimed in claims:
+        assert backend.finish(claimed, outcome)
+    return [claimed.id for claimed in claims]
 
 
 def poll(check: Callable[[], T], *, timeout: float = WAIT, interval: float = 0.01) -> T:
@@ -222,3 +240,72 @@ WITHOUT_A_STABLE_NAME = pytest.mark.parametrize(
     ],
     ids=["lambda", "partial", "callable-object", "bound-method", "nested-function"],
 )
+
+
+# -- the `routines` command, run in this process ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What one command line did: its exit status, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+class Cli:
+    """`routines ...` run in this process (`main(argv)`), its output caught by capsys; the
+    store comes from the environment the fixture set (a target's URL and schema)."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *argv: str) -> Ran:
+        try:
+            code = main(list(argv))
+        except SystemExit as exited:  # argparse: --help (0) or a usage error (2)
+            code = exited.code if isinstance(exited.code, int) else 1
+        captured = self.capsys.readouterr()
+        assert "Traceback" not in captured.err, captured.err
+        return Ran(code, captured.out, captured.err)
+
+    def json(self, *argv: str) -> Any:
+        """The one JSON document the command printed with --json (it must succeed)."""
+        ran = self(*argv, "--json")
+        assert ran.code == 0, ran.err
+        assert ran.out.count("\n") == 1, ran.out
+        return json.loads(ran.out)
+
+    def lines(self, *argv: str) -> list[str]:
+        """The lines the command printed (it must succeed, saying nothing on stderr)."""
+        ran = self(*argv)
+        assert (ran.code, ran.err) == (0, ""), ran
+        return ran.out.splitlines()
+
+    def fails(self, *argv: str) -> str:
+        """The one line on stderr of a command that failed (exit status 1, nothing on stdout
+        unless it did part of its work), without its `routines COMMAND: error: ` prefix."""
+        ran = self(*argv)
+        assert ran.code == 1, ran
+        lines = ran.err.splitlines()
+        assert len(lines) == 1, ran.err
+        prefix = f"routines {argv[0]}: error: "
+        assert lines[0].startswith(prefix), lines[0]
+        return lines[0].removeprefix(prefix)
+
+    def refuses(self, *argv: str) -> str:
+        """argparse's message for a usage error (exit status 2)."""
+        ran = self(*argv)
+        assert ran.code == 2, ran
+        return ran.err
+
+
+class Clock:
+    """The moment the commands count ages from, set by a test (None: this host's clock)."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now or datetime.now(timezone.utc)

@@ -258,6 +258,7 @@ CASES = [
         CONNECTION,
     ),
     Case("get-job_id", "job_id", queue_method("get", "job_id"), JOB_ID),
+    Case("store.job-job_id", "job_id", lambda store, value: store.job(value), JOB_ID),
     Case("cancel-job_id", "job_id", queue_method("cancel", "job_id"), JOB_ID),
     Case("retry-job_id", "job_id", queue_method("retry", "job_id"), JOB_ID),
     Case(

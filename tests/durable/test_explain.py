@@ -118,6 +118,7 @@ def queries(store: durable.Store) -> list[tuple[str, str, Params]]:
         ("retry of one job", sql.RETRY, one),
         ("cancel of one job", sql.CANCEL, {**one, "states": ["queued", "errored"]}),
         ("run_now", sql.RUN_NOW, {"queue": "bulk", "id": queued[0]}),
+        ("store.job: a job of any queue by its id", sql.JOB_OF_ANY_QUEUE, {"id": failed[0]}),
         ("queues: the counts", sql.ALL_COUNTS, {}),
         ("queues: the oldest ready ages", sql.ALL_OLDEST_READY_AGES, {}),
         ("a worker's backlog", sql.BACKLOG, {"queue": "bulk"}),

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from routines import durable
-from routines.durable._model import Claim, Claimer, Outcome, task_of
+from routines.durable._model import Outcome, task_of
 
 from .conftest import Target
-from .support import backend_of, fill_jobs, poll
+from .support import backend_of, claim_jobs, end_jobs, fill_jobs, poll
 from helpers import WAIT
 
 ZEROS = dict.fromkeys(("queued", "processing", "completed", "errored", "failed", "canceled"), 0)
@@ -23,19 +23,6 @@ FAR_AHEAD = datetime(2999, 1, 1, tzinfo=timezone.utc)
 def call(task: str, *args: object, **kwargs: object) -> dict[str, object]:
     """The payload of a task call (spec/OPERATIONS.md, section 1)."""
     return {"task": task, "args": list(args), "kwargs": kwargs}
-
-
-def claim(queue: durable.Queue, limit: int = 1) -> list[Claim]:
-    return backend_of(queue.store).claim(queue.name, Claimer("test-worker", 3600.0, 3), limit)
-
-
-def end(queue: durable.Queue, outcome: Outcome, limit: int = 1) -> list[int]:
-    """Claim up to `limit` jobs and end each with `outcome`; their ids."""
-    backend = backend_of(queue.store)
-    claims = claim(queue, limit)
-    for claimed in claims:
-        assert backend.finish(claimed, outcome)
-    return [claimed.id for claimed in claims]
 
 
 def ids(jobs: list[durable.Job]) -> list[int]:
@@ -56,8 +43,8 @@ def test_jobs_lists_the_queues_jobs_newest_first_as_get_gives_them(store: durabl
 
 def test_jobs_filters_by_one_state_or_several(queue: durable.Queue) -> None:
     queued = queue.enqueue_many(range(3))
-    failed = end(queue, Outcome.failed("no"))
-    errored = end(queue, Outcome.errored("boom", 3600.0))
+    failed = end_jobs(queue, Outcome.failed("no"))
+    errored = end_jobs(queue, Outcome.errored("boom", 3600.0))
     assert ids(queue.jobs(state="queued")) == [queued[2]]
     assert ids(queue.jobs(state="failed")) == failed
     assert ids(queue.jobs(state=["failed", "errored"])) == sorted(failed + errored, reverse=True)
@@ -80,7 +67,7 @@ def test_jobs_filters_by_task_whoever_enqueued_the_call(queue: durable.Queue) ->
     assert ids(queue.jobs(task="mail.send")) == sends[::-1]
     assert ids(queue.jobs(task="mail.other")) == [other]
     assert ids(queue.jobs(task="mail.unknown")) == []
-    end(queue, Outcome.failed("no"))  # the oldest send
+    end_jobs(queue, Outcome.failed("no"))  # the oldest send
     assert ids(queue.jobs(task="mail.send", state="failed")) == [sends[0]]
     assert ids(queue.jobs(task="mail.send", state=["queued", "canceled"])) == sends[:0:-1]
 
@@ -180,9 +167,9 @@ def test_retry_all_puts_1000_failed_jobs_back_in_one_call(queue: durable.Queue) 
 
 def test_retry_all_takes_failed_or_canceled_jobs_as_asked(queue: durable.Queue) -> None:
     queue.enqueue_many(range(4))
-    failed = end(queue, Outcome.failed("no"), limit=2)
-    canceled = end(queue, Outcome.canceled())
-    completed = end(queue, Outcome.completed("1"))
+    failed = end_jobs(queue, Outcome.failed("no"), limit=2)
+    canceled = end_jobs(queue, Outcome.canceled())
+    completed = end_jobs(queue, Outcome.completed("1"))
     assert queue.retry_all(state="canceled") == 1
     assert queue.retry_all(state=("failed", "canceled")) == 2
     for job_id in failed + canceled:
@@ -198,7 +185,7 @@ def test_retry_all_leaves_a_job_whose_key_is_live_and_puts_back_the_newest_of_a_
     made = {}
     for name, key in [("older", "k"), ("newer", "k"), ("held", "held"), ("plain", None)]:
         made[name] = queue.enqueue(name, key=key)
-        end(queue, Outcome.failed("no"))  # its key is free again once it ended
+        end_jobs(queue, Outcome.failed("no"))  # its key is free again once it ended
     live = queue.enqueue("live", key="held")
     assert queue.retry_all() == 2
     states = {job.id: job.state for job in queue.jobs()}
@@ -213,9 +200,9 @@ def test_cancel_all_cancels_waiting_jobs_and_asks_processing_ones_only_when_told
     queue: durable.Queue,
 ) -> None:
     queue.enqueue_many(range(5))
-    running = claim(queue)[0]
-    errored = end(queue, Outcome.errored("boom", 3600.0))
-    completed = end(queue, Outcome.completed("1"))
+    running = claim_jobs(queue)[0]
+    errored = end_jobs(queue, Outcome.errored("boom", 3600.0))
+    completed = end_jobs(queue, Outcome.completed("1"))
     assert queue.cancel_all() == 3  # two queued, one errored
     assert queue.counts() == {**ZEROS, "canceled": 3, "processing": 1, "completed": 1}
     assert queue.get(errored[0]).state == "canceled"  # type: ignore[union-attr]
@@ -237,17 +224,17 @@ def test_run_now_makes_an_errored_job_due_at_once_its_attempts_untouched(
     queue: durable.Queue,
 ) -> None:
     job_id = queue.enqueue("x")
-    end(queue, Outcome.errored("boom", 3600.0))
+    end_jobs(queue, Outcome.errored("boom", 3600.0))
     waiting = queue.get(job_id)
     assert waiting is not None
     assert (waiting.state, waiting.attempts) == ("errored", 1)
-    assert claim(queue) == []  # due in an hour
+    assert claim_jobs(queue) == []  # due in an hour
     assert queue.run_now(job_id) is True
     made_due = queue.get(job_id)
     assert made_due is not None
     assert (made_due.state, made_due.attempts, made_due.last_error) == ("errored", 1, "boom")
     assert made_due.run_after < waiting.run_after
-    claimed = claim(queue)
+    claimed = claim_jobs(queue)
     assert [c.id for c in claimed] == [job_id]
     assert claimed[0].job.attempts == 2
 
@@ -260,14 +247,14 @@ def test_run_now_of_a_queued_job_makes_it_due_and_one_due_already_keeps_its_plac
     assert queue.run_now(later) is True
     assert queue.run_now(due) is True
     assert queue.get(due).run_after == datetime(2000, 1, 1, tzinfo=timezone.utc)  # type: ignore[union-attr]
-    assert ids([c.job for c in claim(queue, 2)]) == [due, later]  # earliest run_after first
+    assert ids([c.job for c in claim_jobs(queue, 2)]) == [due, later]  # earliest run_after first
 
 
 def test_run_now_is_false_for_a_job_that_is_not_waiting(store: durable.Store) -> None:
     queue = store.queue("emails")
     queue.enqueue_many([1, 2])
-    running = claim(queue)[0]
-    finished = end(queue, Outcome.completed("1"))[0]
+    running = claim_jobs(queue)[0]
+    finished = end_jobs(queue, Outcome.completed("1"))[0]
     other = store.queue("sms").enqueue(3)
     assert queue.run_now(running.id) is False
     assert queue.run_now(finished) is False
@@ -279,7 +266,7 @@ def test_bulk_retry_wakes_this_process_workers(store: durable.Store) -> None:
     queue = store.queue("emails")
     ran = threading.Event()
     queue.enqueue("x")
-    end(queue, Outcome.failed("no"))
+    end_jobs(queue, Outcome.failed("no"))
     worker = durable.QueueWorker(queue, lambda job: ran.set(), poll_interval=3600)
     thread = threading.Thread(target=worker.start, name="routine:emails")
     thread.start()
@@ -301,10 +288,25 @@ def test_bulk_retry_wakes_this_process_workers(store: durable.Store) -> None:
 # -- the store's overviews ----------------------------------------------------------------------
 
 
+def test_store_job_finds_a_job_by_its_id_whatever_its_queue(store: durable.Store) -> None:
+    emails, sms = store.queue("emails"), store.queue("sms")
+    first = emails.enqueue({"to": "ada"})
+    second = sms.enqueue(call("sms.send", "+33"))
+    assert store.job(first) == emails.get(first)
+    found = store.job(second)
+    assert found is not None
+    assert (found.queue, found.task) == ("sms", "sms.send")
+    assert found == sms.get(second)
+    assert store.job(second + 1) is None
+    assert sms.cancel(second)
+    assert sms.purge(older_than=0, states=("canceled",)) == 1
+    assert store.job(second) is None
+
+
 def test_queues_lists_every_queue_with_a_job_or_a_pause(store: durable.Store) -> None:
     emails, sms = store.queue("emails"), store.queue("sms")
     emails.enqueue_many(range(3))
-    end(emails, Outcome.failed("no"))
+    end_jobs(emails, Outcome.failed("no"))
     emails.enqueue("later", delay=3600)
     sms.enqueue("x")
     store.queue("reports").pause()
