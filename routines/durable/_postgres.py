@@ -354,6 +354,17 @@ class PostgresDriver:
             "SELECT pg_notify(:channel, :queue)", {"channel": self.channel, "queue": queue}
         )
 
+    def insert_announced(
+        self, session: Session, template: str, params: Params, queue: str
+    ) -> int | None:
+        # One statement: the insert and, only if it inserted the row, its NOTIFY.
+        row = session.first(
+            f"WITH new AS ({template} RETURNING id)"
+            " SELECT id, pg_notify(:channel, :announced) FROM new",
+            {**params, "channel": self.channel, "announced": queue},
+        )
+        return None if row is None else int(row[0])
+
     def listener(self) -> PostgresListener:
         return PostgresListener(self._url, self._settings, self.channel, self._shown)
 

@@ -317,6 +317,13 @@ class Driver(Protocol):
         on commit (nothing, where the engine announces nothing)."""
         ...
 
+    def insert_announced(
+        self, session: Session, template: str, params: Params, queue: str
+    ) -> int | None:
+        """`session.insert(template, params)`, and, if it inserted the row, `notify` of
+        `queue`: in one statement where the engine can."""
+        ...
+
     def listener(self) -> Listener | None: ...
 
     def enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> list[int] | None:

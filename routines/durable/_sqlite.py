@@ -227,6 +227,11 @@ class SQLiteDriver:
     def notify(self, session: Session, queue: str) -> None:
         pass  # other processes' workers poll; in-process ones are woken by the store
 
+    def insert_announced(
+        self, session: Session, template: str, params: Params, queue: str
+    ) -> int | None:
+        return session.insert(template, params)  # nothing to announce
+
     def listener(self) -> None:
         return None
 

@@ -173,7 +173,7 @@ class SQLStore:
             )
         if not jobs:
             return []
-        if keyless:
+        if keyless and len(jobs) > 1:
             fast = self._driver.enqueue_keyless(queue, jobs)
             if fast is not None:
                 return fast
@@ -184,6 +184,8 @@ class SQLStore:
     def _insert(self, session: Session, queue: str, jobs: Sequence[NewJob]) -> list[int]:
         ids: list[int] = []
         inserted = False
+        # One job: its insert announces itself where the engine can (one statement).
+        announce = queue if len(jobs) == 1 else None
         for job in jobs:
             params = {
                 "queue": queue,
@@ -195,17 +197,23 @@ class SQLStore:
                 "run_at": job.run_at,
                 "delay": timedelta(seconds=job.delay),
             }
-            job_id, new = self._insert_or_find(session, params)
+            job_id, new = self._insert_or_find(session, params, announce)
             ids.append(job_id)
             inserted = inserted or new
-        if inserted:  # in the same transaction: announced on commit, and only then
+        if inserted and announce is None:  # in the same transaction: announced on commit
             self._driver.notify(session, queue)
         return ids
 
-    def _insert_or_find(self, session: Session, params: Params) -> tuple[int, bool]:
-        """The id of a new job, or of the live job holding its key (and whether it is new)."""
+    def _insert_or_find(
+        self, session: Session, params: Params, announce: str | None
+    ) -> tuple[int, bool]:
+        """The id of a new job, or of the live job holding its key (and whether it is new);
+        with `announce`, the insert announces the new job to that queue's listeners."""
         for _ in range(_KEY_RACE_ROUNDS):
-            job_id = session.insert(sql.INSERT_JOB, params)
+            if announce is None:
+                job_id = session.insert(sql.INSERT_JOB, params)
+            else:
+                job_id = self._driver.insert_announced(session, sql.INSERT_JOB, params, announce)
             if job_id is not None:
                 return job_id, True
             row = session.first(sql.LIVE_JOB_OF_KEY, params)
