@@ -110,6 +110,7 @@ def postgres_dialect(schema: str) -> Dialect:
         json_param="::json",
         json_text="::text",
         skip_locked=" FOR UPDATE SKIP LOCKED",
+        update_from=True,
         moment=lambda moment: moment,
         interval=lambda length: length,
         read_moment=_utc,

@@ -46,6 +46,7 @@ from ._model import (
     MigrationStatus,
     NewJob,
     Outcome,
+    OutcomeKind,
     QueueInfo,
     Reset,
     ScheduleInfo,
@@ -431,23 +432,40 @@ class SQLStore:
         claim_id: str | None = None,
     ) -> tuple[list[bool], list[Claim], bool]:
         statements: list[tuple[str, Params]] = []
+        # A job that started and ended since the last round: its outcome counts its start.
+        ending = {claim.token for claim, _, _ in outcomes}
+        started = [claim for claim in started if claim.token not in ending]
         for start in range(0, len(started), _HEARTBEAT_BATCH):
             chunk = started[start : start + _HEARTBEAT_BATCH]
             statements.append((sql.START, {"claims": [(c.id, c.token) for c in chunk]}))
         first = len(statements)
+        many: dict[OutcomeKind, list[tuple[Claim, Outcome]]] = {}
         for claim, outcome, again in outcomes:
+            if self._dialect.update_from and not again:
+                many.setdefault(outcome.kind, []).append((claim, outcome))
+                continue
             finish = _finish(claim, outcome)
             statements += finish if again else finish[:1]
+        together = len(statements)
+        for kind, ended in many.items():
+            statements.append((sql.FINISH_MANY[kind], {"done": _done_rows(kind, ended)}))
         claiming = len(statements)
         if limit > 0:
             statements += _claim(queue, claimer, limit, claim_id, ahead=True)
         statements.append((sql.PAUSED, {"queue": queue}))
         results = self._driver.batch(statements)
+        on_rows = {
+            (int(job_id), token)
+            for result in results[together:claiming]
+            for job_id, token in result.rows
+        }
         written, position = [], first
-        for _, _, again in outcomes:
+        for claim, _, again in outcomes:
             if again:  # tried before: an earlier try may have written it
                 written.append(bool(results[position + 1].rows))
                 position += 2
+            elif self._dialect.update_from:  # written with the others of its kind
+                written.append((claim.id, claim.token) in on_rows)
             else:  # a first try wrote it, or found its token gone
                 written.append(results[position].rowcount == 1)
                 position += 1
@@ -716,6 +734,22 @@ def _claim(
         "max_resets": claimer.max_resets,
     }
     return [(sql.CLAIM, params), (sql.CLAIMED, params)]
+
+
+def _done_rows(kind: OutcomeKind, ended: Sequence[tuple[Claim, Outcome]]) -> list[tuple[Any, ...]]:
+    """The rows of `done` for FINISH_MANY: each claim's id and token, and its outcome's
+    parameters."""
+    names = sql.OUTCOME_PARAMETERS[kind]
+    return [(claim.id, claim.token, *_outcome_values(outcome, names)) for claim, outcome in ended]
+
+
+def _outcome_values(outcome: Outcome, names: tuple[str, ...]) -> list[object]:
+    given = {
+        "result": outcome.result,
+        "error": outcome.error,
+        "delay": timedelta(seconds=outcome.delay),
+    }
+    return [given[name] for name in names]
 
 
 def _finish(claim: Claim, outcome: Outcome) -> list[tuple[str, Params]]:

@@ -301,21 +301,29 @@ HEARTBEAT: Final = f"UPDATE {{jobs}} SET heartbeat_at = {{now}} WHERE {_HELD}"
 STILL_HELD: Final = f"SELECT id, cancel_requested FROM {{jobs}} WHERE {_HELD}"
 
 # What each outcome sets on a claimed job (the old row's values on the right).
+# An attempt a handler ran whose start no round has written yet (it ended in the round after
+# it began) is counted by its outcome: `attempts` then still lacks it, and `started_at` is None.
+_COUNTED: Final = "attempts + CASE WHEN started_at IS NULL THEN 1 ELSE 0 END"
+_RAN: Final = f"attempts = {_COUNTED}, started_at = coalesce(started_at, {{now}})"
+
+# What each outcome sets on a claimed job (the old row's values on the right).
 _OUTCOMES: Final[dict[OutcomeKind, str]] = {
-    "completed": """
+    "completed": f"""
         state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'completed' END,
-        finished_at = {now}, result = :result{as_json}
+        finished_at = {{now}}, result = :result{{as_json}}, {_RAN}
     """,
-    "errored": """
+    "errored": f"""
         state = CASE WHEN cancel_requested THEN 'canceled'
-                     WHEN attempts >= max_attempts THEN 'failed' ELSE 'errored' END,
-        finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN {now} END,
-        run_after = {now} + :delay, last_error = :error
+                     WHEN {_COUNTED} >= max_attempts THEN 'failed' ELSE 'errored' END,
+        finished_at = CASE WHEN cancel_requested OR {_COUNTED} >= max_attempts
+                           THEN {{now}} END,
+        run_after = {{now}} + :delay, last_error = :error, {_RAN}
     """,
-    "failed": """
+    "failed": f"""
         state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'failed' END,
-        finished_at = {now}, last_error = :error
+        finished_at = {{now}}, last_error = :error, {_RAN}
     """,
+    # given back unstarted (claimed ahead), or its handler stopped: no attempt spent
     "canceled": "state = 'canceled', finished_at = {now}",
     "handed_back": """
         state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
@@ -331,6 +339,40 @@ FINISH: Final[dict[OutcomeKind, str]] = {
     """
     for kind, assignments in _OUTCOMES.items()
 }
+# The outcomes of one kind of many claims in one statement, where the engine has UPDATE ... FROM
+# and RETURNING (PostgreSQL): the same assignments, each parameter read from the row of `done`
+# of its claim; it returns the (id, token) of each job it wrote.
+_OUTCOME_PARAMETERS: Final[dict[OutcomeKind, tuple[str, ...]]] = {
+    "completed": ("result",),
+    "errored": ("error", "delay"),
+    "failed": ("error",),
+    "canceled": (),
+    "handed_back": (),
+}
+
+
+def _from_done(assignments: str, parameters: tuple[str, ...]) -> str:
+    for name in parameters:
+        assignments = assignments.replace(f":{name}", f"done.{name}")
+    return assignments
+
+
+def _done_columns(kind: OutcomeKind) -> str:
+    return ", ".join(("id", "token", *_OUTCOME_PARAMETERS[kind]))
+
+
+FINISH_MANY: Final[dict[OutcomeKind, str]] = {
+    kind: f"""
+        UPDATE {{jobs}} SET {_from_done(assignments, _OUTCOME_PARAMETERS[kind])}
+        FROM {{values:done}} AS done({_done_columns(kind)})
+        WHERE {{jobs}}.id = done.id AND {{jobs}}.claim_token = done.token
+            AND {{jobs}}.state = 'processing'
+        RETURNING {{jobs}}.id, {{jobs}}.claim_token
+    """
+    for kind, assignments in _OUTCOMES.items()
+}
+OUTCOME_PARAMETERS: Final = _OUTCOME_PARAMETERS
+
 # After FINISH, in its transaction: whether this claim's outcome is on the row, written just
 # now or by an earlier try of the same write (the token stays on the row it ended).
 FINISHED: Final = """

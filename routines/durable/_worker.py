@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -70,6 +71,10 @@ __all__ = ["QueueWorker"]
 logger = get_logger("durable.worker")
 
 _LISTEN_SLICE: Final = 0.25  # a listener's longest wait: it notices a stop at least this often
+# Without `prefetch`, a worker claims ahead what its handlers finish during one round (measured,
+# so long jobs are not held back from other workers), at most this many per handler.
+_PREFETCH_PER_HANDLER: Final = 8
+_SMOOTHING: Final = 0.2  # the weight of the latest in the running means of durations
 
 
 @final
@@ -97,7 +102,7 @@ class QueueWorker:
         *,
         name: str | None = None,
         concurrency: int = 1,
-        prefetch: int = 4,
+        prefetch: int | None = None,
         poll_interval: float | timedelta = 1.0,
         heartbeat_interval: float | timedelta = 5.0,
         stalled_after: float | timedelta = 30.0,
@@ -113,7 +118,12 @@ class QueueWorker:
         handle = check_callable("handle", handle, takes=1)
         self.name: str = check_name(name) or queue.name
         concurrency = check_int("concurrency", concurrency, minimum=1)
-        prefetch = check_int32("prefetch", prefetch, minimum=0)
+        adaptive = prefetch is None
+        prefetch = (
+            _PREFETCH_PER_HANDLER * concurrency
+            if prefetch is None
+            else check_int32("prefetch", prefetch, minimum=0)
+        )
         poll_seconds = check_seconds("poll_interval", poll_interval, allow_zero=False)
         heartbeat_seconds = check_seconds(
             "heartbeat_interval", heartbeat_interval, allow_zero=False
@@ -140,6 +150,7 @@ class QueueWorker:
             handle=handle,
             concurrency=concurrency,
             prefetch=prefetch,
+            adaptive=adaptive,
             poll_interval=poll_seconds,
             heartbeat_interval=heartbeat_seconds,
             stalled_after=stalled_seconds,
@@ -189,6 +200,7 @@ class _Settings:
     handle: Callable[[Job], object]
     concurrency: int
     prefetch: int
+    adaptive: bool  # prefetch not given: claim ahead what the handlers reach within a round
     poll_interval: float
     heartbeat_interval: float
     stalled_after: float
@@ -288,6 +300,10 @@ class _Run:
         # stalled_after, the sweep may put a job back that this worker is still running, and
         # another of its handlers may claim it again beside the first.
         self.running: set[_Attempt] = set()
+        # Running means of how long a round of the exchange loop and a job take (None: none
+        # measured yet): how many jobs to claim ahead.
+        self.round_seconds: float | None = None
+        self.job_seconds: float | None = None
         self.wake = Flag()  # the exchange loop looks again: work to write, a handler free
         self.poke = Flag()  # ...and the queue may have jobs: an enqueue, a resume, a sweep
         self.beat = Flag()  # the heartbeat thread looks again: an attempt with a deadline began
@@ -324,7 +340,6 @@ class _Run:
     def _exchange_loop(self) -> None:
         settings = self.settings
         backoff = self._backoff()
-        capacity = settings.concurrency + settings.prefetch
         more = True  # the last claim was full: the queue may have more at once
         next_poll = 0.0  # monotonic, when an idle queue is looked at again
         while True:
@@ -340,7 +355,7 @@ class _Run:
                     self.ready.clear()
                 started, self.started = self.started, []
                 done, self.done = self.done, []
-                free = capacity - len(self.ready) - len(self.running)
+                free = settings.concurrency + self._ahead() - len(self.ready) - len(self.running)
             due = more or time.monotonic() >= next_poll
             limit = free if free > 0 and due and not stopping else 0
             # A round when there is something to write or to claim, or when the queue changed
@@ -358,6 +373,7 @@ class _Run:
                 wait_any((self.wake, self.poke), max(0.0, until))
                 continue
             claim_id = new_claim_id() if limit else None
+            began = time.monotonic()
             try:
                 with self.access.jobs("exchange") as jobs:
                     written, claims, paused = jobs.exchange(
@@ -373,6 +389,7 @@ class _Run:
                 self.stop.wait(backoff.failed(error, "writing outcomes and claiming"))
                 continue
             backoff.succeeded()
+            self.round_seconds = _mean(self.round_seconds, time.monotonic() - began)
             for each, on_row in zip(done, written, strict=True):
                 self._written(each, on_row)
             if paused:
@@ -392,6 +409,20 @@ class _Run:
             if self.unsure:
                 self._settle_unsure()
         self._settle_unsure()
+
+    def _ahead(self) -> int:
+        """How many jobs to hold claimed ahead of the handlers: `prefetch` if it was given;
+        else about as many as they finish during one round (so that none waits for a round to
+        end), at most `prefetch`, and as many as there are handlers until both durations are
+        measured."""
+        settings = self.settings
+        if not settings.adaptive:
+            return settings.prefetch
+        round_seconds, job_seconds = self.round_seconds, self.job_seconds
+        if round_seconds is None or job_seconds is None:
+            return min(settings.prefetch, settings.concurrency)
+        finished = settings.concurrency * round_seconds / max(job_seconds, 1e-6)
+        return min(settings.prefetch, math.ceil(finished))
 
     def _give_back_ahead(self) -> None:
         """The queue is paused: the jobs claimed ahead go back unstarted, for after the resume
@@ -548,6 +579,7 @@ class _Run:
                 f"max_runtime of {settings.max_runtime:g}s passed: the handler was asked to stop"
             )
             outcome = Outcome.errored(error_text(error), settings.retry_delay(job.attempts))
+        self.job_seconds = _mean(self.job_seconds, time.monotonic() - began)
         with self.cond:
             self.running.discard(attempt)
             self.done.append(_Done(claim, outcome, error=error, began=began, lost=attempt.lost))
@@ -788,3 +820,8 @@ def _attempt_fields(routine: str, event: str, **attempt: object) -> dict[str, ob
     """The `extra` of a line about one attempt: queue, job_id, task (None if the job is not a
     task call), attempt and error, each always there, for a log pipeline to rely on."""
     return {**fields(routine, event), **attempt}
+
+
+def _mean(mean: float | None, value: float) -> float:
+    """The running mean `mean` (None: no value yet) with `value` added."""
+    return value if mean is None else mean + _SMOOTHING * (value - mean)

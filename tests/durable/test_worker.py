@@ -553,3 +553,20 @@ def test_the_stalled_sweep_gives_back_unstarted_jobs_without_a_reset_or_an_attem
     assert unstarted is not None
     assert (died.state, died.resets) == ("failed", 1)  # max_resets=0: its first death ends it
     assert (unstarted.state, unstarted.attempts, unstarted.resets) == ("queued", 0, 0)
+
+
+def test_long_jobs_are_not_claimed_ahead_beyond_what_the_handlers_will_reach(
+    queue: durable.Queue, run: Callable[..., Running]
+) -> None:
+    # Without prefetch, a worker holds about what its handlers finish during one of its rounds
+    # (at most 8 per handler): for jobs far longer than a round, one each at most, so that other
+    # workers get the rest. (Until a job's time is measured it holds one per handler.)
+    handler = Handler(lambda job: routines.sleep(0.05))  # each job takes its time
+    ids = queue.enqueue_many(range(12))
+    run(durable.QueueWorker(queue, handler, concurrency=2, **FAST))  # at most 16 ahead
+    held = []
+    while len(held) < 500 and queue.counts()["completed"] < len(ids):
+        held.append(queue.counts()["processing"])
+    for job_id in ids:
+        final(queue, job_id)
+    assert max(held) <= 4, held  # two running, at most two ahead, never the 16 allowed

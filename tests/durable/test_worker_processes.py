@@ -173,9 +173,10 @@ def test_a_worker_rides_out_its_connections_being_cut(postgres_target: Target) -
 
 
 def test_jobs_claimed_ahead_by_a_sigkilled_worker_run_elsewhere_with_no_attempt_spent(
-    target: Target, workers: Workers
+    target: Target, workers: Workers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A full buffer: one job running, the worker's prefetch (4) claimed ahead and never started.
+    monkeypatch.setenv("ROUTINES_TEST_PREFETCH", "4")
     queue = target.open().queue("jobs")
     victim = workers.start("hang")
     ids = queue.enqueue_many(range(5))
@@ -196,8 +197,9 @@ def test_jobs_claimed_ahead_by_a_sigkilled_worker_run_elsewhere_with_no_attempt_
 
 
 def test_sigterm_with_a_full_buffer_hands_every_claimed_job_back_unspent(
-    target: Target, workers: Workers
+    target: Target, workers: Workers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("ROUTINES_TEST_PREFETCH", "4")
     queue = target.open().queue("jobs")
     process = workers.start("interrupt", concurrency=2)
     ids = queue.enqueue_many(range(6))  # two running, four claimed ahead
