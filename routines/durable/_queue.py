@@ -130,7 +130,10 @@ class Queue:
         """
         job_id = check_job_id(job_id)
         with self._access.jobs("retry") as backend:
-            return backend.retry(self.name, job_id)
+            retried = backend.retry(self.name, job_id)
+        if retried:  # due now, as an enqueued job: wake the idle workers here
+            self._access.enqueued(self.name)
+        return retried
 
     def counts(self) -> dict[JobState, int]:
         """How many jobs of this queue are in each state, every state included."""

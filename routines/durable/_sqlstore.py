@@ -8,8 +8,9 @@ engine. A job's way through the store:
        (keyed: LIVE_JOB_OF_KEY)        ▲          │   │                failed | canceled
                                        │          │   └─HEARTBEAT (every heartbeat_interval,
                                        │          │     STILL_HELD says what is gone/canceled)
-                errored, due again ────┘          └─SWEEP (no heartbeat for stalled_after:
-                                                    back to queued, or failed, or canceled)
+                errored, due again ────┘          └─SWEEP (no heartbeat for stalled_after, or
+                                                    the worker's liveness mark free: back to
+                                                    queued, or failed, or canceled)
 
 A worker's handler writes its outcome and claims its next job in one batch (FINISH, FINISHED,
 CLAIM, CLAIMED): one transaction and, on PostgreSQL, one round trip. Every write about a claimed
@@ -28,7 +29,15 @@ from typing_extensions import final
 
 from .._status import describe_error
 from . import _statements as sql
-from ._backend import ErrorKind, JobStore, LeaseStore, Listener, MigrationStore, TickStore
+from ._backend import (
+    ErrorKind,
+    JobStore,
+    LeaseStore,
+    Listener,
+    Mark,
+    MigrationStore,
+    TickStore,
+)
 from ._errors import StoreError
 from ._model import (
     JOB_STATES,
@@ -44,6 +53,7 @@ from ._model import (
     Reset,
     ScheduleRun,
     TickClaim,
+    has_mark,
     new_claim_id,
     storable,
     task_of,
@@ -205,8 +215,14 @@ class SQLStore:
         return self._count(sql.CANCEL, {"id": job_id, "queue": queue}) == 1
 
     def retry(self, queue: str, job_id: int) -> bool:
+        def work(session: Session) -> bool:
+            if session.count(sql.RETRY, {"id": job_id, "queue": queue}) != 1:
+                return False
+            self._driver.notify(session, queue)  # queued, due now: as an enqueue is
+            return True
+
         try:
-            return self._count(sql.RETRY, {"id": job_id, "queue": queue}) == 1
+            return self._driver.run(work, transaction=False)
         except Exception as error:
             if self._driver.unique_violation(error):
                 return False  # a job with its key was enqueued at the same moment
@@ -277,23 +293,53 @@ class SQLStore:
         return bool(results[1].rows), claims[0] if claims else None
 
     def sweep_stalled(self, queue: str) -> list[Reset]:
+        return self._driver.run(lambda session: self._sweep(session, queue, []), transaction=True)
+
+    def sweep_dead(self, queue: str) -> list[Reset]:
+        # Read first, outside a transaction (SQLite's would take the write lock every second):
+        # the workers under a mark, then whether any mark is free; only then the sweep, which
+        # finds the free marks again in its own transaction (PostgreSQL holds them there, so
+        # that a worker taking its mark back waits for the sweep's end).
+        working = self._rows(sql.WORKING, {"queue": queue})
+        marked = [row[0] for row in working if row[0] is not None and has_mark(row[0])]
+        if not marked or not self._driver.run(
+            lambda session: self._driver.free_marks(session, marked), transaction=False
+        ):
+            return []
+
         def work(session: Session) -> list[Reset]:
-            ids = [int(row[0]) for row in session.rows(sql.STALLED, {"queue": queue})]
-            if not ids or not session.count(sql.SWEEP, {"ids": ids}):
-                return []
-            return [
-                Reset(
-                    id=row[0],
-                    queue=row[1],
-                    task=_task_of(row[2]),
-                    attempt=row[3],
-                    resets=row[4],
-                    state=row[5],
-                )
-                for row in session.rows(sql.SWEPT, {"ids": ids})
-            ]
+            dead = self._driver.free_marks(session, marked)
+            return self._sweep(session, queue, dead) if dead else []
 
         return self._driver.run(work, transaction=True)
+
+    def _sweep(self, session: Session, queue: str, dead: list[str]) -> list[Reset]:
+        """Put back the processing jobs of `queue` that are stalled or whose worker is `dead`,
+        in the caller's transaction; announce those queued again to idle workers."""
+        ids = [int(row[0]) for row in session.rows(sql.STALLED, {"queue": queue, "dead": dead})]
+        if not ids or not session.count(sql.SWEEP, {"ids": ids, "dead": dead}):
+            return []
+        resets = [
+            Reset(
+                id=row[0],
+                queue=row[1],
+                task=_task_of(row[2]),
+                attempt=row[3],
+                resets=row[4],
+                state=row[5],
+                worker_gone=row[6] in dead,
+            )
+            for row in session.rows(sql.SWEPT, {"ids": ids})
+        ]
+        if any(reset.state == "queued" for reset in resets):
+            self._driver.notify(session, queue)
+        return resets
+
+    def hold_mark(self) -> Mark | None:
+        return self._driver.hold_mark()
+
+    def doorbell(self, queue: str) -> Listener | None:
+        return self._driver.doorbell(queue)
 
     def listener(self) -> Listener | None:
         return self._driver.listener()
