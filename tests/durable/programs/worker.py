@@ -1,6 +1,6 @@
 """A worker process of the multi-process tests: a QueueWorker under a Monitor.
 
-usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY]
+usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY [SETTINGS]]
 
 Appends "<job id> <attempt>" to the file RECORD as each handler starts a job (one line per
 write, flushed), and prints "ready" once the Monitor is about to run. MODE says what a handler
@@ -11,12 +11,15 @@ does with its job:
   interrupt  waits for a stop, then raises: the job is handed back, its attempt not spent
 
 Small intervals, so that a death is noticed within about a second: the store's timeout 0.3 s,
-heartbeats every 0.2 s, stalled after 1 s. SIGTERM ends it through the Monitor; it exits with
+heartbeats every 0.2 s, stalled after 1 s. SETTINGS, a JSON object, replaces them: the
+QueueWorker's options it names, the library's defaults for the others (`{}`: all the
+defaults), and `timeout` for the store's. SIGTERM ends it through the Monitor; it exits with
 the report's exit code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -29,10 +32,16 @@ from routines import durable
 def main() -> int:
     url, schema, queue_name, record_path, mode = sys.argv[1:6]
     concurrency = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    options = (
+        json.loads(sys.argv[7])
+        if len(sys.argv) > 7
+        else {"timeout": 0.3, "poll_interval": 0.1, "heartbeat_interval": 0.2, "stalled_after": 1.0}
+    )
+    timeout = options.pop("timeout", 5.0)
     lock = threading.Lock()
     with (
         open(record_path, "a") as record,
-        durable.open_store(url, schema=schema, timeout=0.3) as store,
+        durable.open_store(url, schema=schema, timeout=timeout) as store,
     ):
 
         def handle(job: durable.Job) -> str:
@@ -51,9 +60,7 @@ def main() -> int:
             store.queue(queue_name),
             handle,
             concurrency=concurrency,
-            poll_interval=0.1,
-            heartbeat_interval=0.2,
-            stalled_after=1.0,
+            **options,
         )
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
