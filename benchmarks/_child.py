@@ -48,7 +48,10 @@ def say(**line: Any) -> None:
 def routines_worker(config: dict[str, Any]) -> None:
     short = config.get("short", False)
     store = durable.open_store(config["url"], timeout=1.0 if short else 5.0)
-    options: dict[str, Any] = {"poll_interval": config.get("poll_interval", 1.0)}
+    options: dict[str, Any] = {
+        "poll_interval": config.get("poll_interval", 1.0),
+        "liveness": config.get("liveness", True),
+    }
     if short:
         options.update(heartbeat_interval=0.25, stalled_after=2.0)
     worker = durable.QueueWorker(

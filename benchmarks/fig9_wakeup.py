@@ -1,5 +1,7 @@
 """Figure 9: wake-up latency: from `enqueue` returning to the handler starting, in an idle
 worker in another process, one job at a time (the next enqueued once the last one started).
+A SQLite worker in another process is woken by its doorbell (a Unix datagram socket the enqueue
+rings after its commit), with the default `poll_interval` (1 s) as the floor.
 
 Both times are CLOCK_MONOTONIC (`time.monotonic()`), one clock for every process of the
 machine. Each trial first runs one unmeasured job, so the worker is surely listening.
@@ -18,8 +20,7 @@ from _producers import environment
 
 from routines import durable
 
-GOAL = 0.005  # seconds, the median on PostgreSQL and on SQLite in one process
-SQLITE_POLL = 0.1  # the other-process SQLite worker's poll_interval
+GOAL = 0.005  # seconds, the median on PostgreSQL and on SQLite, in one process and another
 Latency = dict[str, float]
 
 
@@ -85,12 +86,12 @@ def run(settings: Settings) -> Figure:
         Side("routines: SQLite, worker in another process"),
         Side("peer: huey SqliteHuey consumer"),
     ]
-    sides[1].note = f"polls: poll_interval={SQLITE_POLL:g}s (SQLite can't notify another process)"
+    sides[1].note = "its doorbell, rung after the enqueue commits (poll_interval=1s, the default)"
     sides[2].note = "polls: its defaults, 0.1s growing x1.15 while idle"
-    sides[2].against = sides[1]  # both poll from another process
+    sides[2].against = sides[1]  # both from another process
     trials = [
         lambda: same_process_sqlite(n),
-        lambda: other_process("routines-sqlite", n, poll_interval=SQLITE_POLL),
+        lambda: other_process("routines-sqlite", n),
         lambda: other_process("huey", n),
     ]
     postgres = postgres_missing()
@@ -123,12 +124,16 @@ def run(settings: Settings) -> Figure:
         sides=sides,
     )
     in_process = sides[0].median("median")
+    other = sides[1].median("median")
     pg = sides[3].median("median") if postgres is None else float("nan")
-    met = in_process < GOAL and (postgres is not None or pg < GOAL)
-    shown = f"SQLite in one process {in_process * 1e3:.2f} ms"
+    met = in_process < GOAL and other < GOAL and (postgres is not None or pg < GOAL)
+    shown = f"SQLite in one process {in_process * 1e3:.2f} ms, from another {other * 1e3:.2f} ms"
     if postgres is None:
         shown += f", PostgreSQL {pg * 1e3:.2f} ms"
     figure.goal = Goal(
-        f"median under {GOAL * 1e3:g} ms on PostgreSQL and on SQLite in one process", met, shown
+        f"median under {GOAL * 1e3:g} ms on PostgreSQL and on SQLite (in one process and from"
+        " another)",
+        met,
+        shown,
     )
     return figure

@@ -22,7 +22,7 @@ from typing_extensions import final
 
 from .._flag import Flag
 from .._status import describe_error
-from ._backend import Backend, JobStore, LeaseStore, Listener, MigrationStore, TickStore
+from ._backend import Backend, JobStore, LeaseStore, Listener, Mark, MigrationStore, TickStore
 from ._errors import StoreError, StoreUnavailable
 
 __all__ = ["StoreAccess"]
@@ -97,6 +97,16 @@ class StoreAccess:
         """A listener for other processes' enqueues, made without a call to the database (it
         connects when it first waits), so a worker starts while the database is down."""
         return self._role(self.backend().jobs, "jobs").listener()
+
+    def mark(self) -> Mark | None:
+        """This process's liveness mark on the store, held for a worker while it runs; made
+        without waiting for the database (it is taken as soon as it can be)."""
+        return self._role(self.backend().jobs, "jobs").hold_mark()
+
+    def doorbell(self, queue: str) -> Listener | None:
+        """Where the database can't announce enqueues, a listener for the enqueues to `queue`
+        of this host's other processes; made without a call to the database."""
+        return self._role(self.backend().jobs, "jobs").doorbell(queue)
 
     def _role(self, role: R | None, what: str) -> R:
         if role is None:

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:
+    from .._flag import Flag
     from ._model import (
         Backlog,
         Claim,
@@ -53,6 +54,7 @@ __all__ = [
     "JobStore",
     "LeaseStore",
     "Listener",
+    "Mark",
     "MigrationStore",
     "TickStore",
 ]
@@ -258,6 +260,26 @@ class JobStore(Protocol):
         (SQLite: the worker polls, and in-process enqueues wake it through the store)."""
         ...
 
+    def hold_mark(self) -> Mark | None:
+        """This process's liveness mark on the store, for a worker to hold while it runs (and
+        release once its handlers have all returned), or None if the backend has none. Made
+        without waiting for the database: it is taken as soon as it can be."""
+        ...
+
+    def sweep_dead(self, queue: str) -> list[Reset]:
+        """The processing jobs of `queue` whose worker claimed them under a liveness mark that
+        no process holds now (its process is gone), and the stalled ones with them: as
+        `sweep_stalled` leaves them, marked `worker_gone`. Writes nothing while every such mark
+        is held, so it is cheap to call about once a second."""
+        ...
+
+    def doorbell(self, queue: str) -> Listener | None:
+        """Where the database can't announce enqueues itself (SQLite): a listener that the
+        enqueues to `queue` of other processes of this host ring after they commit; bound
+        before it is returned, so that nothing committed after this call goes unheard. None
+        where `listener()` serves, or nothing can."""
+        ...
+
 
 class LeaseStore(Protocol):
     """Leases: one holder at a time per name, decided by the database's clock."""
@@ -330,6 +352,32 @@ class MigrationStore(Protocol):
 
     def migrations(self, ids: Sequence[str] | None = None) -> list[MigrationStatus]:
         """The migrations the store has seen (only `ids`, if given), by id."""
+        ...
+
+
+class Mark(Protocol):
+    """A process's liveness mark on a store: held while the process lives, and released by the
+    system when it dies (PostgreSQL: a session-level advisory lock on a connection of its own;
+    SQLite: an `flock` on a file beside the database). A worker claims as `worker_id` while
+    `held()`, so that sweepers may put its jobs back as soon as the mark is free; heartbeats
+    cover what a mark can't see (a hung or frozen process, a network partition)."""
+
+    @property
+    def worker_id(self) -> str:
+        """The id the claims made under this mark carry (see `has_mark`)."""
+        ...
+
+    def held(self) -> bool:
+        """Whether the mark is held now, as last checked (about once a second); never blocks.
+        A mark lost while the process lives is logged and taken again."""
+        ...
+
+    def wait(self, timeout: float, stop: Flag) -> bool:
+        """Wait until the mark is held, `stop` is set or `timeout` passes: whether it is held."""
+        ...
+
+    def release(self) -> None:
+        """This holder is done with it (its jobs are all written); the last one frees it."""
         ...
 
 

@@ -10,6 +10,7 @@ disagree about which states are which.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -58,7 +59,10 @@ __all__ = [
     "check_int32",
     "check_job_id",
     "check_text",
+    "has_mark",
     "holder_id",
+    "mark_key",
+    "marked_holder_id",
     "new_claim_id",
     "storable",
     "task_of",
@@ -291,8 +295,9 @@ class MigrationStatus:
 @final
 @dataclass(frozen=True)
 class Reset:
-    """A processing job the stalled sweep found without a heartbeat: its attempt, and the state
-    the sweep left it in (`queued` again, `failed` past `max_resets`, or `canceled` as asked)."""
+    """A processing job the stalled sweep found without a heartbeat, or whose worker's liveness
+    mark was free: its attempt, and the state the sweep left it in (`queued` again, `failed`
+    past `max_resets`, or `canceled` as asked)."""
 
     id: int
     queue: str
@@ -300,6 +305,7 @@ class Reset:
     attempt: int
     resets: int  # its worker's deaths, this one included
     state: JobState
+    worker_gone: bool = False  # its worker's mark was free (its process is gone), not stale
 
 
 def new_claim_id() -> str:
@@ -363,6 +369,31 @@ def holder_id() -> str:
     """Who claims a job, holds a lease or runs a tick: host, pid and a random part (a restarted
     container that reuses its hostname is someone else)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+# A worker id that ends so claimed its jobs while its process held a liveness mark: a sweeper
+# may test that mark. Other ids (a worker with `liveness=False`, one of an older version, one
+# whose mark was not held at that moment) are judged by their heartbeats alone: a mark never
+# taken would look free.
+_MARKED: Final = "+live"
+
+
+def marked_holder_id() -> str:
+    """The worker id of a process's liveness mark: `holder_id()` and `+live`."""
+    return holder_id() + _MARKED
+
+
+def has_mark(worker: str) -> bool:
+    """Whether jobs claimed as `worker` were claimed under a liveness mark."""
+    return worker.endswith(_MARKED)
+
+
+def mark_key(worker: str) -> int:
+    """The 64-bit key of the liveness mark of `worker` (signed, as PostgreSQL's advisory locks
+    take it; SQLite names the mark's file by it). Two live marks share a key with a chance of
+    about n**2 / 2**65 among n marks; a holder that finds its key taken picks another id."""
+    digest = hashlib.blake2b(f"routines.durable mark {worker}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 # -- what a store holds --------------------------------------------------------------------------

@@ -21,7 +21,10 @@ Where PostgreSQL differs from the neutral statements, and why:
 - jobs without a key are inserted by one statement from arrays (`unnest`): one round trip for
   any number of jobs, its NOTIFY included;
 - the schema is changed under a transaction-level advisory lock (concurrent `CREATE ... IF NOT
-  EXISTS` statements fail on the catalog's unique indexes), in a schema of its own.
+  EXISTS` statements fail on the catalog's unique indexes), in a schema of its own;
+- a process's liveness mark is a session-level advisory lock on a connection of its own, which
+  the server releases when the session ends (at once when the process dies); a sweeper tests
+  marks with `pg_try_advisory_xact_lock`, in the sweep's transaction (`PostgresMark`).
 
 An app's own connection (`run_on`) is checked against the catalog: the store's database, and the
 store's jobs table itself (by its oid) visible and writable there. Its statements run on a
@@ -37,6 +40,7 @@ import logging
 import math
 import re
 import select
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,13 +57,15 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 from typing_extensions import final
 
+from .._flag import Flag, wait_any
 from .._status import describe_error, describe_value
-from ._backend import ErrorKind
+from ._backend import ErrorKind, Mark
 from ._errors import StoreError
-from ._model import NewJob
+from ._marks import SharedMark
+from ._model import NewJob, mark_key, marked_holder_id
 from ._sql import Dialect, Params, Result, SchemaTypes, Session, wrong_connection
 
-__all__ = ["PostgresDriver", "PostgresListener", "postgres_dialect"]
+__all__ = ["PostgresDriver", "PostgresListener", "PostgresMark", "postgres_dialect"]
 
 logger = logging.getLogger("routines.durable")
 
@@ -141,6 +147,7 @@ class PostgresDriver:
         self._settings = _connection_settings(settings, timeout)
         self._pool: ConnectionPool[Connection] | None = None
         self._jobs_table: tuple[str, int] | None = None  # the store's database and jobs oid
+        self._mark = SharedMark(lambda: PostgresMark(self._url, self._mark_settings(), self._shown))
         self.dialect = postgres_dialect(schema)
         self.described = f"the store {shown}"
         # The rows a schedule's tick claim locks (FOR UPDATE); SQLite's one writer needs none.
@@ -186,6 +193,7 @@ class PostgresDriver:
         self._pool = pool
 
     def close(self) -> None:
+        self._mark.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close(timeout=_CLOSE_TIMEOUT)
@@ -202,6 +210,12 @@ class PostgresDriver:
 
     def unique_violation(self, error: Exception) -> bool:
         return isinstance(error, pg_errors.UniqueViolation)
+
+    def _mark_settings(self) -> dict[str, Any]:
+        settings = dict(self._settings)
+        if "application_name" in settings:  # else the URL's own: that one wins
+            settings["application_name"] = "routines liveness mark"  # for pg_stat_activity
+        return settings
 
     def _configure(self, connection: Connection) -> None:
         # A call waits for a row or advisory lock no longer than for a connection; and times
@@ -368,6 +382,28 @@ class PostgresDriver:
 
     def listener(self) -> PostgresListener:
         return PostgresListener(self._url, self._settings, self.channel, self._shown)
+
+    def doorbell(self, queue: str) -> None:
+        return None  # the listener hears every process's enqueues
+
+    def hold_mark(self) -> Mark:
+        return self._mark.hold()
+
+    def free_marks(self, session: Session, workers: Sequence[str]) -> list[str]:
+        # Tested by taking each mark's lock for the transaction, not by reading pg_locks: a
+        # lock its process holds can't be taken, whatever a snapshot of pg_locks would say, and
+        # one taken here stays taken until the sweep that follows has committed, so a worker
+        # whose session was cut and that takes its mark back at that moment waits for the sweep
+        # instead of claiming under a mark the sweep is about to judge free. A key that
+        # something else holds too (a collision) makes a dead mark look held: its jobs are
+        # then left to their heartbeats; never the other way round.
+        keys = {mark_key(worker): worker for worker in workers}
+        rows = session.rows(
+            "SELECT key FROM {values:keys} AS mark(key)"
+            " WHERE pg_try_advisory_xact_lock(key::bigint)",
+            {"keys": [(key,) for key in keys]},
+        )
+        return [keys[int(row[0])] for row in rows]
 
     def enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
         """Jobs without a key in one autocommit statement, its notification included: one
@@ -606,3 +642,144 @@ class PostgresListener:
 
     def __repr__(self) -> str:
         return f"PostgresListener({self._shown!r}, channel={self._channel!r})"
+
+
+_MARK_CHECK_EVERY: Final = 0.5  # how often the mark's thread looks at its session
+_MARK_RETRY_MAX: Final = 5.0  # the longest wait between tries to take the mark
+
+
+@final
+class PostgresMark:
+    """This process's liveness mark on a PostgreSQL store: a session-level advisory lock keyed
+    by its worker id, on a connection of its own (not from the pool: a pooled connection is
+    lent to others, and a lock on it would outlive this process's use of it). The server
+    releases it when the session ends: at once when the process dies (its socket closes), and
+    after a network cut once its keepalives notice. Its thread looks every half second, without
+    a round trip, whether the server ended the session (the socket turns readable) and then
+    takes the mark again, under the same id.
+
+    Behind a pooler in transaction mode (pgbouncer's `pool_mode = transaction`) a session's lock
+    does not stay with this client: that is found when the mark is taken (the answering session
+    does not hold it), and the process goes without a mark, its jobs judged by their heartbeats
+    as with `liveness=False`, which such a deployment should pass.
+    """
+
+    def __init__(self, url: str, settings: dict[str, Any], shown: str) -> None:
+        self._url = url
+        self._settings = settings
+        self._shown = shown
+        self._worker_id = marked_holder_id()
+        self._held = False
+        self._made = Flag()  # held at least once
+        self._stop = Flag()
+        self._ended = Flag()  # its thread has ended: it will never be held
+        self._thread = threading.Thread(
+            target=self._keep, name="routines:durable:liveness-mark", daemon=True
+        )
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"PostgresMark({self._shown!r}, {self._worker_id!r}, held={self._held})"
+
+    @property
+    def worker_id(self) -> str:
+        return self._worker_id
+
+    def held(self) -> bool:
+        return self._held
+
+    def wait(self, timeout: float, stop: Flag) -> bool:
+        wait_any((self._made, self._ended, stop), timeout)
+        return self._held
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(_CLOSE_TIMEOUT)
+        if self._thread.is_alive():
+            logger.warning("%r: its thread did not end within %gs", self, _CLOSE_TIMEOUT)
+
+    def _keep(self) -> None:
+        connection: Connection | None = None
+        wait = _MARK_CHECK_EVERY
+        try:
+            while not self._stop.is_set():
+                try:
+                    if connection is not None and not _alive(connection):
+                        self._lost(connection)
+                        connection = None
+                    if connection is None:
+                        connection = self._take()  # at once: a lost mark is back in a moment
+                except _NoSessionLocks:
+                    return
+                except Exception as error:  # noqa: BLE001 - the mark is tried again later
+                    logger.debug("%r: %s", self, describe_error(error))
+                    if connection is not None:
+                        self._lost(connection)
+                        connection = None
+                wait = (
+                    _MARK_CHECK_EVERY if connection is not None else min(wait * 2, _MARK_RETRY_MAX)
+                )
+                self._stop.wait(wait)
+        finally:
+            self._held = False
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()  # the session ends: the server frees the mark
+            self._ended.set()
+
+    def _take(self) -> Connection | None:
+        """Connect and take the mark: the connection holding it, or None if another session
+        holds its key (an earlier session of this process the server has not ended yet)."""
+        key = mark_key(self._worker_id)
+        connection = psycopg.connect(self._url, **self._settings)  # autocommit
+        try:
+            row = connection.execute(
+                "SELECT pg_try_advisory_lock(%s), pg_backend_pid()", [key]
+            ).fetchone()
+            if row is None or not row[0]:
+                connection.close()
+                if not self._made.is_set():
+                    # Never held: no job carries this id, so another one can be taken.
+                    self._worker_id = marked_holder_id()
+                logger.debug("%r: its key is held by another session; trying again", self)
+                return None
+            own = connection.execute(
+                "SELECT pg_backend_pid() = %s AND EXISTS (SELECT 1 FROM pg_locks WHERE"
+                " locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
+                " AND objsubid = 1 AND classid::bigint = %s AND objid::bigint = %s)",
+                [row[1], (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF],
+            ).fetchone()
+        except BaseException:
+            connection.close()
+            raise
+        if own is None or not own[0]:
+            connection.close()
+            logger.warning(
+                "the store %s: a session-level lock did not stay with this connection (a "
+                "pooler in transaction mode, such as pgbouncer's?): this process holds no "
+                "liveness mark, and its jobs are judged by their heartbeats alone; pass "
+                "liveness=False to its workers to say so",
+                self._shown,
+            )
+            raise _NoSessionLocks
+        self._held = True
+        if self._made.is_set():
+            logger.info("the liveness mark of this process on %s is taken again", self._shown)
+        self._made.set()
+        return connection
+
+    def _lost(self, connection: Connection) -> None:
+        self._held = False
+        with contextlib.suppress(Exception):
+            connection.close()
+        logger.warning(
+            "the liveness mark of this process on %s was lost while the process lives (its "
+            "session ended: a network cut, or the server ended it): other workers may put back "
+            "the jobs it runs, and their outcomes here are then refused by the claim token; "
+            "taking it again",
+            self._shown,
+        )
+
+
+class _NoSessionLocks(Exception):
+    """Session-level locks do not hold on the store's connections: no mark is possible."""

@@ -31,7 +31,7 @@ from typing import Any, Final, Protocol, TypedDict, TypeVar
 from typing_extensions import final
 
 from .._status import describe_value
-from ._backend import ErrorKind, Listener
+from ._backend import ErrorKind, Listener, Mark
 from ._model import NewJob
 
 __all__ = [
@@ -329,4 +329,20 @@ class Driver(Protocol):
 
     def enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> list[int] | None:
         """A fast path for jobs without a key, or None to take the statements' own."""
+        ...
+
+    def hold_mark(self) -> Mark | None:
+        """This process's liveness mark on the store (see `_marks.py`), or None where the
+        engine can keep none; never waits for the database."""
+        ...
+
+    def free_marks(self, session: Session, workers: Sequence[str]) -> list[str]:
+        """Those of `workers` (ids that claimed under a mark) whose mark no process holds now.
+        In a transaction, the marks it found free stay so until it ends, so a worker that
+        takes its mark back does so after the sweep that follows, not during it."""
+        ...
+
+    def doorbell(self, queue: str) -> Listener | None:
+        """Where `listener()` can't hear other processes: a listener rung by the enqueues to
+        `queue` of this host's processes (bound before it is returned), or None."""
         ...

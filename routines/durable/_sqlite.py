@@ -15,7 +15,10 @@ wall clock, in milliseconds. Rows are drained with `fetchall()` before a COMMIT.
 Where SQLite differs from the neutral statements, and why:
 - no `FOR UPDATE SKIP LOCKED`: its one writer holds the whole database for a claim;
 - schedules need no lock of their own, for the same reason;
-- nothing announces an enqueue to other processes: their workers poll;
+- SQLite announces nothing to other processes: an enqueue rings the doorbells (Unix datagram
+  sockets) of that queue's idle workers on this host after it commits (`_sqlite_host.py`);
+- a process's liveness mark is an `flock` on a file beside the database, which the kernel
+  releases when the process dies (`_sqlite_host.py`); a sweeper tests it with a lock of its own;
 - the id of an inserted row is `lastrowid` (no `RETURNING` before SQLite 3.35).
 
 An app's own connection to the file (`run_on`) is checked with `PRAGMA database_list`: its main
@@ -37,10 +40,12 @@ from typing import Any, Final, TypeVar
 from typing_extensions import final
 
 from .._status import describe_error, describe_value
-from ._backend import ErrorKind
+from ._backend import ErrorKind, Mark
 from ._errors import StoreError
+from ._marks import SharedMark
 from ._model import NewJob
 from ._sql import Dialect, Params, Result, SchemaTypes, Session, wrong_connection
+from ._sqlite_host import FileMark, HostDirectory, SocketDoorbell
 
 __all__ = ["SQLiteDriver", "sqlite_dialect"]
 
@@ -111,6 +116,8 @@ class SQLiteDriver:
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._closed = threading.Event()  # also ends the waits between busy retries
+        self._host = HostDirectory(path, schema)
+        self._mark = SharedMark(lambda: FileMark(self._host))
 
     def __repr__(self) -> str:
         return f"SQLiteDriver({self._path!r}, schema={self._prefix!r})"
@@ -140,6 +147,8 @@ class SQLiteDriver:
             self._connections.clear()
         for connection in connections:
             _close(connection)
+        self._mark.close()
+        self._host.close()
 
     def classify(self, error: Exception) -> ErrorKind | None:
         # A lock not granted in time, or a full disk: both pass (a disk is freed, or grown),
@@ -155,7 +164,15 @@ class SQLiteDriver:
 
     def run(self, work: Callable[[Session], T], *, transaction: bool) -> T:
         dialect = self.dialect
-        return self._run(lambda connection: work(_Session(connection, dialect)), write=transaction)
+
+        def attempt(connection: sqlite3.Connection) -> tuple[T, list[Callable[[], None]]]:
+            session = _Session(connection, dialect)  # one per try: a retried one starts afresh
+            return work(session), session.after_commit
+
+        result, after_commit = self._run(attempt, write=transaction)
+        for then in after_commit:
+            then()
+        return result
 
     def batch(self, statements: Sequence[tuple[str, Params]]) -> list[Result]:
         def work(connection: sqlite3.Connection) -> list[Result]:
@@ -226,15 +243,49 @@ class SQLiteDriver:
         pass  # the claim's BEGIN IMMEDIATE serialises every claim of every schedule
 
     def notify(self, session: Session, queue: str) -> None:
-        pass  # other processes' workers poll; in-process ones are woken by the store
+        # No notifications in SQLite: the doorbells of other processes' workers are rung once
+        # the transaction has committed (in-process workers are woken by the store).
+        if isinstance(session, _Session):
+            session.after_commit.append(lambda: self._host.ring(queue))
 
     def insert_announced(
         self, session: Session, template: str, params: Params, queue: str
     ) -> int | None:
-        return session.insert(template, params)  # nothing to announce
+        inserted = session.insert(template, params)
+        if inserted is not None:  # its doorbell rings after the commit
+            self.notify(session, queue)
+        return inserted
 
     def listener(self) -> None:
         return None
+
+    def doorbell(self, queue: str) -> SocketDoorbell | None:
+        directory = self._host.bell
+        if directory is None:
+            logger.info(
+                "%s: its path is too long for a doorbell's address: workers of other "
+                "processes poll",
+                self.described,
+            )
+            return None
+        try:
+            return SocketDoorbell(self._host, directory, queue)
+        except OSError as error:
+            logger.warning(
+                "%s: no doorbell in %s (%s): the worker polls",
+                self.described,
+                directory,
+                describe_error(error),
+            )
+            return None
+
+    def hold_mark(self) -> Mark:
+        return self._mark.hold()
+
+    def free_marks(self, session: Session, workers: Sequence[str]) -> list[str]:
+        # One host: a mark found free is its dead process's, and a dead process takes none
+        # back, so the transaction need not hold it.
+        return self._host.free_marks(workers)
 
     def enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> None:
         return None  # the neutral statements are as fast: no round trips in-process
@@ -296,11 +347,12 @@ class SQLiteDriver:
 class _Session:
     """A connection of this thread (or a cursor of the app's connection), lent for one call."""
 
-    __slots__ = ("_connection", "_dialect")
+    __slots__ = ("_connection", "_dialect", "after_commit")
 
     def __init__(self, connection: sqlite3.Connection | sqlite3.Cursor, dialect: Dialect) -> None:
         self._connection = connection
         self._dialect = dialect
+        self.after_commit: list[Callable[[], None]] = []  # what to do once its work committed
 
     def rows(self, template: str, params: Params | None = None) -> list[tuple[Any, ...]]:
         statement, bound = self._dialect.statement(template, params or {})

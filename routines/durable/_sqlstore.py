@@ -8,8 +8,9 @@ engine. A job's way through the store:
        (keyed: LIVE_JOB_OF_KEY)        ▲          │   │                failed | canceled
                                        │          │   └─HEARTBEAT (every heartbeat_interval,
                                        │          │     STILL_HELD says what is gone/canceled)
-                errored, due again ────┘          └─SWEEP (no heartbeat for stalled_after:
-                                                    back to queued, or failed, or canceled)
+                errored, due again ────┘          └─SWEEP (no heartbeat for stalled_after, or
+                                                    the worker's liveness mark free: back to
+                                                    queued, or failed, or canceled)
 
 A worker's handler writes its outcome and claims its next job in one batch (FINISH, FINISHED,
 CLAIM, CLAIMED): one transaction and, on PostgreSQL, one round trip. Every write about a claimed
@@ -28,7 +29,15 @@ from typing_extensions import final
 
 from .._status import describe_error
 from . import _statements as sql
-from ._backend import ErrorKind, JobStore, LeaseStore, Listener, MigrationStore, TickStore
+from ._backend import (
+    ErrorKind,
+    JobStore,
+    LeaseStore,
+    Listener,
+    Mark,
+    MigrationStore,
+    TickStore,
+)
 from ._errors import StoreError
 from ._model import (
     ID_MAX,
@@ -52,6 +61,7 @@ from ._model import (
     ScheduleInfo,
     ScheduleRun,
     TickClaim,
+    has_mark,
     new_claim_id,
     storable,
     task_of,
@@ -473,23 +483,53 @@ class SQLStore:
         return written, claims, bool(results[-1].rows[0][0])
 
     def sweep_stalled(self, queue: str) -> list[Reset]:
+        return self._driver.run(lambda session: self._sweep(session, queue, []), transaction=True)
+
+    def sweep_dead(self, queue: str) -> list[Reset]:
+        # Read first, outside a transaction (SQLite's would take the write lock every second):
+        # the workers under a mark, then whether any mark is free; only then the sweep, which
+        # finds the free marks again in its own transaction (PostgreSQL holds them there, so
+        # that a worker taking its mark back waits for the sweep's end).
+        working = self._rows(sql.WORKING, {"queue": queue})
+        marked = [row[0] for row in working if row[0] is not None and has_mark(row[0])]
+        if not marked or not self._driver.run(
+            lambda session: self._driver.free_marks(session, marked), transaction=False
+        ):
+            return []
+
         def work(session: Session) -> list[Reset]:
-            ids = [int(row[0]) for row in session.rows(sql.STALLED, {"queue": queue})]
-            if not ids or not session.count(sql.SWEEP, {"ids": ids}):
-                return []
-            return [
-                Reset(
-                    id=row[0],
-                    queue=row[1],
-                    task=_task_of(row[2]),
-                    attempt=row[3],
-                    resets=row[4],
-                    state=row[5],
-                )
-                for row in session.rows(sql.SWEPT, {"ids": ids})
-            ]
+            dead = self._driver.free_marks(session, marked)
+            return self._sweep(session, queue, dead) if dead else []
 
         return self._driver.run(work, transaction=True)
+
+    def _sweep(self, session: Session, queue: str, dead: list[str]) -> list[Reset]:
+        """Put back the processing jobs of `queue` that are stalled or whose worker is `dead`,
+        in the caller's transaction; announce those queued again to idle workers."""
+        ids = [int(row[0]) for row in session.rows(sql.STALLED, {"queue": queue, "dead": dead})]
+        if not ids or not session.count(sql.SWEEP, {"ids": ids, "dead": dead}):
+            return []
+        resets = [
+            Reset(
+                id=row[0],
+                queue=row[1],
+                task=_task_of(row[2]),
+                attempt=row[3],
+                resets=row[4],
+                state=row[5],
+                worker_gone=row[6] in dead,
+            )
+            for row in session.rows(sql.SWEPT, {"ids": ids})
+        ]
+        if any(reset.state == "queued" for reset in resets):
+            self._driver.notify(session, queue)
+        return resets
+
+    def hold_mark(self) -> Mark | None:
+        return self._driver.hold_mark()
+
+    def doorbell(self, queue: str) -> Listener | None:
+        return self._driver.doorbell(queue)
 
     def listener(self) -> Listener | None:
         return self._driver.listener()

@@ -380,13 +380,15 @@ FINISHED: Final = """
 """
 
 # The stalled sweep: processing jobs whose heartbeat is older than the stalled_after of the
-# worker that claimed them (stored on the row) go back to queued with one more reset, or fail
-# after max_resets, or end canceled if a cancel was asked. STALLED locks them (skipping those a
+# worker that claimed them (stored on the row), or whose worker is among `dead` (its liveness
+# mark was free: its process is gone), go back to queued with one more reset, or fail after
+# max_resets, or end canceled if a cancel was asked. STALLED locks them (skipping those a
 # worker is writing right now) for SWEEP, and SWEPT reads what became of them.
-STALLED: Final = """
-    SELECT id FROM {jobs}
-    WHERE queue = :queue AND state = 'processing' AND heartbeat_at + stalled_after < {now}
-    ORDER BY id{skip_locked}
+_SWEEPABLE: Final = "(heartbeat_at + stalled_after < {now} OR worker IN {values:dead})"
+STALLED: Final = f"""
+    SELECT id FROM {{jobs}}
+    WHERE queue = :queue AND state = 'processing' AND {_SWEEPABLE}
+    ORDER BY id{{skip_locked}}
 """
 # A job claimed ahead that no handler started goes back as it was: no reset, no attempt.
 _DIED_TOO_OFTEN: Final = "started_at IS NOT NULL AND resets >= max_resets"
@@ -402,12 +404,15 @@ SWEEP: Final = f"""
             ELSE last_error END,
         resets = resets + CASE WHEN started_at IS NULL THEN 0 ELSE 1 END,
         claim_token = NULL
-    WHERE id IN {{values:ids}} AND state = 'processing' AND heartbeat_at + stalled_after < {{now}}
+    WHERE id IN {{values:ids}} AND state = 'processing' AND {_SWEEPABLE}
 """
 SWEPT: Final = """
-    SELECT id, queue, payload{as_text}, attempts, resets, state FROM {jobs}
+    SELECT id, queue, payload{as_text}, attempts, resets, state, worker FROM {jobs}
     WHERE id IN {values:ids} ORDER BY id
 """
+# The workers holding processing jobs of a queue (few, and indexed): the liveness sweep tests
+# the marks of those that claimed under one.
+WORKING: Final = "SELECT DISTINCT worker FROM {jobs} WHERE queue = :queue AND state = 'processing'"
 
 # -- leases --------------------------------------------------------------------------------------
 

@@ -65,6 +65,7 @@ class WorkerOptions(TypedDict, total=False):
     max_runtime: float | timedelta | None
     retry_backoff: float | timedelta
     max_retry_backoff: float | timedelta
+    liveness: bool
 
 
 _OPTION_NAMES: Final = ", ".join(EnqueueOptions.__annotations__)

@@ -8,9 +8,17 @@ One `start()` runs, each on its own thread:
   time and writes how its attempt ended, conditional on the claim's token, claiming its next
   job in the same write while the queue has work (one write per job, not two);
 - the heartbeat thread: one heartbeat for all running jobs every `heartbeat_interval`, the
-  stalled sweep about every `stalled_after / 2`, and `max_runtime`; it keeps going after a stop
-  until the last handler has returned, so a job finishing after the stop is not taken for dead;
-- on PostgreSQL, the listener thread, on a connection of its own.
+  stalled sweep about every `stalled_after / 2`, the liveness sweep about every second (the
+  jobs of workers whose process's liveness mark is free: their process is gone), and
+  `max_runtime`; it keeps going after a stop until the last handler has returned, so a job
+  finishing after the stop is not taken for dead;
+- the listener thread: on PostgreSQL LISTEN, on a connection of its own; on SQLite the
+  worker's doorbell, which other processes' enqueues to its queue ring.
+
+With `liveness` (the default) the worker holds its process's liveness mark while it runs (one
+per process and store, shared by its workers) and claims under the mark's id while the mark is
+held; a claim made while it is not carries the worker's own id, and its job is judged by its
+heartbeats alone.
 
 A handler sees `routines.stopping()` turn True when the worker is stopped, when its job's cancel
 was asked, when it ran past `max_runtime`, and when its claim was lost.
@@ -24,7 +32,7 @@ The data flow (the store's side is drawn in `_sqlstore.py`):
       │   (listener), sweep  │      finish_and_claim: the outcome, and the next job
       ├──────────────────────┴───────────────────────◀───────────────────────────┘
       └── heartbeat thread: heartbeat(running claims) → gone / cancel asked → stopping();
-          sweep_stalled() → jobs of dead workers back to queued; max_runtime
+          sweep_stalled(), sweep_dead() → jobs of dead workers back to queued; max_runtime
 """
 
 from __future__ import annotations
@@ -49,8 +57,15 @@ from .._logs import fields, get_logger
 from .._record import RunRecord
 from .._status import RoutineStatus, describe_error, describe_value, error_text
 from .._threads import ThreadGroup
-from .._validate import check_callable, check_int, check_name, check_optional_seconds, check_seconds
-from ._backend import Listener
+from .._validate import (
+    check_bool,
+    check_callable,
+    check_int,
+    check_name,
+    check_optional_seconds,
+    check_seconds,
+)
+from ._backend import Listener, Mark
 from ._errors import Fail, Retry, StoreUnavailable, error_report
 from ._model import (
     Claim,
@@ -75,6 +90,7 @@ _LISTEN_SLICE: Final = 0.25  # a listener's longest wait: it notices a stop at l
 # so long jobs are not held back from other workers), at most this many per handler.
 _PREFETCH_PER_HANDLER: Final = 8
 _SMOOTHING: Final = 0.2  # the weight of the latest in the running means of durations
+_LIVENESS_EVERY: Final = 1.0  # how often the marks of the workers holding jobs are tested
 
 
 @final
@@ -93,6 +109,13 @@ class QueueWorker:
 
     A `BaseException` from a handler (not an `Exception`) ends the worker: its job is handed
     back, the other handlers finish their job, and `start()` re-raises it.
+
+    `liveness=True` (the default): the worker holds its process's liveness mark and tests the
+    marks of the workers holding its queue's jobs about once a second, so that the jobs of a
+    process that died run again within about a second, not after `stalled_after`. Heartbeats
+    and `stalled_after` still cover what a mark can't see (a hung or frozen process, a network
+    partition). Pass False behind a pooler in transaction mode (pgbouncer), where session locks
+    do not hold: its jobs are then judged by their heartbeats alone, and it tests no marks.
     """
 
     def __init__(
@@ -110,6 +133,7 @@ class QueueWorker:
         max_runtime: float | timedelta | None = None,
         retry_backoff: float | timedelta = 10.0,
         max_retry_backoff: float | timedelta = 3600.0,
+        liveness: bool = True,
     ) -> None:
         if not isinstance(queue, Queue):
             msg = f"queue must be a durable queue (store.queue(name)), got {queue!r}"
@@ -146,6 +170,7 @@ class QueueWorker:
                 f"got {max_retry_backoff!r}"
             )
             raise ValueError(msg)
+        liveness = check_bool("liveness", liveness)
         self._settings = _Settings(
             handle=handle,
             concurrency=concurrency,
@@ -158,6 +183,7 @@ class QueueWorker:
             max_runtime=runtime,
             retry_backoff=backoff_seconds,
             max_retry_backoff=max_backoff_seconds,
+            liveness=liveness,
         )
         self._lifecycle = StatefulLifecycle()
         self._tally = _Tally()
@@ -182,8 +208,8 @@ class QueueWorker:
     def outcome_counts(self) -> dict[str, int]:
         """How the attempts of this worker ended, over all its starts: `completed`, `errored`,
         `failed`, `canceled` (as written; the store may have turned one into `canceled` or
-        `failed`), `handed_back`, and `lost` (its claim was gone), and how many jobs its stalled
-        sweeps put back (`stalled_resets`)."""
+        `failed`), `handed_back`, and `lost` (its claim was gone), and how many jobs of dead
+        workers its sweeps put back (`stalled_resets`: no heartbeat, or their process gone)."""
         return self._tally.outcome_counts()
 
     def __repr__(self) -> str:
@@ -208,6 +234,7 @@ class _Settings:
     max_runtime: float | None
     retry_backoff: float
     max_retry_backoff: float
+    liveness: bool
 
     def retry_delay(self, attempts: int) -> float:
         """The wait before the retry that follows the `attempts`-th attempt."""
@@ -290,6 +317,8 @@ class _Run:
         self.stop = stop
         self.tally = tally
         self.claimer = Claimer(holder_id(), settings.stalled_after, settings.max_resets)
+        self.mark: Mark | None = None  # this process's liveness mark, held while this runs
+        self.marked: Claimer | None = None  # the claimer under the mark's id
         self.cond = threading.Condition(threading.Lock())
         self.ready: deque[Claim] = deque()  # claimed ahead, for the next free handler
         self.started: list[Claim] = []  # started by a handler since the last round
@@ -313,19 +342,34 @@ class _Run:
         self.access.watch(self.queue.name, self.poke)
         self.stop.subscribe(self._notify)
         try:
+            if self.settings.liveness:
+                self.mark = self.access.mark()
             with ThreadGroup(
                 f"worker {self.name!r}", on_error=lambda error: self.stop.set()
             ) as group:
                 for number in range(1, self.settings.concurrency + 1):
                     group.start(self._handler_thread, name=f"routine:{self.name}:handler-{number}")
                 group.start(self._heartbeat_thread, name=f"routine:{self.name}:heartbeat")
-                listener = self.access.listener()
+                # Bound before the first claim: an enqueue after that claim rings it.
+                listener = self.access.listener() or self.access.doorbell(self.queue.name)
                 if listener is not None:
                     group.start(self._listen_thread, listener, name=f"routine:{self.name}:listen")
                 self._exchange_loop()
         finally:
+            if self.mark is not None:  # every handler has written its job: none is left to it
+                self.mark.release()
             self.stop.unsubscribe(self._notify)
             self.access.unwatch(self.queue.name, self.poke)
+
+    def _claimer(self) -> Claimer:
+        """Who claims now: the process's mark's id while the mark is held, else this run's."""
+        mark = self.mark
+        if mark is None or not mark.held():
+            return self.claimer
+        if self.marked is None or self.marked.worker_id != mark.worker_id:
+            settings = self.settings
+            self.marked = Claimer(mark.worker_id, settings.stalled_after, settings.max_resets)
+        return self.marked
 
     def _notify(self) -> None:
         with self.cond:
@@ -340,6 +384,8 @@ class _Run:
     def _exchange_loop(self) -> None:
         settings = self.settings
         backoff = self._backoff()
+        if self.mark is not None:  # its first claims under the mark, unless it takes too long
+            self.mark.wait(self.access.timeout, self.stop)
         more = True  # the last claim was full: the queue may have more at once
         next_poll = 0.0  # monotonic, when an idle queue is looked at again
         while True:
@@ -378,7 +424,7 @@ class _Run:
                 with self.access.jobs("exchange") as jobs:
                     written, claims, paused = jobs.exchange(
                         self.queue.name,
-                        self.claimer,
+                        self._claimer(),
                         started=started,
                         outcomes=[(d.claim, d.outcome, d.tried) for d in done],
                         limit=limit,
@@ -672,17 +718,23 @@ class _Run:
         settings = self.settings
         next_beat = time.monotonic() + settings.heartbeat_interval
         next_sweep = time.monotonic()  # at once: jobs of a dead worker need not wait
+        next_liveness = time.monotonic() if settings.liveness else float("inf")
         beats = self._backoff()
         sweeps = self._backoff()
         while not self.handlers_done.is_set():
             now = time.monotonic()
+            if now >= next_liveness:
+                self._sweep(sweeps, dead=True)
+                next_liveness = now + _LIVENESS_EVERY
             if now >= next_sweep:
                 self._sweep(sweeps)
                 next_sweep = now + settings.stalled_after / 2
             if now >= next_beat:
                 self._heartbeat(beats)
                 next_beat = now + settings.heartbeat_interval
-            wake_at = min(next_beat, next_sweep, self._check_runtimes(time.monotonic()))
+            wake_at = min(
+                next_beat, next_sweep, next_liveness, self._check_runtimes(time.monotonic())
+            )
             self.beat.clear()
             wait_any((self.handlers_done, self.beat), max(0.0, wake_at - time.monotonic()))
 
@@ -760,23 +812,31 @@ class _Run:
                 earliest = min(earliest, attempt.deadline)
         return earliest
 
-    def _sweep(self, backoff: Backoff) -> None:
+    def _sweep(self, backoff: Backoff, *, dead: bool = False) -> None:
+        """The stalled sweep, or with `dead` the liveness sweep (which writes only when some
+        worker holding jobs of the queue has its mark free, and then sweeps the stalled too)."""
         try:
             with self.access.jobs("sweep") as jobs:
-                changed = jobs.sweep_stalled(self.queue.name)
+                name = self.queue.name
+                changed = jobs.sweep_dead(name) if dead else jobs.sweep_stalled(name)
         except StoreUnavailable as error:
             backoff.failed(error, "the stalled sweep")
             return
         backoff.succeeded()
         for reset in changed:
             became = {"queued": "queued again", "failed": "failed: it died too often"}
+            why = (
+                "whose worker's process is gone (its liveness mark was free)"
+                if reset.worker_gone
+                else "whose worker died (no heartbeat within its stalled_after)"
+            )
             logger.warning(
-                "worker %r: the stalled sweep put back job %d%s, attempt %d, whose worker died "
-                "(no heartbeat within its stalled_after): %s",
+                "worker %r: the stalled sweep put back job %d%s, attempt %d, %s: %s",
                 self.name,
                 reset.id,
                 _task_label(reset.task),
                 reset.attempt,
+                why,
                 became.get(reset.state, "canceled, as was asked"),
                 extra=_attempt_fields(
                     self.name,
@@ -785,12 +845,18 @@ class _Run:
                     job_id=reset.id,
                     task=reset.task,
                     attempt=reset.attempt,
-                    error=f"the worker died ({reset.resets} of its workers so far)",
+                    error=(
+                        f"the worker's process is gone ({reset.resets} of its workers so far)"
+                        if reset.worker_gone
+                        else f"the worker died ({reset.resets} of its workers so far)"
+                    ),
                 ),
             )
         if changed:
             self.tally.count("stalled_resets", len(changed))
             self.poke.set()
+            if any(reset.state == "queued" for reset in changed):  # idle workers here too
+                self.access.enqueued(self.queue.name)
 
     # -- LISTEN/NOTIFY --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import selectors
 import socket
 import threading
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 from helpers import WAIT
 
@@ -127,3 +128,19 @@ class TcpProxy:
         for one in (sock, peer):
             self._selector.unregister(one)
             one.close()
+
+
+def proxy_to(url: str) -> TcpProxy:
+    """A proxy to the host and port of the PostgreSQL URL `url`."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    return TcpProxy((parts.hostname, parts.port or 5432))
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    """`url`, its connections going through `proxy`."""
+    parts = urlsplit(url)
+    address = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(
+        parts._replace(netloc=f"{parts.username}@{address}" if parts.username else address)
+    )

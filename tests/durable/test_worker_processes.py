@@ -13,14 +13,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from routines import durable
 
 from .conftest import Target
-from .proxy import TcpProxy
+from .proxy import proxy_to, through
 from .support import ProgramGroup, finish_program, poll
 from helpers import WAIT, LogWatcher, join
 
@@ -37,11 +36,15 @@ class Workers(ProgramGroup):
         super().__init__(tmp_path, "worker")
         self.target = target
 
-    def start(self, mode: str, concurrency: int = 1) -> subprocess.Popen[str]:
+    def start(
+        self, mode: str, concurrency: int = 1, *, settings: str | None = None, queue: str = "jobs"
+    ) -> subprocess.Popen[str]:
+        """A worker process; `settings` (JSON) replaces the program's short intervals."""
         record = str(self.next_record())
         target = self.target
+        extra = () if settings is None else (settings,)
         return self.launch(
-            "worker", target.url, target.schema, "jobs", record, mode, str(concurrency)
+            "worker", target.url, target.schema, queue, record, mode, str(concurrency), *extra
         )
 
     def starts(self) -> list[tuple[int, int]]:
@@ -128,8 +131,6 @@ def test_sigterm_under_a_monitor_hands_every_running_job_back_without_spending_i
 
 
 def test_a_worker_rides_out_its_connections_being_cut(postgres_target: Target) -> None:
-    parts = urlsplit(postgres_target.url)
-    assert parts.hostname is not None
     direct = postgres_target.open().queue("jobs")
     seen: list[int] = []
     lock = threading.Lock()
@@ -138,9 +139,8 @@ def test_a_worker_rides_out_its_connections_being_cut(postgres_target: Target) -
         with lock:
             seen.append(job.id)
 
-    with TcpProxy((parts.hostname, parts.port or 5432)) as proxy:
-        netloc = f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else ""
-        url = urlunsplit(parts._replace(netloc=netloc or f"127.0.0.1:{proxy.port}"))
+    with proxy_to(postgres_target.url) as proxy:
+        url = through(proxy, postgres_target.url)
         store = durable.open_store(url, timeout=0.5, schema=postgres_target.schema)
         worker = durable.QueueWorker(
             store.queue("jobs"),

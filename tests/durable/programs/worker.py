@@ -1,6 +1,6 @@
 """A worker process of the multi-process tests: a QueueWorker under a Monitor.
 
-usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY [POLL_INTERVAL [PAUSES]]]
+usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY [SETTINGS [PAUSES]]]
 
 Appends "<job id> <attempt>" to the file RECORD as each handler starts a job (one line per
 write, flushed), and prints "ready" once the Monitor is about to run. With PAUSES, appends
@@ -12,14 +12,17 @@ no longer is (read every 10 ms). MODE says what a handler does with its job:
   interrupt  waits for a stop, then raises: the job is handed back, its attempt not spent
 
 Small intervals, so that a death is noticed within about a second: the store's timeout 0.3 s,
-heartbeats every 0.2 s, stalled after 1 s; it polls every 0.1 s unless POLL_INTERVAL says
-otherwise (a long one: only a NOTIFY wakes it in time); it claims ahead as many jobs as
+heartbeats every 0.2 s, stalled after 1 s; it polls every 0.1 s. SETTINGS is either a number,
+the poll interval (a long one: only a NOTIFY wakes it in time), or a JSON object that replaces
+them all: the QueueWorker's options it names, the library's defaults for the others (`{}`: all
+the defaults), and `timeout` for the store's. It claims ahead as many jobs as
 $ROUTINES_TEST_PREFETCH says (default: the QueueWorker's own). SIGTERM ends it through the
 Monitor; it exits with the report's exit code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -32,12 +35,25 @@ from routines import durable
 def main() -> int:
     url, schema, queue_name, record_path, mode = sys.argv[1:6]
     concurrency = int(sys.argv[6]) if len(sys.argv) > 6 else 1
-    poll_interval = float(sys.argv[7]) if len(sys.argv) > 7 else 0.1
+    options = {
+        "timeout": 0.3,
+        "poll_interval": 0.1,
+        "heartbeat_interval": 0.2,
+        "stalled_after": 1.0,
+    }
+    if len(sys.argv) > 7:
+        given = sys.argv[7]
+        options = (
+            json.loads(given)
+            if given.startswith("{")
+            else {**options, "poll_interval": float(given)}
+        )
+    timeout = options.pop("timeout", 5.0)
     pauses = sys.argv[8] if len(sys.argv) > 8 else None
     lock = threading.Lock()
     with (
         open(record_path, "a") as record,
-        durable.open_store(url, schema=schema, timeout=0.3) as store,
+        durable.open_store(url, schema=schema, timeout=timeout) as store,
     ):
 
         def handle(job: durable.Job) -> str:
@@ -56,9 +72,7 @@ def main() -> int:
             store.queue(queue_name),
             handle,
             concurrency=concurrency,
-            poll_interval=poll_interval,
-            heartbeat_interval=0.2,
-            stalled_after=1.0,
+            **options,
             **prefetch(),
         )
         signal.signal(signal.SIGINT, signal.SIG_IGN)
