@@ -112,8 +112,13 @@ class Request:
         return None if value is None else str(value)
 
     def form(self) -> dict[str, list[str]]:
-        """The fields of a posted `application/x-www-form-urlencoded` form (read once)."""
+        """The fields of a posted `application/x-www-form-urlencoded` form (read once), as the
+        dashboard's pages send them; a body of another type has none."""
         if self._form is None:
+            kind = str(self.environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower()
+            if kind != "application/x-www-form-urlencoded":
+                self._form = {}
+                return self._form
             try:
                 length = int(self.environ.get("CONTENT_LENGTH") or 0)
             except ValueError:

@@ -4,6 +4,7 @@ request, so that a slow page (a store waiting for its lock) does not hold up the
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import socketserver
 from typing import TYPE_CHECKING
@@ -16,6 +17,9 @@ __all__ = ["DashboardServer", "serve"]
 
 logger = logging.getLogger("routines.dashboard")
 
+# The token of `routines dashboard --token` in a request line: kept out of the log.
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
+
 
 class DashboardServer(socketserver.ThreadingMixIn, WSGIServer):
     # A request still being served at shutdown does not hold up the exit.
@@ -27,10 +31,14 @@ class _DashboardServerV6(DashboardServer):
 
 
 class _LoggedRequests(WSGIRequestHandler):
-    """Each request as one log record (wsgiref writes them on stderr)."""
+    """Each request as one log record (wsgiref writes them on stderr), its token masked; an
+    idle connection is dropped after `timeout` seconds instead of holding a thread."""
+
+    timeout = 30.0
 
     def log_message(self, format: str, *args: object) -> None:
-        logger.info("%s %s", self.address_string(), format % args)
+        line = _TOKEN_IN_QUERY.sub(r"\1***", format % args)
+        logger.info("%s %s", self.address_string(), line)
 
 
 def serve(application: WSGIApplication, host: str, port: int) -> DashboardServer:
