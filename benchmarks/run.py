@@ -35,6 +35,7 @@ import fig9_wakeup
 import fig10_recovery
 import fig11_schedule
 import fig12_listing
+import fig13_dashboard
 from _common import Figure, Settings, settle
 
 FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
@@ -50,6 +51,7 @@ FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
     fig10_recovery.run,
     fig11_schedule.run,
     fig12_listing.run,
+    fig13_dashboard.run,
 ]
 PACKAGES = (
     "routines",
@@ -63,6 +65,7 @@ PACKAGES = (
     "huey",
     "rq",
     "redis",
+    "Jinja2",
 )
 
 
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in about["versions"].items()))
     print(
-        f"figures 1-6: median of {settings.repeats} runs after a warm-up; figures 7-12: median of"
+        f"figures 1-6: median of {settings.repeats} runs after a warm-up; figures 7-13: median of"
         f" {settings.durable_repeats} runs on fresh databases; ratio = routines / other"
     )
 
