@@ -155,8 +155,8 @@ def test_help_lists_the_commands_and_the_exit_statuses(
 def test_every_group_of_commands_declares_commands() -> None:
     found = cli_main.commands()
     assert all(isinstance(command, Command) for command in found)
-    assert [command.name for command in found] == ["worker"]
-    assert cli_main.GROUPS == ("worker",)
+    assert [command.name for command in found] == ["worker", "dashboard"]
+    assert cli_main.GROUPS == ("worker", "dashboard")
 
 
 # -- routines worker on routines, as real processes ---------------------------------------------
