@@ -24,7 +24,7 @@ from .._status import describe_error
 from .._validate import check_bool
 from ..durable import Queue, Store, StoreError, StoreUnavailable
 from . import _format, _pages
-from ._http import BadRequest, Request, Response, Urls, with_query
+from ._http import BadRequest, Request, Response, TokenRequired, Urls, with_query
 from ._security import (
     CSRF_FIELD,
     check_csrf,
@@ -124,8 +124,11 @@ class Dashboard:
         try:
             request = Request.of(environ)
             response = self._respond(request, nonce)
+        except TokenRequired as error:
+            response = self._error_page(None, nonce, error.status, str(error))
         except BadRequest as error:
             response = self._error_page(request, nonce, error.status, str(error))
+            response.headers += error.headers
         except StoreUnavailable as error:
             message = f"the store did not answer: {describe_error(error)}"
             response = self._error_page(request, nonce, HTTPStatus.SERVICE_UNAVAILABLE, message)
@@ -212,7 +215,7 @@ class Dashboard:
         allowed = (method, "HEAD") if method == "GET" else (method,)
         if request.method not in allowed:
             msg = f"this address takes {' or '.join(allowed)}, not {request.method}"
-            raise BadRequest(msg, HTTPStatus.METHOD_NOT_ALLOWED)
+            raise BadRequest(msg, HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", ", ".join(allowed))])
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -319,6 +322,8 @@ class Dashboard:
     def _error_page(
         self, request: Request | None, nonce: str, status: HTTPStatus, message: str
     ) -> Response:
+        """The page of an error; in plain text for a request that could not be read, or that
+        lacks the token (it is shown nothing of the store)."""
         if request is None:
             return Response(status, message.encode("utf-8"), "text/plain; charset=utf-8")
         urls = self._urls(request)

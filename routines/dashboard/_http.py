@@ -24,6 +24,7 @@ __all__ = [
     "BadRequest",
     "Request",
     "Response",
+    "TokenRequired",
     "Urls",
     "cookie_header",
     "segment",
@@ -34,11 +35,26 @@ MAX_FORM_BYTES: Final = 16 * 1024  # a form of the dashboard is a token and a wo
 
 
 class BadRequest(Exception):
-    """The request can't be served as sent: answered with `status` and this message."""
+    """The request can't be served as sent: answered with `status`, this message, and
+    `headers` (a 405's `Allow`)."""
 
-    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: HTTPStatus = HTTPStatus.BAD_REQUEST,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers or []
+
+
+class TokenRequired(BadRequest):
+    """A request without the token `routines dashboard --token` asks for: answered 403 in
+    plain text, with nothing of the store's (not even its URL)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, HTTPStatus.FORBIDDEN)
 
 
 def segment(name: str) -> str:

@@ -162,9 +162,11 @@ def overview_page(store: Store, monitor: Monitor | None, urls: Urls) -> dict[str
         if migration.errors:
             alerts.append(Alert(f"migration {migration.id}: errors", "#migrations", "bad"))
     if statuses is not None:
-        for status in statuses:
-            if status.state in ("failed", "restarting") or status.last_error:
-                alerts.append(Alert(f"routine {status.name}: {status.state}", "#routines", "bad"))
+        failing = [status for status in statuses if status.state in ("failed", "restarting")]
+        for status in failing:
+            alerts.append(Alert(f"routine {status.name}: {status.state}", "#routines", "bad"))
+        if not healthy and not failing:
+            alerts.append(Alert("routines of this process: not healthy", "#routines", "bad"))
     totals = {state: sum(row.info.counts.get(state, 0) for row in rows) for state in JOB_STATES}
     return {
         "queues": rows,

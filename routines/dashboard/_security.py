@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import Final
 from urllib.parse import urlencode
 
-from ._http import BadRequest, Request, Response, cookie_header
+from ._http import BadRequest, Request, Response, TokenRequired, cookie_header
 
 __all__ = [
     "CSRF_COOKIE",
@@ -119,8 +119,7 @@ def _digest(token: str) -> str:
 
 def check_token(request: Request, token: str) -> Response | None:
     """None when the request carries `token` in its cookie; for a right `?token=`, a redirect
-    that sets the cookie (and takes the token out of the address bar); else `BadRequest`
-    (403)."""
+    that sets the cookie (and takes the token out of the address bar); else `TokenRequired`."""
     expected = _digest(token).encode()
     given = request.cookies.get(TOKEN_COOKIE, "")
     if given and hmac.compare_digest(given.encode(), expected):
@@ -142,4 +141,4 @@ def check_token(request: Request, token: str) -> Response | None:
         "this dashboard needs its token: open it once with ?token=... appended to its address "
         "(the --token given to routines dashboard); a cookie keeps it from then on"
     )
-    raise BadRequest(msg, HTTPStatus.FORBIDDEN)
+    raise TokenRequired(msg)

@@ -23,7 +23,7 @@ from routines.dashboard._http import segment
 
 from .conftest import Target
 from .dashboards import csrf_of, fail_jobs, work
-from .support import backend_of
+from .support import backend_of, poll
 
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_IMG = "<img src=x onerror=alert(2)>"
@@ -250,6 +250,8 @@ def test_with_a_token_a_request_without_it_is_refused(store: durable.Store) -> N
         assert response.status_code == 403, path
         assert "needs its token" in text(response)
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert store.url not in text(response)  # nothing of the store, to a stranger
+        assert response.headers.getlist("Set-Cookie") == []
     assert client.get("/?token=wrong-token-of-some-length").status_code == 403
     client.set_cookie(_security.TOKEN_COOKIE, "0" * 64)
     assert client.get("/").status_code == 403
@@ -376,6 +378,18 @@ def test_the_overview_shows_schedules_migrations_leases_and_the_monitor_s_routin
     assert "healthy" in routines_section
     assert "schedule nightly-report: last run failed" in html
     lease.release()
+
+
+def test_the_overview_flags_a_routine_that_crashes(store: durable.Store, harness: Any) -> None:
+    def crash() -> None:
+        raise RuntimeError("the importer crashed")
+
+    monitor = harness.monitor(routines.CallbackRoutine(crash, name="importer"))
+    assert poll(lambda: monitor.status()[0].state == "restarting")  # the default policy
+    html = text(Client(dashboard.app(store, monitor=monitor)).get("/"))
+    attention = html.split('id="attention"')[1].split("</section>")[0]
+    assert '<a href="#routines">routine importer: restarting</a>' in attention
+    assert "RuntimeError: the importer crashed" in html.split('id="routines"')[1]
 
 
 def test_a_queue_s_jobs_are_listed_newest_first_in_keyset_pages(
@@ -565,7 +579,9 @@ def test_bad_addresses_and_values_are_answered_with_a_clear_status(
         assert message in text(response), path
     response = client.put("/")
     assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
     assert "takes GET or HEAD, not PUT" in text(response)
+    assert client.get("/queues/emails/pause").headers["Allow"] == "POST"
     assert client.head("/").get_data() == b""
 
 
