@@ -34,6 +34,7 @@ class Settings:
     schedule_seconds: float  # figure 11: how long three processes run an every-second job
     recovery_settings: str  # figure 10: "recommended" (each library's defaults) or "short"
     listing_jobs: int  # figure 12: the big table's jobs (the issue says 1,000,000)
+    dashboard_jobs: int  # figure 13: jobs over 50 queues (the issue says 100,000)
     scaling_jobs: int  # figure 14: the big backlog (the issue says 100,000)
 
     @classmethod
@@ -53,6 +54,7 @@ class Settings:
             schedule_seconds=10.0,
             recovery_settings="recommended",
             listing_jobs=1_000_000,
+            dashboard_jobs=100_000,
             scaling_jobs=100_000,
         )
 
@@ -73,6 +75,7 @@ class Settings:
             schedule_seconds=3.0,
             recovery_settings="short",
             listing_jobs=20_000,
+            dashboard_jobs=5_000,
             scaling_jobs=1_000,
         )
 

@@ -35,6 +35,7 @@ import fig9_wakeup
 import fig10_recovery
 import fig11_schedule
 import fig12_listing
+import fig13_dashboard
 import fig14_scaling
 from _common import Figure, Settings, settle
 
@@ -51,6 +52,7 @@ FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
     fig10_recovery.run,
     fig11_schedule.run,
     fig12_listing.run,
+    fig13_dashboard.run,
     fig14_scaling.run,
 ]
 PACKAGES = (
@@ -65,6 +67,7 @@ PACKAGES = (
     "huey",
     "rq",
     "redis",
+    "Jinja2",
 )
 
 
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in about["versions"].items()))
     print(
-        f"figures 1-6: median of {settings.repeats} runs after a warm-up; figures 7-12: median of"
+        f"figures 1-6: median of {settings.repeats} runs after a warm-up; figures 7-13: median of"
         f" {settings.durable_repeats} runs on fresh databases; ratio = routines / other"
     )
 

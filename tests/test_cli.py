@@ -181,8 +181,9 @@ def test_every_group_of_commands_declares_commands() -> None:
         "schedules",
         "migrations",
         "leases",
+        "dashboard",
     ]
-    assert cli_main.GROUPS == ("worker", "jobs", "fleet")
+    assert cli_main.GROUPS == ("worker", "jobs", "fleet", "dashboard")
 
 
 @pytest.mark.parametrize(

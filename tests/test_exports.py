@@ -107,19 +107,27 @@ def first_line_of(code: str) -> str:
 
 
 def test_import_routines_loads_neither_the_command_nor_the_durable_tier() -> None:
-    parts = "'routines._cli', 'routines.__main__', 'routines.durable'"
+    parts = "'routines._cli', 'routines.__main__', 'routines.durable', 'routines.dashboard'"
     loaded = first_line_of(
         f"import sys, routines; print(sorted(name for name in sys.modules if name.startswith("
-        f"({parts}))), 'argparse' in sys.modules)"
+        f"({parts}))), 'argparse' in sys.modules, 'jinja2' in sys.modules)"
     )
-    assert loaded == "[] False"
+    assert loaded == "[] False False"
+
+
+def test_the_dashboard_module_exports_app() -> None:
+    from routines import dashboard
+
+    assert dashboard.__all__ == ["app"]
+    assert callable(dashboard.app)
 
 
 def test_the_command_s_parser_loads_none_of_the_durable_tier() -> None:
     assert (
         first_line_of(
             "import sys; from routines._cli.main import build_parser; build_parser(); "
-            "print(sorted(name for name in sys.modules if name.startswith('routines.durable')))"
+            "print(sorted(name for name in sys.modules if name.startswith("
+            "('routines.durable', 'routines.dashboard', 'jinja2'))))"
         )
         == "[]"
     )

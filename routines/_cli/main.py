@@ -20,7 +20,7 @@ __all__ = ["GROUPS", "build_parser", "commands", "main"]
 
 # The modules of routines/_cli/ that hold subcommands, each with COMMANDS, a tuple of Command;
 # `routines --help` lists them in this order. A new group of commands is a module and a line here.
-GROUPS: Final = ("worker", "jobs", "fleet")
+GROUPS: Final = ("worker", "jobs", "fleet", "dashboard")
 
 _EPILOG: Final = (
     "exit status: 0 done, 1 the command failed (the reason on stderr), 2 a usage error."
