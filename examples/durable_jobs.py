@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from routines import durable
+
 CALLS = 40
 CONCURRENCY = 4  # handler threads in each worker
 HERE = Path(__file__).resolve().parent
@@ -28,6 +30,11 @@ def start_worker() -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "routines", "worker", "mailer:tasks"]
     argv += ["--concurrency", str(CONCURRENCY)]
     return subprocess.Popen(argv, cwd=HERE, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def both_working(queue: durable.Queue) -> bool:
+    """Whether both workers hold jobs (running, or claimed ahead of their handlers)."""
+    return len({job.worker for job in queue.jobs(state="processing", limit=1000)}) == 2
 
 
 def wait_until(done: Callable[[], bool], deadline: float) -> None:
@@ -51,8 +58,7 @@ def main() -> int:
                 ((address,), {"subject": "hi"}) for address in to[20:]
             )
             deadline = time.monotonic() + 30
-            # Both workers busy (a worker also holds jobs claimed ahead of its handlers).
-            wait_until(lambda: emails.counts()["processing"] >= 2 * CONCURRENCY, deadline)
+            wait_until(lambda: both_working(emails), deadline)
             print(f"demo: SIGTERM to worker {workers[0].pid} while it works", flush=True)
             workers[0].send_signal(signal.SIGTERM)
             workers[0].wait(15)

@@ -258,7 +258,8 @@ def test_a_job_put_back_while_its_handler_runs_may_run_again_in_the_same_worker(
         running = run(durable.QueueWorker(queue, handler, concurrency=2, **FAST))
         job_id = queue.enqueue("x")
         handler.wait_started()
-        _take_the_row(target, job_id, hold=False)
+        assert poll(lambda: (job := queue.get(job_id)) is not None and job.attempts == 1)
+        _take_the_row(target, job_id, hold=False)  # once its start is written
         handler.wait_started()
         release.set()
         job = final(queue, job_id)
