@@ -405,23 +405,27 @@ class PostgresDriver:
         )
         return [keys[int(row[0])] for row in rows]
 
-    def enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> list[int]:
+    def enqueue_keyless(self, queue: str, jobs: Sequence[NewJob]) -> list[int] | None:
         """Jobs without a key in one autocommit statement, its notification included: one
         round trip, atomic as a statement is. The rows are inserted in the order of the jobs,
-        each taking the next identity, so their ids sorted are the jobs' ids in order."""
+        each taking the next identity, so their ids sorted are the jobs' ids in order. The
+        options the jobs share (as those of one `enqueue_many` do) are sent once, not as arrays;
+        jobs of different options take the statements' own path."""
+        first = jobs[0]
+        shared = (first.priority, first.max_attempts, first.run_at, first.delay)
+        if any((job.priority, job.max_attempts, job.run_at, job.delay) != shared for job in jobs):
+            return None
         with self._connection() as connection:
             row = connection.execute(
                 f"""
                 WITH new AS (
                     INSERT INTO {self._s}.jobs
                         (queue, payload, priority, max_attempts, task, run_after)
-                    SELECT %(queue)s, job.payload::json, job.priority, job.max_attempts,
-                           job.task, coalesce(job.run_at, now() + job.delay * interval '1 second')
-                    FROM unnest(%(payloads)s::text[], %(priorities)s::integer[],
-                                %(max_attempts)s::integer[], %(tasks)s::text[],
-                                %(run_ats)s::timestamptz[], %(delays)s::float8[])
-                        WITH ORDINALITY
-                        AS job(payload, priority, max_attempts, task, run_at, delay, n)
+                    SELECT %(queue)s, job.payload::json, %(priority)s, %(max_attempts)s,
+                           job.task, coalesce(%(run_at)s::timestamptz,
+                                              now() + %(delay)s::float8 * interval '1 second')
+                    FROM unnest(%(payloads)s::text[], %(tasks)s::text[])
+                        WITH ORDINALITY AS job(payload, task, n)
                     ORDER BY job.n
                     RETURNING id
                 )
@@ -431,11 +435,11 @@ class PostgresDriver:
                     "queue": queue,
                     "channel": self.channel,
                     "payloads": [job.payload for job in jobs],
-                    "priorities": [job.priority for job in jobs],
-                    "max_attempts": [job.max_attempts for job in jobs],
                     "tasks": [job.task for job in jobs],
-                    "run_ats": [job.run_at for job in jobs],
-                    "delays": [job.delay for job in jobs],
+                    "priority": first.priority,
+                    "max_attempts": first.max_attempts,
+                    "run_at": first.run_at,
+                    "delay": first.delay,
                 },
             ).fetchone()
         if row is None:  # pragma: no cover - an aggregate always gives a row
