@@ -238,14 +238,16 @@ class JobStore(Protocol):
         outcomes: Sequence[tuple[Claim, Outcome, bool]] = (),
         limit: int = 0,
         claim_id: str | None = None,
+        check_paused: bool = False,
     ) -> tuple[list[bool], list[Claim], bool]:
         """A worker's writes since its last, and its next claim, in one batch (one transaction;
         on PostgreSQL one round trip): the claims of `started` that handlers started (their
         attempt counted, `started_at` now); each outcome (claim, outcome, tried before: then an
         earlier try may have written it, as `finish` finds); then a claim ahead of up to
         `limit` jobs, which no handler has started (attempts as they were, `started_at` None).
-        Whether each outcome is on its row, in order; the claims; whether the queue is paused
-        (then the worker gives back what it claimed ahead)."""
+        Whether each outcome is on its row, in order; the claims; with `check_paused`, whether
+        the queue is paused (then the worker gives back what it claimed ahead; a claim of a
+        paused queue takes nothing, so a worker that claims needs no check)."""
         ...
 
     def sweep_stalled(self, queue: str) -> list[Reset]:

@@ -117,6 +117,7 @@ def postgres_dialect(schema: str) -> Dialect:
         json_text="::text",
         skip_locked=" FOR UPDATE SKIP LOCKED",
         update_from=True,
+        returning=True,
         moment=lambda moment: moment,
         interval=lambda length: length,
         read_moment=_utc,
@@ -266,6 +267,12 @@ class PostgresDriver:
                 return work(_Session(connection, self.dialect))
 
     def batch(self, statements: Sequence[tuple[str, Params]]) -> list[Result]:
+        if len(statements) == 1:  # one autocommit statement: no pipeline to enter and leave
+            [(template, params)] = statements
+            with self._connection() as connection:
+                cursor = connection.execute(*self.dialect.statement(template, params))
+                rows = cursor.fetchall() if cursor.description else []
+                return [Result(rows, cursor.rowcount)]
         # One pipeline, one Sync: every statement in one round trip and one transaction.
         with self._connection() as connection, connection.pipeline() as pipeline:
             cursors = [

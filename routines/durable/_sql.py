@@ -100,6 +100,7 @@ class Dialect:
     json_text: str  # after a JSON column read as text
     skip_locked: str  # after the SELECT that picks the rows a claim takes
     update_from: bool  # UPDATE ... FROM (VALUES ...) RETURNING: many outcomes in one statement
+    returning: bool  # a claim returns what it took (no read back after it)
     moment: Callable[[datetime], object]  # a moment, as a parameter
     interval: Callable[[timedelta], object]  # a length of time, as a parameter
     read_moment: Callable[[Any], datetime]  # a moment column, as an aware UTC datetime

@@ -91,7 +91,9 @@ def sqlite_dialect(prefix: str) -> Dialect:
         json_param="",
         json_text="",
         skip_locked="",
-        update_from=False,  # 3.33 and 3.35 have them; in-process statements cost no round trip
+        # 3.33 and 3.35 have them; in-process statements cost no round trip, so none is needed
+        update_from=False,
+        returning=False,
         moment=_microseconds,
         interval=lambda length: length // _MICROSECOND,
         read_moment=_datetime,

@@ -89,6 +89,7 @@ class SQLStore:
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
         self._dialect = driver.dialect
+        self._returning = driver.dialect.returning
         self._connected = False
         self._steps = tuple(
             (*step, *driver.schema_additions.get(number, ()))
@@ -440,6 +441,7 @@ class SQLStore:
         outcomes: Sequence[tuple[Claim, Outcome, bool]] = (),
         limit: int = 0,
         claim_id: str | None = None,
+        check_paused: bool = False,
     ) -> tuple[list[bool], list[Claim], bool]:
         statements: list[tuple[str, Params]] = []
         # A job that started and ended since the last round: its outcome counts its start.
@@ -461,8 +463,14 @@ class SQLStore:
             statements.append((sql.FINISH_MANY[kind], {"done": _done_rows(kind, ended)}))
         claiming = len(statements)
         if limit > 0:
-            statements += _claim(queue, claimer, limit, claim_id, ahead=True)
-        statements.append((sql.PAUSED, {"queue": queue}))
+            claim_statements = _claim(queue, claimer, limit, claim_id, ahead=True)
+            statements += (
+                [(sql.CLAIM_RETURNING, claim_statements[0][1])]
+                if self._returning
+                else claim_statements
+            )
+        if check_paused:
+            statements.append((sql.PAUSED, {"queue": queue}))
         results = self._driver.batch(statements)
         on_rows = {
             (int(job_id), token)
@@ -479,8 +487,12 @@ class SQLStore:
             else:  # a first try wrote it, or found its token gone
                 written.append(results[position].rowcount == 1)
                 position += 1
-        claims = self._claims(results[claiming + 1].rows) if limit > 0 else []
-        return written, claims, bool(results[-1].rows[0][0])
+        claims = []
+        if limit > 0:
+            claims = self._claims(results[claiming + (0 if self._returning else 1)].rows)
+            # in the order they run (RETURNING gives no order)
+            claims.sort(key=lambda c: (-c.job.priority, c.job.run_after, c.id))
+        return written, claims, check_paused and bool(results[-1].rows[0][0])
 
     def sweep_stalled(self, queue: str) -> list[Reset]:
         return self._driver.run(lambda session: self._sweep(session, queue, []), transaction=True)

@@ -285,6 +285,9 @@ CLAIM: Final = f"""
         stalled_after = :stalled_after, max_resets = :max_resets
     WHERE id IN (SELECT id FROM picked)
 """
+# The same claim, returning what it took, where the engine has RETURNING (PostgreSQL): one
+# statement, one round trip for a claim alone.
+CLAIM_RETURNING: Final = f"{CLAIM} RETURNING {_JOB}, claim_token"
 CLAIMED: Final = f"""
     SELECT {_JOB}, claim_token FROM {{jobs}}
     WHERE queue = :queue AND state = 'processing'

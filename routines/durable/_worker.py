@@ -429,6 +429,7 @@ class _Run:
                         outcomes=[(d.claim, d.outcome, d.tried) for d in done],
                         limit=limit,
                         claim_id=claim_id,
+                        check_paused=holding and not limit,
                     )
             except StoreUnavailable as error:
                 self._not_written(started, done, claim_id)
@@ -447,6 +448,8 @@ class _Run:
                 if not more:
                     next_poll = time.monotonic() + settings.poll_interval
                     self._read_backlog(backoff, found=len(claims))
+                    if self.tally.paused:  # the claim took nothing: paused, it said
+                        self._give_back_ahead()
                 if claims:
                     self.tally.paused = False
                     with self.cond:
