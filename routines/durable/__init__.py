@@ -7,7 +7,7 @@ when a `postgresql://` store is opened.
 
 from __future__ import annotations
 
-from ._errors import Fail, MigrationsIncomplete, Retry, StoreError, StoreUnavailable
+from ._errors import Fail, MigrationsIncomplete, Retry, Snooze, StoreError, StoreUnavailable
 from ._lease import Lease
 from ._migrations import Migration, MigrationRunner
 from ._model import (
@@ -17,6 +17,7 @@ from ._model import (
     MigrationError,
     MigrationStatus,
     QueueInfo,
+    QueueLimits,
     ScheduleInfo,
     ScheduleRun,
 )
@@ -40,12 +41,14 @@ __all__ = [
     "MigrationsIncomplete",
     "Queue",
     "QueueInfo",
+    "QueueLimits",
     "QueueWorker",
     "Retry",
     "ScheduleInfo",
     "ScheduleRun",
     "Scheduled",
     "Singleton",
+    "Snooze",
     "Store",
     "StoreError",
     "StoreUnavailable",

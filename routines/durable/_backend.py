@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         NewJob,
         Outcome,
         QueueInfo,
+        QueueLimits,
         Reset,
         ScheduleInfo,
         ScheduleRun,
@@ -140,8 +141,9 @@ class JobStore(Protocol):
         ...
 
     def backlog(self, queue: str) -> Backlog:
-        """The queued and errored jobs that are due now, and whether the queue is paused: one
-        cheap read, for a worker whose claim found nothing."""
+        """The queued and errored jobs that are due now, whether the queue is paused or
+        limited, and when its rate next allows a start: one cheap read, for a worker whose
+        claim found nothing."""
         ...
 
     def oldest_ready_age(self, queue: str) -> float | None:
@@ -190,19 +192,39 @@ class JobStore(Protocol):
 
     def paused(self, queue: str) -> bool: ...
 
+    def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Store `queue`'s limits (every one of them: None removes it); announced to listeners,
+        whose workers claim with the limits from their next claim on."""
+        ...
+
+    def limits(self, queue: str) -> QueueLimits: ...
+
+    def announce(self, queue: str) -> None:
+        """Tell the workers of `queue` in other processes to claim again (a job of a limited
+        queue ended: one held back may start)."""
+        ...
+
     def list_queues(self) -> list[QueueInfo]:
         """Every queue with a job or a row of its own (a pause), by name."""
         ...
 
     def claim(
-        self, queue: str, claimer: Claimer, limit: int, *, claim_id: str | None = None
+        self,
+        queue: str,
+        claimer: Claimer,
+        limit: int,
+        *,
+        claim_id: str | None = None,
+        limited: bool = False,
     ) -> list[Claim]:
         """Claim up to `limit` due queued/errored jobs in one short write: highest priority,
         then earliest `run_after`, then lowest id, returned in that order. Each becomes
         `processing` with `started_at` and `heartbeat_at` now, `worker` = the claimer's id, one
         more attempt, a fresh token, and the claimer's `stalled_after` and `max_resets`.
         `claim_id` (random, new for each claim; made here if not given) is the part of the
-        tokens that `claimed` finds them by."""
+        tokens that `claimed` finds them by. A claim takes nothing from a paused queue, nor,
+        unless `limited`, from a queue with limits; a `limited` claim takes only what the
+        queue's limits allow (and nothing from a queue that has no row of limits)."""
         ...
 
     def claimed(self, queue: str, claim_id: str) -> list[Claim]:
@@ -239,6 +261,7 @@ class JobStore(Protocol):
         limit: int = 0,
         claim_id: str | None = None,
         check_paused: bool = False,
+        limited: bool = False,
     ) -> tuple[list[bool], list[Claim], bool]:
         """A worker's writes since its last, and its next claim, in one batch (one transaction;
         on PostgreSQL one round trip): the claims of `started` that handlers started (their
@@ -247,7 +270,8 @@ class JobStore(Protocol):
         `limit` jobs, which no handler has started (attempts as they were, `started_at` None).
         Whether each outcome is on its row, in order; the claims; with `check_paused`, whether
         the queue is paused (then the worker gives back what it claimed ahead; a claim of a
-        paused queue takes nothing, so a worker that claims needs no check)."""
+        paused queue takes nothing, so a worker that claims needs no check). The claim is
+        `limited` as `claim` says."""
         ...
 
     def sweep_stalled(self, queue: str) -> list[Reset]:

@@ -7,13 +7,14 @@ from datetime import timedelta
 
 from .._errors import RoutinesError
 from .._status import describe_error
-from .._validate import check_optional_seconds
+from .._validate import check_optional_seconds, check_seconds
 from ._model import MAX_ERROR_TEXT, storable
 
 __all__ = [
     "Fail",
     "MigrationsIncomplete",
     "Retry",
+    "Snooze",
     "StoreError",
     "StoreUnavailable",
     "error_report",
@@ -58,6 +59,20 @@ class Retry(Exception):
         if self.after is None:
             return "retry after the backoff"
         return f"retry after {self.after:g}s"
+
+
+class Snooze(Exception):
+    """Raised by a job's handler: put the job back to `queued`, due `after` seconds from now,
+    with its attempt given back (`attempts` unchanged, `snoozes` + 1). A snooze is not a
+    failure: it never makes a job `failed`, however often it is raised. For a job that waits
+    on something outside (a rate limit of an API, a resource not ready yet)."""
+
+    def __init__(self, after: float | timedelta) -> None:
+        super().__init__(after)
+        self.after: float = check_seconds("after", after)
+
+    def __str__(self) -> str:
+        return f"snooze for {self.after:g}s"
 
 
 class Fail(Exception):

@@ -51,6 +51,7 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "QueueInfo",
+    "QueueLimits",
     "Reset",
     "RunState",
     "ScheduleInfo",
@@ -103,7 +104,9 @@ RETRYABLE_STATES: Final[tuple[JobState, ...]] = tuple(
     state for state in FINAL_STATES if "queued" in TRANSITIONS[state]
 )
 
-OutcomeKind: TypeAlias = Literal["completed", "errored", "failed", "canceled", "handed_back"]
+OutcomeKind: TypeAlias = Literal[
+    "completed", "errored", "failed", "canceled", "handed_back", "snoozed"
+]
 # How a claim of a schedule's tick went: this process runs it; a run of the schedule was still
 # going, so the tick is recorded skipped; or another process claimed (or skipped) it first.
 TickClaim: TypeAlias = Literal["claimed", "skipped", "taken"]
@@ -121,9 +124,10 @@ ID_MAX: Final = 2**63 - 1  # job ids are 64-bit integers in both databases
 class Job:
     """A job as the store holds it. Times are aware UTC datetimes from the database's clock.
 
-    `attempts` counts the times a handler started the job, `resets` the times its worker died
-    under it. `last_error` is the error of the latest attempt that ended in one; `result` the
-    JSON value a handler returned (None until then). `payload` and `result` come back as JSON
+    `attempts` counts the times a handler started the job (a snoozed attempt is given back),
+    `resets` the times its worker died under it, `snoozes` the times a handler snoozed it.
+    `last_error` is the error of the latest attempt that ended in one; `result` the JSON value
+    a handler returned (None until then). `payload` and `result` come back as JSON
     gives them: tuples as lists, dict keys as strings.
     """
 
@@ -145,6 +149,8 @@ class Job:
     cancel_requested: bool
     last_error: str | None
     result: Any
+    group: str | None = None  # the jobs of one group share the queue's `group_running`
+    snoozes: int = 0  # the times a handler raised `durable.Snooze` (they spent no attempt)
 
     @property
     def task(self) -> str | None:
@@ -166,6 +172,7 @@ class NewJob:
     run_at: datetime | None
     delay: float
     task: str | None = None  # `task_of(payload)`, stored so that listings by task use an index
+    group: str | None = None
 
 
 @final
@@ -220,7 +227,7 @@ class Outcome:
     kind: OutcomeKind
     result: str | None = None  # completed: the handler's return value, as JSON text
     error: str | None = None  # errored, failed: the job's new `last_error`
-    delay: float = 0.0  # errored: seconds from now until the job is due again
+    delay: float = 0.0  # errored, snoozed: seconds from now until the job is due again
 
     @classmethod
     def completed(cls, result: str) -> Outcome:
@@ -247,6 +254,12 @@ class Outcome:
         """Back to `queued` with the attempt given back (`attempts` - 1): a stop, not a
         failure."""
         return cls("handed_back")
+
+    @classmethod
+    def snoozed(cls, delay: float) -> Outcome:
+        """Back to `queued`, due `delay` seconds from now, with the attempt given back and
+        `snoozes` + 1: never `failed`."""
+        return cls("snoozed", delay=delay)
 
 
 @final
@@ -316,25 +329,50 @@ def new_claim_id() -> str:
 
 @final
 @dataclass(frozen=True)
+class QueueLimits:
+    """A queue's flow control, fleet-wide (None: no such limit): how many of its jobs may be
+    processing at once, how many of one `group` at once, and how many may start in any window
+    of `rate[1]` seconds (`rate[0]`)."""
+
+    max_running: int | None = None
+    group_running: int | None = None
+    rate: tuple[int, float] | None = None
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set."""
+        return self != _NO_LIMITS
+
+
+_NO_LIMITS: Final = QueueLimits()
+
+
+@final
+@dataclass(frozen=True)
 class Backlog:
     """What an idle worker reads about its queue, once per poll: the ready jobs (queued or
-    errored, due now), and whether the queue is paused (then no worker claims them)."""
+    errored, due now), whether the queue is paused (then no worker claims them), whether it has
+    limits (then claims take the limited path), and, when its rate allows no start now, the
+    seconds until it allows one."""
 
     ready: int
     paused: bool
+    limited: bool = False
+    opens_in: float | None = None
 
 
 @final
 @dataclass(frozen=True)
 class QueueInfo:
     """A queue as the store holds it: its jobs in each state (every state, zeros included),
-    whether it is paused, and how long its longest-waiting ready job has been due (seconds on
-    the database's clock; None when no job is ready)."""
+    whether it is paused, how long its longest-waiting ready job has been due (seconds on
+    the database's clock; None when no job is ready), and its limits."""
 
     name: str
     counts: dict[JobState, int]
     paused: bool
     oldest_ready_age: float | None
+    limits: QueueLimits = _NO_LIMITS
 
 
 @final

@@ -118,6 +118,8 @@ def postgres_dialect(schema: str) -> Dialect:
         skip_locked=" FOR UPDATE SKIP LOCKED",
         update_from=True,
         returning=True,
+        for_update=" FOR UPDATE",
+        least="LEAST",
         moment=lambda moment: moment,
         interval=lambda length: length,
         read_moment=_utc,
@@ -419,17 +421,20 @@ class PostgresDriver:
         options the jobs share (as those of one `enqueue_many` do) are sent once, not as arrays;
         jobs of different options take the statements' own path."""
         first = jobs[0]
-        shared = (first.priority, first.max_attempts, first.run_at, first.delay)
-        if any((job.priority, job.max_attempts, job.run_at, job.delay) != shared for job in jobs):
+        shared = (first.priority, first.max_attempts, first.run_at, first.delay, first.group)
+        if any(
+            (job.priority, job.max_attempts, job.run_at, job.delay, job.group) != shared
+            for job in jobs
+        ):
             return None
         with self._connection() as connection:
             row = connection.execute(
                 f"""
                 WITH new AS (
                     INSERT INTO {self._s}.jobs
-                        (queue, payload, priority, max_attempts, task, run_after)
+                        (queue, payload, priority, max_attempts, task, job_group, run_after)
                     SELECT %(queue)s, job.payload::json, %(priority)s, %(max_attempts)s,
-                           job.task, coalesce(%(run_at)s::timestamptz,
+                           job.task, %(group)s::text, coalesce(%(run_at)s::timestamptz,
                                               now() + %(delay)s::float8 * interval '1 second')
                     FROM unnest(%(payloads)s::text[], %(tasks)s::text[])
                         WITH ORDINALITY AS job(payload, task, n)
@@ -445,6 +450,7 @@ class PostgresDriver:
                     "tasks": [job.task for job in jobs],
                     "priority": first.priority,
                     "max_attempts": first.max_attempts,
+                    "group": first.group,
                     "run_at": first.run_at,
                     "delay": first.delay,
                 },

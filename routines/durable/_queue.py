@@ -25,6 +25,7 @@ from ._model import (
     Job,
     JobState,
     NewJob,
+    QueueLimits,
     check_int32,
     check_job_id,
     check_text,
@@ -76,6 +77,7 @@ class Queue:
         priority: int = 0,
         max_attempts: int = 5,
         key: str | None = None,
+        group: str | None = None,
         connection: AppConnection | None = None,
     ) -> int:
         """Store a job for `payload` (any JSON value) and return its id.
@@ -83,7 +85,8 @@ class Queue:
         It is due at once, `delay` seconds from the database's now, or at `run_at` (an aware
         datetime); higher `priority` runs first. While a job with the same `key` is queued,
         errored or processing in this queue, nothing is written and that job's id is returned:
-        a key de-duplicates, it does not update a job that is already running.
+        a key de-duplicates, it does not update a job that is already running. `group` (say
+        `"customer:42"`) puts the job in a group, which the queue's `group_running` limits.
 
         With `connection`, the app's own connection to the store's database (a psycopg 3
         `Connection`, or a `sqlite3.Connection` to the store's file), the job is written in
@@ -97,7 +100,7 @@ class Queue:
         An enqueue that raised `StoreUnavailable` may have been written before the connection
         broke; retrying it with a `key` is safe, without one it may store the job twice.
         """
-        options = _options(delay, run_at, priority, max_attempts, key)
+        options = _options(delay, run_at, priority, max_attempts, key, group)
         job = options.job(payload)
         with self._access.jobs("enqueue") as backend:
             job_id = backend.enqueue(self.name, [job], connection=connection)[0]
@@ -113,6 +116,7 @@ class Queue:
         priority: int = 0,
         max_attempts: int = 5,
         key: str | None = None,
+        group: str | None = None,
         connection: AppConnection | None = None,
     ) -> list[int]:
         """`enqueue` each payload with the same options, in one transaction: all or none.
@@ -124,7 +128,7 @@ class Queue:
         if isinstance(payloads, (str, bytes, dict)) or not isinstance(payloads, Iterable):
             msg = f"payloads must be an iterable of payloads (a list, say), got {payloads!r}"
             raise TypeError(msg)
-        options = _options(delay, run_at, priority, max_attempts, key)
+        options = _options(delay, run_at, priority, max_attempts, key, group)
         jobs = [options.job(payload) for payload in payloads]
         if not jobs and connection is None:
             return []
@@ -256,6 +260,39 @@ class Queue:
         with self._access.jobs("paused") as backend:
             return backend.paused(self.name)
 
+    def set_limits(
+        self,
+        *,
+        max_running: int | None = None,
+        group_running: int | None = None,
+        rate: tuple[int, float | timedelta] | None = None,
+    ) -> None:
+        """Set the queue's flow control, fleet-wide: every limit at once, an omitted one (None)
+        removed. `max_running`: at most this many of its jobs processing at once, across every
+        worker of every process; `group_running`: at most this many of the jobs of one `group`
+        (jobs without a group are not counted); `rate=(count, per_seconds)`: at most `count`
+        jobs started in any window of `per_seconds`, by the database's clock.
+
+        Enforced in the claim, on the database: a job a limit holds back stays `queued` and is
+        claimed as soon as the limit allows. Stored with the queue: it holds until changed,
+        across restarts. Workers claim under the new limits from their next claim on. A worker
+        of a limited queue claims only for its free handlers (no `prefetch`). See
+        docs/durable.md, "Flow control", for what a limit costs per claim."""
+        limits = QueueLimits(
+            max_running=_check_limit("max_running", max_running),
+            group_running=_check_limit("group_running", group_running),
+            rate=_check_rate(rate),
+        )
+        with self._access.jobs("set_limits") as backend:
+            backend.set_limits(self.name, limits)
+        self._access.wake(self.name)
+
+    @property
+    def limits(self) -> QueueLimits:
+        """The queue's limits (read from the store); `QueueLimits()` when it has none."""
+        with self._access.jobs("limits") as backend:
+            return backend.limits(self.name)
+
     def counts(self) -> dict[JobState, int]:
         """How many jobs of this queue are in each state, every state included."""
         with self._access.jobs("counts") as backend:
@@ -289,6 +326,7 @@ class _Options(NamedTuple):
     priority: int
     max_attempts: int
     key: str | None
+    group: str | None
 
     def job(self, payload: object) -> NewJob:
         return NewJob(
@@ -299,11 +337,17 @@ class _Options(NamedTuple):
             run_at=self.run_at,
             delay=self.delay,
             task=task_of(payload),
+            group=self.group,
         )
 
 
 def _options(
-    delay: object, run_at: object, priority: object, max_attempts: object, key: object
+    delay: object,
+    run_at: object,
+    priority: object,
+    max_attempts: object,
+    key: object,
+    group: object,
 ) -> _Options:
     seconds = check_optional_seconds("delay", delay)
     if run_at is not None:
@@ -329,7 +373,25 @@ def _options(
         priority=priority,
         max_attempts=max_attempts,
         key=None if key is None else check_text("key", key),
+        group=None if group is None else check_text("group", group),
     )
+
+
+def _check_limit(arg: str, value: object) -> int | None:
+    if value is None:
+        return None
+    return check_int32(arg, value, minimum=1)
+
+
+def _check_rate(rate: object) -> tuple[int, float] | None:
+    if rate is None:
+        return None
+    if not isinstance(rate, tuple) or len(rate) != 2:
+        msg = f"rate must be a (count, per_seconds) tuple or None, got {describe_value(rate)}"
+        raise TypeError(msg)
+    count = check_int32("rate count", rate[0], minimum=1)
+    per = check_seconds("rate per_seconds", rate[1], allow_zero=False)
+    return count, per
 
 
 def _encode_payload(payload: object) -> str:

@@ -11,7 +11,8 @@ speaks as it is. A `Dialect` turns it into one engine's SQL, and a `Driver` runs
   as text (so that a row that can't be decoded fails that job alone, not the fetch of a batch).
 - `{values:name}` is the parenthesised list a list parameter is compared with: `state IN
   {values:states}`, `(id, claim_token) IN {values:claims}`.
-- `{skip_locked}` ends the SELECT that picks the rows a claim takes.
+- `{skip_locked}` ends the SELECT that picks the rows a claim takes, `{for_update}` one that
+  locks what it reads; `{least}(a, b)` is the least of its arguments.
 
 What differs between engines beyond that is the driver's: its connections and transactions,
 its error classification, its catalog and locks, and the few fast paths its engine does better,
@@ -55,6 +56,7 @@ TABLES: Final = (
     "migrations",
     "migration_errors",
     "queues",
+    "queue_starts",
     "schema_version",
 )
 INDEXES: Final = (
@@ -66,6 +68,8 @@ INDEXES: Final = (
     "migration_errors_latest",
     "jobs_listing",
     "jobs_task_listing",
+    "queue_starts_window",
+    "jobs_group_running",
 )
 
 
@@ -101,6 +105,8 @@ class Dialect:
     skip_locked: str  # after the SELECT that picks the rows a claim takes
     update_from: bool  # UPDATE ... FROM (VALUES ...) RETURNING: many outcomes in one statement
     returning: bool  # a claim returns what it took (no read back after it)
+    for_update: str  # after a SELECT that locks the rows it reads until the transaction ends
+    least: str  # the function of the least of its arguments
     moment: Callable[[datetime], object]  # a moment, as a parameter
     interval: Callable[[timedelta], object]  # a length of time, as a parameter
     read_moment: Callable[[Any], datetime]  # a moment column, as an aware UTC datetime
@@ -175,6 +181,8 @@ class _Spelling(string.Formatter):
             "as_json": dialect.json_param,
             "as_text": dialect.json_text,
             "skip_locked": dialect.skip_locked,
+            "for_update": dialect.for_update,
+            "least": dialect.least,
             "values": "",
         }
         if key not in fragments:

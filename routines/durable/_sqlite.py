@@ -53,7 +53,7 @@ logger = logging.getLogger("routines.durable")
 
 T = TypeVar("T")
 
-MINIMUM_VERSION: Final = (3, 24, 0)
+MINIMUM_VERSION: Final = (3, 25, 0)  # window functions (3.25), upserts (3.24)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -94,6 +94,8 @@ def sqlite_dialect(prefix: str) -> Dialect:
         # 3.33 and 3.35 have them; in-process statements cost no round trip, so none is needed
         update_from=False,
         returning=False,
+        for_update="",  # BEGIN IMMEDIATE holds the write lock already
+        least="min",
         moment=_microseconds,
         interval=lambda length: length // _MICROSECOND,
         read_moment=_datetime,

@@ -57,6 +57,7 @@ from ._model import (
     Outcome,
     OutcomeKind,
     QueueInfo,
+    QueueLimits,
     Reset,
     ScheduleInfo,
     ScheduleRun,
@@ -80,6 +81,11 @@ _KEEP_RUNS: Final = 1000  # the runs of a schedule kept, newest first, and one s
 _KEEP_MIGRATION_ERRORS: Final = 100  # the errors of a migration kept, newest first
 _HEARTBEAT_BATCH: Final = 400  # (id, token) pairs per statement: 800 of SQLite's 999 variables
 _KEY_RACE_ROUNDS: Final = 10  # insert-or-find rounds for a key whose live job keeps changing
+# A limited claim looks at up to this many ready jobs (whose group has room) per job it may
+# take: enough for the first of each group among them (see LIMITED_CLAIM).
+_SCAN_PER_SLOT: Final = 8
+# The statements of a claim whose rows are the claimed jobs.
+_READ_BACK: Final = frozenset({sql.CLAIMED, sql.CLAIM_RETURNING, sql.LIMITED_CLAIM_RETURNING})
 
 
 @final
@@ -206,6 +212,7 @@ class SQLStore:
                 "max_attempts": job.max_attempts,
                 "key": job.key,
                 "task": job.task,
+                "group": job.group,
                 "run_at": job.run_at,
                 "delay": timedelta(seconds=job.delay),
             }
@@ -313,6 +320,40 @@ class SQLStore:
     def paused(self, queue: str) -> bool:
         return bool(self._first(sql.PAUSED, {"queue": queue})[0])
 
+    def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        rate = limits.rate
+        self._announced(
+            queue,
+            sql.SET_LIMITS,
+            {
+                "queue": queue,
+                "max_running": limits.max_running,
+                "group_running": limits.group_running,
+                "rate_count": None if rate is None else rate[0],
+                "rate_per": None if rate is None else timedelta(seconds=rate[1]),
+            },
+        )
+
+    def limits(self, queue: str) -> QueueLimits:
+        row = self._driver.run(
+            lambda session: session.first(sql.LIMITS, {"queue": queue}), transaction=False
+        )
+        return QueueLimits() if row is None else self._limits(row[2:])
+
+    def _limits(self, row: Sequence[Any]) -> QueueLimits:
+        """The limits of a row of (max_running, group_running, rate_count, rate_per)."""
+        max_running, group_running, rate_count, rate_per = row
+        return QueueLimits(
+            max_running=max_running,
+            group_running=group_running,
+            rate=None
+            if rate_count is None
+            else (int(rate_count), self._dialect.read_interval(rate_per)),
+        )
+
+    def announce(self, queue: str) -> None:
+        self._driver.run(lambda session: self._driver.notify(session, queue), transaction=False)
+
     def _announced(self, queue: str, template: str, params: Params) -> int:
         """A write that may give the workers of `queue` something to do (or tell them it is
         paused): announced to other processes on commit if it changed a row."""
@@ -352,7 +393,8 @@ class SQLStore:
             )
 
         counts, ages, rows = self._driver.run(work, transaction=False)
-        paused = {name: bool(flag) for name, flag in rows}
+        paused = {row[0]: bool(row[1]) for row in rows}
+        limits = {row[0]: self._limits(row[2:]) for row in rows}
         found: dict[str, dict[JobState, int]] = {name: {} for name in paused}
         for name, state, count in counts:
             found.setdefault(name, {})[state] = int(count)
@@ -363,6 +405,7 @@ class SQLStore:
                 counts={state: found[name].get(state, 0) for state in JOB_STATES},
                 paused=paused.get(name, False),
                 oldest_ready_age=oldest.get(name),
+                limits=limits.get(name, QueueLimits()),
             )
             for name in sorted(found)
         ]
@@ -377,8 +420,13 @@ class SQLStore:
         return {state: found.get(state, 0) for state in JOB_STATES}
 
     def backlog(self, queue: str) -> Backlog:
-        ready, paused = self._first(sql.BACKLOG, {"queue": queue})
-        return Backlog(ready=int(ready), paused=bool(paused))
+        ready, paused, limited, opens_in = self._first(sql.BACKLOG, {"queue": queue})
+        return Backlog(
+            ready=int(ready),
+            paused=bool(paused),
+            limited=bool(limited),
+            opens_in=None if opens_in is None else max(0.0, self._dialect.read_interval(opens_in)),
+        )
 
     def oldest_ready_age(self, queue: str) -> float | None:
         age = self._first(sql.OLDEST_READY_AGE, {"queue": queue})[0]
@@ -401,10 +449,17 @@ class SQLStore:
     # -- claims ---------------------------------------------------------------------------------
 
     def claim(
-        self, queue: str, claimer: Claimer, limit: int, *, claim_id: str | None = None
+        self,
+        queue: str,
+        claimer: Claimer,
+        limit: int,
+        *,
+        claim_id: str | None = None,
+        limited: bool = False,
     ) -> list[Claim]:
-        statements = _claim(queue, claimer, limit, claim_id)
-        return self._claims(self._driver.batch(statements)[-1].rows)
+        statements = self._claim(queue, claimer, limit, claim_id, ahead=False, limited=limited)
+        results = self._driver.batch(statements)
+        return self._claims(results[_read_back(statements)].rows)
 
     def claimed(self, queue: str, claim_id: str) -> list[Claim]:
         rows = self._rows(sql.CLAIMED, {"queue": queue, **_claim_of(claim_id)})
@@ -426,10 +481,9 @@ class SQLStore:
     def finish_and_claim(
         self, claim: Claim, outcome: Outcome, claimer: Claimer, *, claim_id: str | None = None
     ) -> tuple[bool, Claim | None]:
-        results = self._driver.batch(
-            [*_finish(claim, outcome), *_claim(claim.job.queue, claimer, 1, claim_id)]
-        )
-        claims = self._claims(results[3].rows)
+        claiming = self._claim(claim.job.queue, claimer, 1, claim_id, ahead=False, limited=False)
+        results = self._driver.batch([*_finish(claim, outcome), *claiming])
+        claims = self._claims(results[2 + _read_back(claiming)].rows)
         return bool(results[1].rows), claims[0] if claims else None
 
     def exchange(
@@ -442,6 +496,7 @@ class SQLStore:
         limit: int = 0,
         claim_id: str | None = None,
         check_paused: bool = False,
+        limited: bool = False,
     ) -> tuple[list[bool], list[Claim], bool]:
         statements: list[tuple[str, Params]] = []
         # A job that started and ended since the last round: its outcome counts its start.
@@ -462,13 +517,11 @@ class SQLStore:
         for kind, ended in many.items():
             statements.append((sql.FINISH_MANY[kind], {"done": _done_rows(kind, ended)}))
         claiming = len(statements)
+        claimed_at = claiming
         if limit > 0:
-            claim_statements = _claim(queue, claimer, limit, claim_id, ahead=True)
-            statements += (
-                [(sql.CLAIM_RETURNING, claim_statements[0][1])]
-                if self._returning
-                else claim_statements
-            )
+            taking = self._claim(queue, claimer, limit, claim_id, ahead=True, limited=limited)
+            claimed_at += _read_back(taking)
+            statements += taking
         if check_paused:
             statements.append((sql.PAUSED, {"queue": queue}))
         results = self._driver.batch(statements)
@@ -489,10 +542,45 @@ class SQLStore:
                 position += 1
         claims = []
         if limit > 0:
-            claims = self._claims(results[claiming + (0 if self._returning else 1)].rows)
+            claims = self._claims(results[claimed_at].rows)
             # in the order they run (RETURNING gives no order)
             claims.sort(key=lambda c: (-c.job.priority, c.job.run_after, c.id))
         return written, claims, check_paused and bool(results[-1].rows[0][0])
+
+    def _claim(
+        self,
+        queue: str,
+        claimer: Claimer,
+        limit: int,
+        claim_id: str | None,
+        *,
+        ahead: bool,
+        limited: bool,
+    ) -> list[tuple[str, Params]]:
+        """The statements of a claim: take the jobs (`ahead`: for handlers that will start them
+        later; `limited`: as the queue's limits allow, see LIMITED_CLAIM), then read back what
+        was taken (or take it with RETURNING where the engine has it), then, if `limited`,
+        record the starts a rate counts."""
+        params = {
+            "queue": queue,
+            "limit": limit,
+            "scan": limit * _SCAN_PER_SLOT,
+            "ahead": ahead,
+            "worker": claimer.worker_id,
+            **_claim_of(claim_id or new_claim_id()),
+            "stalled_after": timedelta(seconds=claimer.stalled_after),
+            "max_resets": claimer.max_resets,
+        }
+        if limited:
+            take = sql.LIMITED_CLAIM_RETURNING if self._returning else sql.LIMITED_CLAIM
+            statements: list[tuple[str, Params]] = [(sql.LOCK_QUEUE, params), (take, params)]
+        else:
+            statements = [(sql.CLAIM_RETURNING if self._returning else sql.CLAIM, params)]
+        if not self._returning:
+            statements.append((sql.CLAIMED, params))
+        if limited:
+            statements += [(sql.RECORD_STARTS, params), (sql.PRUNE_STARTS, params)]
+        return statements
 
     def sweep_stalled(self, queue: str) -> list[Reset]:
         return self._driver.run(lambda session: self._sweep(session, queue, []), transaction=True)
@@ -686,6 +774,8 @@ class SQLStore:
             cancel_requested=bool(row[15]),
             last_error=row[16],
             result=None if row[17] is None else _decoded(row[17], row[0], "result", strict=strict),
+            group=row[18],
+            snoozes=row[19],
         )
 
     def _claims(self, rows: Iterable[Sequence[Any]]) -> list[Claim]:
@@ -771,21 +861,9 @@ def _claim_of(claim_id: str) -> dict[str, object]:
     return {"claim": claim_id, "claim_length": len(claim_id)}
 
 
-def _claim(
-    queue: str, claimer: Claimer, limit: int, claim_id: str | None, *, ahead: bool = False
-) -> list[tuple[str, Params]]:
-    """The statements of a claim: take the jobs (`ahead`: for handlers that will start them
-    later), then read back what was taken."""
-    params = {
-        "queue": queue,
-        "limit": limit,
-        "ahead": ahead,
-        "worker": claimer.worker_id,
-        **_claim_of(claim_id or new_claim_id()),
-        "stalled_after": timedelta(seconds=claimer.stalled_after),
-        "max_resets": claimer.max_resets,
-    }
-    return [(sql.CLAIM, params), (sql.CLAIMED, params)]
+def _read_back(claim: Sequence[tuple[str, Params]]) -> int:
+    """The position, among the statements of a claim, of the one whose rows are its jobs."""
+    return next(n for n, (template, _) in enumerate(claim) if template in _READ_BACK)
 
 
 def _done_rows(kind: OutcomeKind, ended: Sequence[tuple[Claim, Outcome]]) -> list[tuple[Any, ...]]:

@@ -117,13 +117,33 @@ SCHEMA: Final = (
         """,
     ),
     (
-        # One row per queue that was ever paused (its flow-control settings go here too). A
-        # claim reads its row by primary key.
+        # One row per queue that was ever paused or limited. A claim reads its row by primary
+        # key. `rate_count` starts at most in any window of `rate_per`.
         """
         CREATE TABLE {queues} (
             name {text} PRIMARY KEY,
-            paused {boolean} NOT NULL DEFAULT {false}
+            paused {boolean} NOT NULL DEFAULT {false},
+            max_running {integer},
+            group_running {integer},
+            rate_count {integer},
+            rate_per {interval}
         )
+        """,
+        # The starts of the jobs of rate-limited queues within their window (older ones are
+        # deleted by the claims that record new ones).
+        """
+        CREATE TABLE {queue_starts} (
+            queue {text} NOT NULL,
+            at {moment} NOT NULL
+        )
+        """,
+        "CREATE INDEX {queue_starts_window} ON {queue_starts} (queue, at)",
+        "ALTER TABLE {jobs} ADD COLUMN job_group {text}",
+        "ALTER TABLE {jobs} ADD COLUMN snoozes {integer} NOT NULL DEFAULT 0",
+        # The running jobs of one group, which `group_running` counts.
+        """
+        CREATE INDEX {jobs_group_running} ON {jobs} (queue, job_group)
+            WHERE state = 'processing' AND job_group IS NOT NULL
         """,
         # The task a job's payload calls (`_model.task_of`), written at enqueue: listings by
         # task are read from an index, not from the JSON of every row.
@@ -148,7 +168,7 @@ SET_VERSION: Final = "UPDATE {schema_version} SET version = :version"
 JOB_FIELDS: Final = (
     "id", "queue", "payload", "state", "priority", "attempts", "max_attempts", "resets", "key",
     "enqueued_at", "run_after", "started_at", "finished_at", "heartbeat_at", "worker",
-    "cancel_requested", "last_error", "result",
+    "cancel_requested", "last_error", "result", "job_group", "snoozes",
 )  # fmt: skip
 JSON_FIELDS: Final = frozenset({"payload", "result"})
 _JOB: Final = ", ".join(
@@ -160,8 +180,8 @@ NOW: Final = "SELECT {now}"
 # One job; with a key that a live job of the queue holds, nothing (the caller finds that job).
 INSERT_JOB: Final = f"""
     INSERT INTO {{jobs}}
-        (queue, payload, priority, max_attempts, key, task, enqueued_at, run_after)
-    VALUES (:queue, :payload{{as_json}}, :priority, :max_attempts, :key, :task, {{now}},
+        (queue, payload, priority, max_attempts, key, task, job_group, enqueued_at, run_after)
+    VALUES (:queue, :payload{{as_json}}, :priority, :max_attempts, :key, :task, :group, {{now}},
             coalesce(:run_at, {{now}} + :delay))
     ON CONFLICT (queue, key) WHERE key IS NOT NULL AND {_LIVE} DO NOTHING
 """
@@ -221,10 +241,27 @@ OLDEST_READY_AGE: Final = f"SELECT {_READY_AGE} AND queue = :queue"
 # From the index of ready jobs (jobs_ready): its entries, not the table's rows.
 ALL_OLDEST_READY_AGES: Final = f"SELECT queue, {_READY_AGE} GROUP BY queue"
 _PAUSED: Final = "EXISTS (SELECT 1 FROM {queues} WHERE name = :queue AND paused)"
+_LIMITS: Final = "max_running IS NOT NULL OR group_running IS NOT NULL OR rate_count IS NOT NULL"
+_LIMITED: Final = f"EXISTS (SELECT 1 FROM {{queues}} WHERE name = :queue AND ({_LIMITS}))"
+# Paused, or limited: then the plain claim (CLAIM) takes nothing, and a worker that learns the
+# queue is limited claims with LIMITED_CLAIM.
+_HELD_BACK: Final = (
+    f"EXISTS (SELECT 1 FROM {{queues}} WHERE name = :queue AND (paused OR {_LIMITS}))"
+)
+# The seconds until a rate-limited queue whose window is full may start a job again: when the
+# oldest start in the window leaves it.
+_OPENS_IN: Final = """
+    SELECT min(started.at) + q.rate_per - {now}
+    FROM {queue_starts} AS started JOIN {queues} AS q ON q.name = started.queue
+    WHERE started.queue = :queue AND q.rate_count IS NOT NULL
+        AND started.at > {now} - q.rate_per
+    GROUP BY q.rate_per, q.rate_count
+    HAVING count(*) >= q.rate_count
+"""
 BACKLOG: Final = f"""
     SELECT (SELECT count(*) FROM {{jobs}}
             WHERE queue = :queue AND {_READY} AND run_after <= {{now}}),
-           {_PAUSED}
+           {_PAUSED}, {_LIMITED}, ({_OPENS_IN})
 """
 PAUSED: Final = f"SELECT {_PAUSED}"
 PAUSE: Final = """
@@ -232,7 +269,16 @@ PAUSE: Final = """
     ON CONFLICT (name) DO UPDATE SET paused = true
 """
 RESUME: Final = "UPDATE {queues} SET paused = false WHERE name = :queue"
-QUEUE_ROWS: Final = "SELECT name, paused FROM {queues}"
+QUEUE_ROWS: Final = (
+    "SELECT name, paused, max_running, group_running, rate_count, rate_per FROM {queues}"
+)
+LIMITS: Final = f"{QUEUE_ROWS} WHERE name = :queue"
+SET_LIMITS: Final = """
+    INSERT INTO {queues} (name, max_running, group_running, rate_count, rate_per)
+    VALUES (:queue, :max_running, :group_running, :rate_count, :rate_per)
+    ON CONFLICT (name) DO UPDATE SET max_running = :max_running,
+        group_running = :group_running, rate_count = :rate_count, rate_per = :rate_per
+"""
 
 
 def job_page(states: int, *, task: bool) -> str:
@@ -273,7 +319,7 @@ PURGE: Final = """
 CLAIM: Final = f"""
     WITH picked AS (
         SELECT id FROM {{jobs}}
-        WHERE queue = :queue AND {_READY} AND run_after <= {{now}} AND NOT {_PAUSED}
+        WHERE queue = :queue AND {_READY} AND run_after <= {{now}} AND NOT {_HELD_BACK}
         ORDER BY priority DESC, run_after, id
         LIMIT :limit{{skip_locked}}
     )
@@ -288,11 +334,100 @@ CLAIM: Final = f"""
 # The same claim, returning what it took, where the engine has RETURNING (PostgreSQL): one
 # statement, one round trip for a claim alone.
 CLAIM_RETURNING: Final = f"{CLAIM} RETURNING {_JOB}, claim_token"
+
+# The claim of a limited queue: the jobs CLAIM would take, as far as the queue's limits allow.
+#
+# The algorithm. `room` reads the limits and how many more jobs may start now: `:limit`, cut
+# to `max_running` minus the queue's processing jobs and to `rate_count` minus the starts
+# recorded within the last `rate_per`. `candidates` walks the ready jobs in the order they run
+# and keeps those without a group or whose group has fewer than `group_running` processing
+# jobs, up to `:scan` of them (the jobs of busy groups ahead are skipped, one index probe
+# each). `allowed` keeps, of each group, only as many as its room (`in_group`), and the claim
+# takes the first `free` of those. RECORD_STARTS then writes one start per job taken.
+#
+# Why concurrent claims can't exceed a limit: every count above is of rows that only a claim
+# adds to (processing jobs, starts), and the claims of a limited queue run one at a time, each
+# seeing the rows of every claim that ran before it:
+# - PostgreSQL: LOCK_QUEUE, first in the claim's transaction, locks the queue's row; a claim
+#   waits there until the claim before it commits, and under READ COMMITTED each following
+#   statement takes a new snapshot, which holds that claim's rows. (One statement could not:
+#   its snapshot is taken before it waits for the lock.) Jobs that end meanwhile only lower the
+#   counts: a claim may see a slot taken that just freed, never a slot free that is taken. No
+#   SKIP LOCKED is needed among claims of the queue; the UPDATE checks again that each job is
+#   still ready, as a cancel or a plain claim (below) may have changed it since the snapshot.
+# - SQLite: every claim is a BEGIN IMMEDIATE transaction, so one writer at a time; each sees
+#   every committed claim.
+# - Workers that have not yet learned the queue is limited claim with CLAIM, which takes
+#   nothing from a limited queue: a change of limits holds from the claims that start after it
+#   commits (a plain claim already running when it commits finishes as it began).
+LOCK_QUEUE: Final = "SELECT 1 FROM {queues} WHERE name = :queue{for_update}"
+_PROCESSING: Final = "queue = :queue AND state = 'processing'"
+_RUNNING_IN_GROUP: Final = f"""
+    (SELECT count(*) FROM {{jobs}} AS running
+     WHERE running.{_PROCESSING} AND running.job_group = {{group_of}})
+"""
+_ORDER: Final = "priority DESC, run_after, id"
+LIMITED_CLAIM: Final = f"""
+    WITH room AS (
+        SELECT group_running, {{least}}(
+            :limit,
+            CASE WHEN max_running IS NULL THEN :limit ELSE max_running - (
+                SELECT count(*) FROM {{jobs}} WHERE {_PROCESSING}) END,
+            CASE WHEN rate_count IS NULL THEN :limit ELSE rate_count - (
+                SELECT count(*) FROM {{queue_starts}}
+                WHERE queue = :queue AND at > {{now}} - rate_per) END
+        ) AS free
+        FROM {{queues}} WHERE name = :queue AND NOT paused
+    ),
+    candidates AS (
+        SELECT id, job_group, priority, run_after FROM {{jobs}} AS job
+        WHERE queue = :queue AND {_READY} AND run_after <= {{now}}
+            AND (job_group IS NULL OR NOT EXISTS (
+                SELECT 1 FROM room WHERE group_running <= {
+    _RUNNING_IN_GROUP.replace("{group_of}", "job.job_group")
+}))
+        ORDER BY {_ORDER}
+        LIMIT :scan
+    ),
+    ranked AS (
+        SELECT id, job_group, priority, run_after,
+            row_number() OVER (PARTITION BY job_group ORDER BY {_ORDER}) AS in_group
+        FROM candidates
+    ),
+    allowed AS (
+        SELECT ranked.id, room.free,
+            row_number() OVER (ORDER BY {_ORDER.replace("id", "ranked.id")}) AS place
+        FROM ranked CROSS JOIN room
+        WHERE ranked.job_group IS NULL OR room.group_running IS NULL
+            OR ranked.in_group + {_RUNNING_IN_GROUP.replace("{group_of}", "ranked.job_group")}
+                <= room.group_running
+    )
+    UPDATE {{jobs}} SET
+        state = 'processing', heartbeat_at = {{now}}, worker = :worker,
+        started_at = CASE WHEN :ahead THEN NULL ELSE {{now}} END,
+        attempts = attempts + CASE WHEN :ahead THEN 0 ELSE 1 END,
+        claim_token = :claim || '.' || id,
+        stalled_after = :stalled_after, max_resets = :max_resets
+    WHERE id IN (SELECT id FROM allowed WHERE place <= free) AND {_READY}
+"""
+LIMITED_CLAIM_RETURNING: Final = f"{LIMITED_CLAIM} RETURNING {_JOB}, claim_token"
+_OF_CLAIM: Final = "substr(claim_token, 1, :claim_length) = :claim"
+RECORD_STARTS: Final = f"""
+    INSERT INTO {{queue_starts}} (queue, at)
+    SELECT queue, {{now}} FROM {{jobs}}
+    WHERE {_PROCESSING} AND {_OF_CLAIM}
+        AND EXISTS (SELECT 1 FROM {{queues}} WHERE name = :queue AND rate_count IS NOT NULL)
+"""
+# The starts that left the window (all of them once the queue has no rate).
+PRUNE_STARTS: Final = """
+    DELETE FROM {queue_starts} WHERE queue = :queue AND NOT EXISTS (
+        SELECT 1 FROM {queues}
+        WHERE name = :queue AND rate_count IS NOT NULL AND {queue_starts}.at > {now} - rate_per)
+"""
 CLAIMED: Final = f"""
     SELECT {_JOB}, claim_token FROM {{jobs}}
-    WHERE queue = :queue AND state = 'processing'
-        AND substr(claim_token, 1, :claim_length) = :claim
-    ORDER BY priority DESC, run_after, id
+    WHERE {_PROCESSING} AND {_OF_CLAIM}
+    ORDER BY {_ORDER}
 """
 
 _HELD: Final = "state = 'processing' AND (id, claim_token) IN {values:claims}"
@@ -334,6 +469,14 @@ _OUTCOMES: Final[dict[OutcomeKind, str]] = {
                         ELSE attempts - 1 END,
         finished_at = CASE WHEN cancel_requested THEN {now} END
     """,
+    # the handler raised Snooze: back to queued as a hand-back, due after :delay
+    "snoozed": """
+        state = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
+        attempts = CASE WHEN cancel_requested OR started_at IS NULL THEN attempts
+                        ELSE attempts - 1 END,
+        finished_at = CASE WHEN cancel_requested THEN {now} END,
+        run_after = {now} + :delay, snoozes = snoozes + 1
+    """,
 }
 FINISH: Final[dict[OutcomeKind, str]] = {
     kind: f"""
@@ -351,6 +494,7 @@ _OUTCOME_PARAMETERS: Final[dict[OutcomeKind, tuple[str, ...]]] = {
     "failed": ("error",),
     "canceled": (),
     "handed_back": (),
+    "snoozed": ("delay",),
 }
 
 

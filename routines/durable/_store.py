@@ -175,7 +175,7 @@ def store_access(store: Store) -> StoreAccess:
 def open_store(url: str, *, timeout: float | timedelta = 5.0, schema: str = "routines") -> Store:
     """Open the store at `url`, creating or upgrading its tables.
 
-    `sqlite:///relative.db` or `sqlite:////absolute.db` (SQLite 3.24+, one host; not on a
+    `sqlite:///relative.db` or `sqlite:////absolute.db` (SQLite 3.25+, one host; not on a
     network filesystem), or any libpq URL `postgresql://...` / `postgres://...` (needs the
     extra `routines[postgres]`). `timeout` is the longest any one call waits for a lock or a
     connection; past it the call raises `StoreUnavailable`. `schema` is the PostgreSQL schema

@@ -50,6 +50,7 @@ class EnqueueOptions(TypedDict, total=False):
     priority: int
     max_attempts: int
     key: str | None
+    group: str | None
     # configure() only: the app's own connection, to enqueue in its transaction
     connection: AppConnection | None
 
@@ -133,7 +134,7 @@ class Tasks:
 
         `name` (default `f"{module}.{qualname}"`) is the task's identity across processes: the
         enqueuer and the worker must agree on it. `queue` defaults to the registry's. The other
-        options (`delay`, `run_at`, `priority`, `max_attempts`, `key`) are the defaults of
+        options (`delay`, `run_at`, `priority`, `max_attempts`, `key`, `group`) are the defaults of
         every enqueue of this task, as `Queue.enqueue` takes them.
         """
         if fn is None:
@@ -257,7 +258,8 @@ class Task(Generic[P, R]):
 
     def configure(self, **options: Unpack[EnqueueOptions]) -> ConfiguredTask:
         """The same task enqueued with these options over the decorator's (`delay`, `run_at`,
-        `priority`, `max_attempts`, `key`, as `Queue.enqueue` takes them)."""
+        `priority`, `max_attempts`, `key`, `group`, `connection`, as `Queue.enqueue` takes
+        them)."""
         return ConfiguredTask(self, _checked_options(self.queue, self.options, options))
 
     def _enqueue(

@@ -66,7 +66,7 @@ from .._validate import (
     check_seconds,
 )
 from ._backend import Listener, Mark
-from ._errors import Fail, Retry, StoreUnavailable, error_report
+from ._errors import Fail, Retry, Snooze, StoreUnavailable, error_report
 from ._model import (
     Claim,
     Claimer,
@@ -248,6 +248,7 @@ class _Tally:
         self.record = RunRecord()
         self.queued = 0  # ready jobs, as last read
         self.paused = False  # whether the queue was paused, as last read
+        self.limited = False  # whether the queue had limits, as last read
         self._lock = threading.Lock()
         self._counts: collections.Counter[str] = collections.Counter()
 
@@ -404,6 +405,7 @@ class _Run:
                 free = settings.concurrency + self._ahead() - len(self.ready) - len(self.running)
             due = more or time.monotonic() >= next_poll
             limit = free if free > 0 and due and not stopping else 0
+            limited = self.tally.limited
             # A round when there is something to write or to claim, or when the queue changed
             # while jobs wait claimed ahead (was it paused?).
             with self.cond:
@@ -430,6 +432,7 @@ class _Run:
                         limit=limit,
                         claim_id=claim_id,
                         check_paused=holding and not limit,
+                        limited=limited,
                     )
             except StoreUnavailable as error:
                 self._not_written(started, done, claim_id)
@@ -439,17 +442,25 @@ class _Run:
             self.round_seconds = _mean(self.round_seconds, time.monotonic() - began)
             for each, on_row in zip(done, written, strict=True):
                 self._written(each, on_row)
+            if limited and any(written):  # a job that ended may let one held back start
+                self._announce(backoff)
             if paused:
                 if not self.tally.paused:  # it just learned: how many wait, for its status
                     self._read_backlog(backoff, found=0)
                 self._give_back_ahead()
             if limit:
-                more = len(claims) == limit
+                # Full: there may be more at once. Limited and not empty: the next claim may
+                # find more room (a group that just got busy is skipped then).
+                more = len(claims) == limit or (limited and bool(claims))
                 if not more:
                     next_poll = time.monotonic() + settings.poll_interval
-                    self._read_backlog(backoff, found=len(claims))
+                    opens_in = self._read_backlog(backoff, found=len(claims))
                     if self.tally.paused:  # the claim took nothing: paused, it said
                         self._give_back_ahead()
+                    elif self.tally.limited != limited:  # limits set or gone: claim as they say
+                        more = True
+                    elif opens_in is not None:  # the rate's window opens before the next poll
+                        next_poll = min(next_poll, time.monotonic() + opens_in)
                 if claims:
                     self.tally.paused = False
                     with self.cond:
@@ -465,6 +476,8 @@ class _Run:
         end), at most `prefetch`, and as many as there are handlers until both durations are
         measured."""
         settings = self.settings
+        if self.tally.limited:  # a limit counts jobs claimed ahead: claim for free handlers only
+            return 0
         if not settings.adaptive:
             return settings.prefetch
         round_seconds, job_seconds = self.round_seconds, self.job_seconds
@@ -484,18 +497,32 @@ class _Run:
         if ahead:
             self.wake.set()
 
-    def _read_backlog(self, backoff: Backoff, *, found: int) -> None:
-        """The queue's ready jobs and pause, read when a claim found fewer than it asked for."""
-        if found:
+    def _read_backlog(self, backoff: Backoff, *, found: int) -> float | None:
+        """The queue's ready jobs, pause and limits, read when a claim found fewer than it
+        asked for (and found none, or the queue is limited); the seconds until its rate allows
+        a start, if it allows none now."""
+        if found and not self.tally.limited:
             self.tally.queued = 0
-            return
+            return None
         try:
             with self.access.jobs("backlog") as jobs:
                 backlog = jobs.backlog(self.queue.name)
         except StoreUnavailable as error:
             backoff.failed(error, "reading the backlog")
-            return
-        self.tally.queued, self.tally.paused = backlog.ready, backlog.paused
+            return None
+        tally = self.tally
+        tally.queued, tally.paused, tally.limited = backlog.ready, backlog.paused, backlog.limited
+        return backlog.opens_in
+
+    def _announce(self, backoff: Backoff) -> None:
+        """Jobs of this limited queue ended: wake its workers, here and in other processes, so
+        that a job a limit held back starts now, not at their next poll."""
+        self.access.wake(self.queue.name)
+        try:
+            with self.access.jobs("announce") as jobs:
+                jobs.announce(self.queue.name)
+        except StoreUnavailable as error:
+            backoff.failed(error, "announcing ended jobs")
 
     def _not_written(self, started: list[Claim], done: list[_Done], claim_id: str | None) -> None:
         """A round the store did not answer: its starts and outcomes go in the next one (an
@@ -571,8 +598,16 @@ class _Run:
             logger.info(
                 "worker %r: job %d: written after all", self.name, claim.id, extra=fields(self.name)
             )
-        if done.began is not None and outcome.kind != "handed_back":  # a hand-back is no run
-            tally.record.ran(time.monotonic() - done.began, failure=done.error)
+        if done.began is not None and outcome.kind not in ("handed_back", "snoozed"):
+            tally.record.ran(time.monotonic() - done.began, failure=done.error)  # no hand-back
+        if outcome.kind == "snoozed":
+            logger.debug(
+                "worker %r: job %d snoozed for %gs",
+                self.name,
+                claim.id,
+                outcome.delay,
+                extra=fields(self.name, "snoozed", queue=claim.job.queue, job_id=claim.id),
+            )
         if outcome.kind in ("errored", "failed"):
             self._log_failed_attempt(claim.job, outcome, done.error)
 
@@ -673,6 +708,8 @@ class _Run:
             result = handle(job)
         except Fail as failure:
             return Outcome.failed(failure.message), failure
+        except Snooze as snooze:  # back to queued, the attempt given back: not a failure
+            return Outcome.snoozed(snooze.after), None
         except Exception as error:  # noqa: BLE001 - how the attempt ends
             if self.stop.is_set():  # after the stop was asked: give the attempt back
                 return Outcome.handed_back(), None
