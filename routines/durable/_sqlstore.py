@@ -459,7 +459,7 @@ class SQLStore:
     ) -> list[Claim]:
         statements = self._claim(queue, claimer, limit, claim_id, ahead=False, limited=limited)
         results = self._driver.batch(statements)
-        return self._claims(results[_read_back(statements)].rows)
+        return _in_order(self._claims(results[_read_back(statements)].rows))
 
     def claimed(self, queue: str, claim_id: str) -> list[Claim]:
         rows = self._rows(sql.CLAIMED, {"queue": queue, **_claim_of(claim_id)})
@@ -542,9 +542,7 @@ class SQLStore:
                 position += 1
         claims = []
         if limit > 0:
-            claims = self._claims(results[claimed_at].rows)
-            # in the order they run (RETURNING gives no order)
-            claims.sort(key=lambda c: (-c.job.priority, c.job.run_after, c.id))
+            claims = _in_order(self._claims(results[claimed_at].rows))
         return written, claims, check_paused and bool(results[-1].rows[0][0])
 
     def _claim(
@@ -859,6 +857,11 @@ def _batch(queue: str, state: JobState, ids: Sequence[int]) -> Params:
 
 def _claim_of(claim_id: str) -> dict[str, object]:
     return {"claim": claim_id, "claim_length": len(claim_id)}
+
+
+def _in_order(claims: list[Claim]) -> list[Claim]:
+    """Claims in the order their jobs run (RETURNING gives no order)."""
+    return sorted(claims, key=lambda claim: (-claim.job.priority, claim.job.run_after, claim.id))
 
 
 def _read_back(claim: Sequence[tuple[str, Params]]) -> int:

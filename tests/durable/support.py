@@ -142,7 +142,8 @@ def poll(check: Callable[[], T], *, timeout: float = WAIT, interval: float = 0.0
 def start_program(name: str, *args: str) -> subprocess.Popen[str]:
     """Start `programs/<name>.py` and wait (bounded) until it says it is ready."""
     process = subprocess.Popen(
-        [sys.executable, str(PROGRAMS / f"{name}.py"), *args],
+        # faulthandler: a program that hangs shows its threads' stacks when aborted
+        [sys.executable, "-X", "faulthandler", str(PROGRAMS / f"{name}.py"), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -162,9 +163,12 @@ def finish_program(process: subprocess.Popen[str], timeout: float = 30.0) -> tup
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate(timeout=WAIT)
-        raise
+        process.send_signal(signal.SIGABRT)  # its faulthandler writes every thread's stack
+        try:
+            _, err = process.communicate(timeout=WAIT)
+        finally:
+            process.kill()
+        raise AssertionError(f"the program did not end within {timeout}s:\n{err}") from None
     assert process.returncode == 0, f"exit code {process.returncode}:\n{err}"
     return out, err
 
