@@ -37,6 +37,7 @@ import fig11_schedule
 import fig12_listing
 import fig13_dashboard
 import fig14_scaling
+import fig15_limits
 from _common import Figure, Settings, settle
 
 FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
@@ -54,6 +55,7 @@ FIGURES: list[Callable[[Settings], Figure | list[Figure]]] = [
     fig12_listing.run,
     fig13_dashboard.run,
     fig14_scaling.run,
+    fig15_limits.run,
 ]
 PACKAGES = (
     "routines",
