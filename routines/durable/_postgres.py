@@ -487,6 +487,13 @@ class _Session:
         row = self.first(f"{template} RETURNING id", params)
         return None if row is None else int(row[0])
 
+    def insert_many(self, template: str, rows: Sequence[Params]) -> list[int]:
+        ids = [self.insert(template, row) for row in rows]
+        if None in ids:  # pragma: no cover - the rows are made so that none conflicts
+            msg = "a row of a batch that can't conflict inserted nothing"
+            raise StoreError(msg)
+        return [job_id for job_id in ids if job_id is not None]
+
 
 # libpq's options whose values it checks only when it connects: checked when the store is made,
 # so that a typo is a ValueError naming `url`, not an outage retried for ever.

@@ -262,6 +262,11 @@ class Session(Protocol):
         DO NOTHING)."""
         ...
 
+    def insert_many(self, template: str, rows: Sequence[Params]) -> list[int]:
+        """Run an INSERT of one row for each of `rows` (of the same shape, none of which can
+        conflict), in the session's transaction; their ids, in order."""
+        ...
+
 
 class Driver(Protocol):
     """What one SQL engine supplies to the SQL store: connections and transactions, its

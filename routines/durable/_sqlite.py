@@ -375,6 +375,16 @@ class _Session:
         cursor = self._connection.execute(statement, bound)
         return cursor.lastrowid if cursor.rowcount == 1 else None
 
+    def insert_many(self, template: str, rows: Sequence[Params]) -> list[int]:
+        # One statement run for every row (sqlite3's executemany): under the write lock, the
+        # rows take consecutive ids, the last of which the connection knows.
+        statement, _ = self._dialect.statement(template, rows[0])
+        self._connection.executemany(
+            statement, [self._dialect.statement(template, row)[1] for row in rows]
+        )
+        (last,) = self._connection.execute("SELECT last_insert_rowid()").fetchone()
+        return list(range(last - len(rows) + 1, last + 1))
+
 
 def _attempt(
     connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], *, write: bool

@@ -200,22 +200,16 @@ class SQLStore:
         )
 
     def _insert(self, session: Session, queue: str, jobs: Sequence[NewJob]) -> list[int]:
-        ids: list[int] = []
+        rows = [_job_row(queue, job) for job in jobs]
+        if len(jobs) > 1 and all(job.key is None for job in jobs):  # none can conflict
+            ids = session.insert_many(sql.INSERT_JOB, rows)
+            self._driver.notify(session, queue)
+            return ids
+        ids = []
         inserted = False
         # One job: its insert announces itself where the engine can (one statement).
         announce = queue if len(jobs) == 1 else None
-        for job in jobs:
-            params = {
-                "queue": queue,
-                "payload": job.payload,
-                "priority": job.priority,
-                "max_attempts": job.max_attempts,
-                "key": job.key,
-                "task": job.task,
-                "group": job.group,
-                "run_at": job.run_at,
-                "delay": timedelta(seconds=job.delay),
-            }
+        for params in rows:
             job_id, new = self._insert_or_find(session, params, announce)
             ids.append(job_id)
             inserted = inserted or new
@@ -857,6 +851,21 @@ def _batch(queue: str, state: JobState, ids: Sequence[int]) -> Params:
 
 def _claim_of(claim_id: str) -> dict[str, object]:
     return {"claim": claim_id, "claim_length": len(claim_id)}
+
+
+def _job_row(queue: str, job: NewJob) -> Params:
+    """The parameters of INSERT_JOB for `job`."""
+    return {
+        "queue": queue,
+        "payload": job.payload,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "key": job.key,
+        "task": job.task,
+        "group": job.group,
+        "run_at": job.run_at,
+        "delay": timedelta(seconds=job.delay),
+    }
 
 
 def _in_order(claims: list[Claim]) -> list[Claim]:
