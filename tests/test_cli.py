@@ -177,6 +177,7 @@ def test_every_group_of_commands_declares_commands() -> None:
         "run-now",
         "pause",
         "resume",
+        "limits",
         "purge",
         "schedules",
         "migrations",

@@ -34,6 +34,7 @@ __all__ = [
     "job_id",
     "open_store",
     "positive_int",
+    "positive_int_up_to",
     "store_schema",
     "store_url",
     "the_names",
@@ -109,6 +110,21 @@ def positive_int(text: str) -> int:
         msg = f"must be a whole number of at least 1, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return number
+
+
+def positive_int_up_to(most: int, why: str = "") -> Callable[[str], int]:
+    """The type of an argument that is a whole number from 1 to `most`; `why` (the reason for
+    the bound, or what to do instead) is said in the refusal of a larger one."""
+
+    def parse(text: str) -> int:
+        number = positive_int(text)
+        if number > most:
+            reason = f" ({why})" if why else ""
+            msg = f"must be at most {most}{reason}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return number
+
+    return parse
 
 
 def job_id(text: str) -> int:

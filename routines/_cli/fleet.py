@@ -14,7 +14,7 @@ from .common import (
     add_json_option,
     add_listing_options,
     add_store_options,
-    positive_int,
+    positive_int_up_to,
     the_names,
     using_store,
 )
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "run_document"]
 
 _MAX_RUNS: Final = 1000  # a schedule keeps its latest 1,000 runs
+_runs: Final = positive_int_up_to(_MAX_RUNS, "the runs a schedule keeps")
 
 
 def run_document(run: durable.ScheduleRun) -> dict[str, object]:
@@ -132,14 +133,6 @@ def _unknown_schedule(name: str, known: list[str]) -> str:
     if not known:
         return f"the store has no run of a schedule {name!r}, nor of any other"
     return f"the store has no run of a schedule {name!r}; {the_names(name, known, 'schedules')}"
-
-
-def _runs(text: str) -> int:
-    count = positive_int(text)
-    if count > _MAX_RUNS:
-        msg = f"must be at most {_MAX_RUNS} (the runs a schedule keeps), got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return count
 
 
 # -- migrations ---------------------------------------------------------------------------------

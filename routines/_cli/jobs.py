@@ -1,15 +1,18 @@
-"""`routines queues`, `jobs`, `job`, `retry`, `cancel`, `run-now`, `pause`, `resume` and
-`purge`: see and act on the jobs of a store, through its public API (`store.queues()`,
-`queue.jobs()`, `store.job()`, `queue.retry_all()`, ...), as a script of the app could.
+"""`routines queues`, `jobs`, `job`, `retry`, `cancel`, `run-now`, `pause`, `resume`,
+`limits` and `purge`: see and act on the jobs and queues of a store, through its public API
+(`store.queues()`, `queue.jobs()`, `store.job()`, `queue.retry_all()`, `queue.set_limits()`,
+...), as a script of the app could.
 
 A job id is unique in the store, so the commands given ids find each job's queue themselves. A
-queue the store has never seen (no job, no pause) is most likely a typo: a command that lists or
-changes its jobs fails (exit status 1), naming the queues the store has.
+queue the store has never seen (no job, no pause, no limits) is most likely a typo: a command
+that lists or changes its jobs fails (exit status 1), naming the queues the store has; `pause`
+and `limits` with a limit to set make the new queue, and say so on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import itertools
 import sys
@@ -17,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from .._validate import MAX_SECONDS
 from . import output
 from .common import (
     Command,
@@ -26,7 +30,7 @@ from .common import (
     add_store_options,
     duration,
     job_id,
-    positive_int,
+    positive_int_up_to,
     the_names,
     usage_error,
     using_store,
@@ -35,7 +39,7 @@ from .common import (
 if TYPE_CHECKING:
     from routines import durable
 
-__all__ = ["COMMANDS", "job_document", "known_queues"]
+__all__ = ["COMMANDS", "job_document", "known_queues", "limits_document", "limits_text"]
 
 # The job states, in the order of `durable.JobState` (tests/durable/test_cli_jobs.py pins it:
 # reading them from the library would load the durable tier for every command, worker too).
@@ -52,6 +56,9 @@ _CANCELABLE: Final[tuple[durable.JobState, ...]] = ("queued", "errored", "proces
 _WAITING: Final[tuple[durable.JobState, ...]] = ("queued", "errored")  # what run_now makes due
 _FINAL: Final[tuple[durable.JobState, ...]] = ("completed", "failed", "canceled")  # purged
 _MAX_PAGE: Final = 1000  # the most jobs `queue.jobs` lists at once
+# The largest limit: the store keeps limits as 32-bit integers (durable's INT32_MAX; a test pins
+# it, as it pins _STATES).
+_MOST: Final = 2**31 - 1
 
 
 # -- what a job looks like, for people and for scripts ------------------------------------------
@@ -69,7 +76,9 @@ def job_document(job: durable.Job) -> dict[str, object]:
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "resets": job.resets,
+        "snoozes": job.snoozes,
         "key": job.key,
+        "group": job.group,
         "enqueued_at": job.enqueued_at,
         "run_after": job.run_after,
         "started_at": job.started_at,
@@ -106,7 +115,18 @@ def _unknown_queue(name: str, known: Sequence[str]) -> str:
     """The message for a queue the store has never seen: the close names, and the others."""
     if not known:
         return f"the store has no queue {name!r}, nor any other: no job was ever enqueued in it"
-    return f"the store has no queue {name!r} (no job, no pause); {the_names(name, known, 'queues')}"
+    names = the_names(name, known, "queues")
+    return f"the store has no queue {name!r} (no job, no pause, no limits); {names}"
+
+
+def _note_new_queue(command: str, name: str, known: Sequence[str], made: str) -> None:
+    """Say on stderr that a command made a queue the store had never seen (`made`: what it is
+    now), in case the name was a typo that leaves the queue meant as it was."""
+    if name not in known:
+        sys.stderr.write(
+            f"routines {command}: note: {_unknown_queue(name, known)}; the new queue {name!r} "
+            f"is {made}\n"
+        )
 
 
 def _require_known(store: durable.Store, name: str) -> None:
@@ -130,6 +150,7 @@ def run_queues(args: argparse.Namespace) -> int:
                 "paused": info.paused,
                 "counts": info.counts,
                 "oldest_ready_age": info.oldest_ready_age,
+                "limits": limits_document(info.limits),
             }
             for info in infos
         ]
@@ -140,10 +161,12 @@ def run_queues(args: argparse.Namespace) -> int:
             info.paused,
             *(info.counts[state] for state in _STATES),
             None if info.oldest_ready_age is None else output.span(info.oldest_ready_age),
+            limits_text(info.limits),
         )
         for info in infos
     ]
-    output.show(document, ["queue", "paused", *_STATES, "oldest ready"], rows, as_json=args.json)
+    columns = ["queue", "paused", *_STATES, "oldest ready", "limits"]
+    output.show(document, columns, rows, as_json=args.json, cut=("limits",))
     return 0
 
 
@@ -244,7 +267,9 @@ def run_job(args: argparse.Namespace) -> int:
         ("priority", job.priority),
         ("attempts", f"{job.attempts} of {job.max_attempts}"),
         ("resets", job.resets),
+        ("snoozes", job.snoozes),
         ("key", job.key),
+        ("group", job.group),
         ("enqueued_at", output.moment(job.enqueued_at, now)),
         ("run_after", output.moment(job.run_after, now)),
         ("started_at", output.moment(job.started_at, now)),
@@ -455,11 +480,7 @@ def run_pause(args: argparse.Namespace) -> int:
             f"paused queue {args.queue}: no worker claims its jobs until "
             f"'routines resume {args.queue}'; running jobs finish\n"
         )
-    if args.queue not in known:  # a typo would leave the queue meant running: say so
-        sys.stderr.write(
-            f"routines pause: note: {_unknown_queue(args.queue, known)}; the new queue "
-            f"{args.queue!r} is paused\n"
-        )
+    _note_new_queue("pause", args.queue, known, "paused")  # a typo leaves the one meant running
     return 0
 
 
@@ -477,6 +498,143 @@ def run_resume(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(f"queue {args.queue} was not paused\n")
     return 0
+
+
+# -- limits -------------------------------------------------------------------------------------
+
+
+def limits_document(limits: durable.QueueLimits) -> dict[str, object]:
+    """A queue's limits for `--json` (the same in `routines queues` and `routines limits`):
+    None for a limit that is not set; the rate as `{"count", "per_seconds"}`."""
+    rate = limits.rate
+    return {
+        "max_running": limits.max_running,
+        "group_running": limits.group_running,
+        "rate": None if rate is None else {"count": rate[0], "per_seconds": rate[1]},
+    }
+
+
+def limits_text(limits: durable.QueueLimits) -> str | None:
+    """A queue's limits in one cell, `max 5, group 1, 10/1s`; None when it has none."""
+    parts = []
+    if limits.max_running is not None:
+        parts.append(f"max {limits.max_running}")
+    if limits.group_running is not None:
+        parts.append(f"group {limits.group_running}")
+    if limits.rate is not None:
+        parts.append(_rate_text(limits.rate))
+    return ", ".join(parts) or None
+
+
+def _rate_text(rate: tuple[int, float]) -> str:
+    """A rate as `--rate` takes it back: `10/1s`, `600/60s`, `5/0.5s`."""
+    return f"{rate[0]}/{rate[1]:g}s"
+
+
+def add_limits_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queue", metavar="Q", help="the queue")
+    parser.add_argument(
+        "--max-running",
+        type=_limit,
+        metavar="N",
+        help="at most N of its jobs processing at once, across the fleet",
+    )
+    parser.add_argument(
+        "--group-running",
+        type=_limit,
+        metavar="N",
+        help="at most N jobs of one group processing at once (jobs without a group don't count)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_rate,
+        metavar="COUNT/SECONDS",
+        help=(
+            "at most COUNT job starts in any window of SECONDS, across the fleet: 10/1, 600/60 "
+            "or 5/0.5 (SECONDS may also be 30s, 10m, 2h)"
+        ),
+    )
+    parser.add_argument(
+        "--clear",
+        action="store_true",
+        help="remove every limit; with the options above, every limit but those they set",
+    )
+    add_store_options(parser)
+    add_json_option(parser)
+
+
+def run_limits(args: argparse.Namespace) -> int:
+    named = {
+        limit: getattr(args, limit)
+        for limit in ("max_running", "group_running", "rate")
+        if getattr(args, limit) is not None
+    }
+    with using_store(args) as store:
+        queue = store.queue(args.queue)
+        was = queue.limits
+        known = [args.queue] if was.limited else known_queues(store)
+        if not named and args.queue not in known:  # nothing to show or remove: a typo?
+            raise CommandError(_unknown_queue(args.queue, known))
+        if not named and not args.clear:
+            return _show_limits(args, was)
+        from routines import durable
+
+        now = dataclasses.replace(durable.QueueLimits() if args.clear else was, **named)
+        if now != was:
+            queue.set_limits(
+                max_running=now.max_running, group_running=now.group_running, rate=now.rate
+            )
+    if args.json:
+        output.print_json(
+            {
+                "queue": args.queue,
+                "limits": limits_document(now),
+                "previous": limits_document(was),
+            }
+        )
+    else:
+        sys.stdout.write(_limits_changed(args.queue, was, now) + "\n")
+    _note_new_queue("limits", args.queue, known, "limited")
+    return 0
+
+
+def _show_limits(args: argparse.Namespace, limits: durable.QueueLimits) -> int:
+    if args.json:
+        output.print_json({"queue": args.queue, "limits": limits_document(limits)})
+        return 0
+    rate = limits.rate
+    output.print_fields(
+        [
+            ("queue", args.queue),
+            ("max_running", limits.max_running),
+            ("group_running", limits.group_running),
+            (
+                "rate",
+                None
+                if rate is None
+                else f"{_rate_text(rate)} (at most {rate[0]} starts in any {rate[1]:g}s)",
+            ),
+        ]
+    )
+    return 0
+
+
+def _limits_changed(name: str, was: durable.QueueLimits, now: durable.QueueLimits) -> str:
+    """What `routines limits Q --...` did, in a line."""
+    before, after = limits_text(was), limits_text(now)
+    if now == was:
+        if after is None:
+            return f"queue {name} had no limits"
+        return f"queue {name} had these limits already: {after}"
+    if after is None:
+        return (
+            f"removed the limits of queue {name} (were: {before}): its workers claim without "
+            "them from their next claim on"
+        )
+    return (
+        f"limits of queue {name}: {after} (were: {before or 'none'}); every worker of the fleet "
+        "claims under them from its next claim on"
+    )
 
 
 # -- purge --------------------------------------------------------------------------------------
@@ -552,12 +710,24 @@ def _jobs(count: int) -> str:
     return f"{count} job" if count == 1 else f"{count} jobs"
 
 
-def _page_size(text: str) -> int:
-    size = positive_int(text)
-    if size > _MAX_PAGE:
-        msg = f"must be at most {_MAX_PAGE}, got {text!r}: page on with --before"
+_limit: Final = positive_int_up_to(_MOST)  # a limit: a whole number from 1 to 2**31 - 1
+_page_size: Final = positive_int_up_to(_MAX_PAGE, "page on with --before")
+
+
+def _rate(text: str) -> tuple[int, float]:
+    """A rate, COUNT/SECONDS: a whole number of starts per a positive length of time."""
+    count, slash, per = text.partition("/")
+    try:
+        rate = (_limit(count.strip()), duration(per))
+    except argparse.ArgumentTypeError:
+        rate = (0, 0.0)
+    if not slash or not 0 < rate[1] <= MAX_SECONDS or not rate[0]:
+        msg = (
+            "must be COUNT/SECONDS, a whole number of starts per a positive number of seconds "
+            f"such as 10/1, 600/60 or 5/0.5, got {text!r}"
+        )
         raise argparse.ArgumentTypeError(msg)
-    return size
+    return rate
 
 
 COMMANDS = (
@@ -627,6 +797,20 @@ COMMANDS = (
         summary="undo pause: the workers claim the queue's jobs again",
         add_arguments=add_queue_name,
         run=run_resume,
+    ),
+    Command(
+        name="limits",
+        summary="show or change a queue's limits: jobs running at once, per group, starts a second",
+        description=(
+            "Show the limits of the queue Q, or change those named and keep the others: "
+            "--max-running (its jobs processing at once, across the fleet), --group-running "
+            "(jobs of one group processing at once) and --rate (job starts in any window of "
+            "SECONDS). --clear removes every limit (with the others: every limit but those). "
+            "Every worker claims under the new limits from its next claim on; a job a limit "
+            "holds back stays queued."
+        ),
+        add_arguments=add_limits_arguments,
+        run=run_limits,
     ),
     Command(
         name="purge",

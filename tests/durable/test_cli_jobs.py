@@ -1,8 +1,8 @@
-"""`routines queues`, `jobs`, `job`, `retry`, `cancel`, `run-now`, `pause`, `resume` and `purge`
-(routines/_cli/jobs.py) on both backends, run in this process: their tables (columns, ages,
-long errors cut to the terminal), their --json documents parsed back, what each did to the
-store, and their exit statuses (spec/OPERATIONS.md, section 6). A few run through the installed
-console script at the end."""
+"""`routines queues`, `jobs`, `job`, `retry`, `cancel`, `run-now`, `pause`, `resume`, `limits`
+and `purge` (routines/_cli/jobs.py) on both backends, run in this process: their tables
+(columns, ages, long errors cut to the terminal), their --json documents parsed back, what each
+did to the store, and their exit statuses (spec/OPERATIONS.md, section 6). A few run through
+the installed console script at the end."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 
 from routines import durable
 from routines._cli import jobs as jobs_commands
-from routines.durable._model import Outcome
+from routines.durable._model import INT32_MAX, Outcome
 
 from .conftest import Target
 from .support import Cli, Clock, backend_of, claim_jobs, end_jobs, fill_jobs
@@ -34,9 +34,9 @@ TRACEBACK = (
     "ConnectionRefusedError: [Errno 111] smtp.example.com refused the connection\n"
 )
 JOB_KEYS = [
-    "id", "queue", "task", "state", "priority", "attempts", "max_attempts", "resets", "key",
-    "enqueued_at", "run_after", "started_at", "finished_at", "heartbeat_at", "worker",
-    "cancel_requested", "payload", "result", "last_error",
+    "id", "queue", "task", "state", "priority", "attempts", "max_attempts", "resets", "snoozes",
+    "key", "group", "enqueued_at", "run_after", "started_at", "finished_at", "heartbeat_at",
+    "worker", "cancel_requested", "payload", "result", "last_error",
 ]  # fmt: skip
 TIME_KEYS = ["enqueued_at", "run_after", "started_at", "finished_at", "heartbeat_at"]
 
@@ -86,28 +86,32 @@ def test_the_job_states_are_the_library_s() -> None:
     assert get_args(durable.JobState) == jobs_commands._STATES
 
 
-def test_queues_prints_each_queue_s_counts_pause_and_oldest_ready_wait(
+def test_queues_prints_each_queue_s_counts_pause_oldest_ready_wait_and_limits(
     cli: Cli, store: durable.Store, emails: dict[str, int]
 ) -> None:
     reports = store.queue("reports")
     reports.enqueue("later", delay=3600)
     reports.pause()
+    reports.set_limits(max_running=2, rate=(10, 1))
     header, emails_row, reports_row = cli.lines("queues")
     assert header == (
         "queue    paused  queued  processing  completed  errored  failed  canceled  oldest ready"
+        "  limits"
     )
     # The oldest ready job has waited since it was enqueued: a second or two on a busy machine.
     assert re.fullmatch(
-        r"emails   no           1           0          1        0       2         0  [0-9]s",
+        r"emails   no           1           0          1        0       2         0  [0-9]s  "
+        r"          -",
         emails_row,
     )
     assert reports_row == (
-        "reports  yes          1           0          0        0       0         0  -"
+        "reports  yes          1           0          0        0       0         0  -             "
+        "max 2, 10/1s"
     )
     document = cli.json("queues")
     assert list(document) == ["queues"]
     first, second = document["queues"]
-    assert list(first) == ["name", "paused", "counts", "oldest_ready_age"]
+    assert list(first) == ["name", "paused", "counts", "oldest_ready_age", "limits"]
     assert (first["name"], first["paused"]) == ("emails", False)
     assert first["counts"] == {
         "queued": 1,
@@ -118,13 +122,30 @@ def test_queues_prints_each_queue_s_counts_pause_and_oldest_ready_wait(
         "canceled": 0,
     }
     assert 0 <= first["oldest_ready_age"] < WAIT
+    assert first["limits"] == {"max_running": None, "group_running": None, "rate": None}
     assert second == {
         "name": "reports",
         "paused": True,
         "counts": second["counts"],
         "oldest_ready_age": None,
+        "limits": {
+            "max_running": 2,
+            "group_running": None,
+            "rate": {"count": 10, "per_seconds": 1.0},
+        },
     }
     assert sum(second["counts"].values()) == 1
+
+
+def test_queues_cuts_long_limits_to_the_terminal_s_width(
+    cli: Cli, store: durable.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.queue("newsletters").set_limits(max_running=20, group_running=1, rate=(600, 60))
+    monkeypatch.setenv("COLUMNS", "100")
+    _, row = cli.lines("queues")
+    assert row.endswith("  max 20, g...")  # as narrow as a cut column gets: 12 characters
+    monkeypatch.setenv("COLUMNS", "120")
+    assert cli.lines("queues")[1].endswith("  max 20, group 1, 600/60s")
 
 
 def test_queues_of_an_empty_store_prints_nothing_and_an_empty_list(cli: Cli) -> None:
@@ -268,8 +289,8 @@ def test_a_listing_of_a_queue_the_store_has_never_seen_prints_nothing_and_names_
         ran = cli("jobs", "--queue", "emials", *options)
         assert (ran.code, ran.out) == (1, "")
         assert ran.err == (
-            "routines jobs: error: the store has no queue 'emials' (no job, no pause); its "
-            "queues: 'emails', 'reports'; did you mean 'emails'?\n"
+            "routines jobs: error: the store has no queue 'emials' (no job, no pause, no limits); "
+            "its queues: 'emails', 'reports'; did you mean 'emails'?\n"
         )
     # A known queue with no job in the states asked: nothing, and no error.
     assert cli.lines("jobs", "--queue", "reports") == []
@@ -329,7 +350,9 @@ def test_job_prints_every_field_then_the_payload_result_and_whole_traceback(
         "priority          0",
         "attempts          1 of 5",
         "resets            0",
+        "snoozes           0",
         "key               -",
+        "group             -",
         f"enqueued_at       {moment(job.enqueued_at)}",
         f"run_after         {moment(job.run_after)}",
         f"started_at        {moment(job.started_at)}",
@@ -453,8 +476,8 @@ def test_retry_of_a_queue_the_store_has_never_seen_fails_naming_its_queues(
     cli: Cli, emails: dict[str, int]
 ) -> None:
     assert cli.fails("retry", "--queue", "emial") == (
-        "the store has no queue 'emial' (no job, no pause); its queues: 'emails'; did you mean "
-        "'emails'?"
+        "the store has no queue 'emial' (no job, no pause, no limits); its queues: 'emails'; "
+        "did you mean 'emails'?"
     )
 
 
@@ -580,8 +603,8 @@ def test_pause_of_a_queue_the_store_has_never_seen_pauses_it_and_says_so_on_stde
     assert ran.code == 0
     assert ran.out.startswith("paused queue emial: ")
     assert ran.err == (
-        "routines pause: note: the store has no queue 'emial' (no job, no pause); its queues: "
-        "'emails'; did you mean 'emails'?; the new queue 'emial' is paused\n"
+        "routines pause: note: the store has no queue 'emial' (no job, no pause, no limits); its "
+        "queues: 'emails'; did you mean 'emails'?; the new queue 'emial' is paused\n"
     )
     assert store.queue("emial").paused
     assert not store.queue("emails").paused
@@ -589,6 +612,122 @@ def test_pause_of_a_queue_the_store_has_never_seen_pauses_it_and_says_so_on_stde
 
 def test_resume_of_a_queue_the_store_has_never_seen_fails(cli: Cli, emails: dict[str, int]) -> None:
     assert cli.fails("resume", "emial").startswith("the store has no queue 'emial'")
+
+
+# -- limits -------------------------------------------------------------------------------------
+
+
+NO_LIMITS = {"max_running": None, "group_running": None, "rate": None}
+
+
+def test_the_largest_limit_is_the_store_s() -> None:
+    assert jobs_commands._MOST == INT32_MAX
+
+
+def test_limits_shows_a_queue_s_limits_and_none_as_a_dash(
+    cli: Cli, store: durable.Store, emails: dict[str, int]
+) -> None:
+    assert cli.lines("limits", "emails") == [
+        "queue          emails",
+        "max_running    -",
+        "group_running  -",
+        "rate           -",
+    ]
+    assert cli.json("limits", "emails") == {"queue": "emails", "limits": NO_LIMITS}
+    store.queue("emails").set_limits(max_running=5, group_running=1, rate=(10, 1.5))
+    assert cli.lines("limits", "emails") == [
+        "queue          emails",
+        "max_running    5",
+        "group_running  1",
+        "rate           10/1.5s (at most 10 starts in any 1.5s)",
+    ]
+    assert cli.json("limits", "emails") == {
+        "queue": "emails",
+        "limits": {
+            "max_running": 5,
+            "group_running": 1,
+            "rate": {"count": 10, "per_seconds": 1.5},
+        },
+    }
+
+
+def test_limits_with_options_changes_only_the_limits_named(
+    cli: Cli, store: durable.Store, emails: dict[str, int]
+) -> None:
+    queue = store.queue("emails")
+    assert cli.lines("limits", "emails", "--max-running", "5") == [
+        "limits of queue emails: max 5 (were: none); every worker of the fleet claims under them "
+        "from its next claim on"
+    ]
+    assert queue.limits == durable.QueueLimits(max_running=5)
+    assert cli.lines("limits", "emails", "--rate", "10/1", "--group-running", "1") == [
+        "limits of queue emails: max 5, group 1, 10/1s (were: max 5); every worker of the fleet "
+        "claims under them from its next claim on"
+    ]
+    assert queue.limits == durable.QueueLimits(max_running=5, group_running=1, rate=(10, 1.0))
+    assert cli.json("limits", "emails", "--max-running", "2", "--rate", "600/1m") == {
+        "queue": "emails",
+        "limits": {
+            "max_running": 2,
+            "group_running": 1,
+            "rate": {"count": 600, "per_seconds": 60.0},
+        },
+        "previous": {
+            "max_running": 5,
+            "group_running": 1,
+            "rate": {"count": 10, "per_seconds": 1.0},
+        },
+    }
+    assert queue.limits == durable.QueueLimits(max_running=2, group_running=1, rate=(600, 60.0))
+    assert cli.lines("limits", "emails", "--group-running", "1") == [
+        "queue emails had these limits already: max 2, group 1, 600/60s"
+    ]
+
+
+def test_limits_clear_removes_every_limit_or_every_one_but_those_named(
+    cli: Cli, store: durable.Store, emails: dict[str, int]
+) -> None:
+    queue = store.queue("emails")
+    queue.set_limits(max_running=5, group_running=1, rate=(10, 1))
+    assert cli.lines("limits", "emails", "--clear", "--rate", "5/0.5") == [
+        "limits of queue emails: 5/0.5s (were: max 5, group 1, 10/1s); every worker of the fleet "
+        "claims under them from its next claim on"
+    ]
+    assert queue.limits == durable.QueueLimits(rate=(5, 0.5))
+    assert cli.lines("limits", "emails", "--clear") == [
+        "removed the limits of queue emails (were: 5/0.5s): its workers claim without them from "
+        "their next claim on"
+    ]
+    assert queue.limits == durable.QueueLimits()
+    assert not queue.limits.limited
+    assert cli.json("limits", "emails", "--clear") == {
+        "queue": "emails",
+        "limits": NO_LIMITS,
+        "previous": NO_LIMITS,
+    }
+    assert cli.lines("limits", "emails", "--clear") == ["queue emails had no limits"]
+
+
+def test_limits_of_a_queue_the_store_has_never_seen_fails_unless_it_sets_one(
+    cli: Cli, store: durable.Store, emails: dict[str, int]
+) -> None:
+    unknown = (
+        "the store has no queue 'emial' (no job, no pause, no limits); its queues: 'emails'; "
+        "did you mean 'emails'?"
+    )
+    assert cli.fails("limits", "emial") == unknown
+    assert cli.fails("limits", "emial", "--clear") == unknown
+    ran = cli("limits", "emial", "--max-running", "3")
+    assert ran.code == 0, ran
+    assert ran.out.startswith("limits of queue emial: max 3 (were: none); ")
+    assert ran.err == f"routines limits: note: {unknown}; the new queue 'emial' is limited\n"
+    assert store.queue("emial").limits == durable.QueueLimits(max_running=3)
+    assert [info.name for info in store.queues()] == ["emails", "emial"]
+    assert cli.lines("limits", "emial", "--max-running", "4") == [
+        "limits of queue emial: max 4 (were: max 3); every worker of the fleet claims under them "
+        "from its next claim on"
+    ]  # a queue with limits is known: no note
+    assert store.queue("emails").limits == durable.QueueLimits()
 
 
 # -- purge ----------------------------------------------------------------------------------------
@@ -633,7 +772,10 @@ def test_purge_deletes_the_jobs_that_ended_longer_ago_than_asked(
         ),
         (["purge", "--queue", "q", "--older-than", "1d", "--state", "queued"], "invalid choice"),
         (["jobs", "--limit", "0"], "--limit: must be a whole number of at least 1, got '0'"),
-        (["jobs", "--limit", "1001"], "--limit: must be at most 1000, got '1001'"),
+        (
+            ["jobs", "--limit", "1001"],
+            "--limit: must be at most 1000 (page on with --before), got '1001'",
+        ),
         (["jobs", "--before", "x"], "--before: must be a job id"),
         (["jobs", "--state", "done"], "--state: invalid choice: 'done'"),
         (["job"], "the following arguments are required: ID"),
@@ -649,6 +791,21 @@ def test_purge_deletes_the_jobs_that_ended_longer_ago_than_asked(
         (["run-now", "1", "2"], "unrecognized arguments: 2"),
         (["pause"], "the following arguments are required: Q"),
         (["resume", "a", "b"], "unrecognized arguments: b"),
+        (["limits"], "the following arguments are required: Q"),
+        (["limits", "q", "--max-running", "0"], "--max-running: must be a whole number of at"),
+        (["limits", "q", "--group-running", "x"], "--group-running: must be a whole number of"),
+        (
+            ["limits", "q", "--max-running", str(2**31)],
+            "--max-running: must be at most 2147483647, got '2147483648'",
+        ),
+        (["limits", "q", "--rate", "10"], "--rate: must be COUNT/SECONDS, a whole number of"),
+        (["limits", "q", "--rate", "10/0"], "--rate: must be COUNT/SECONDS"),
+        (["limits", "q", "--rate", "0/1"], "--rate: must be COUNT/SECONDS"),
+        (["limits", "q", "--rate", "1.5/1"], "--rate: must be COUNT/SECONDS"),
+        (["limits", "q", "--rate", "10/-1"], "--rate: must be COUNT/SECONDS"),
+        (["limits", "q", "--rate", "10/soon"], "--rate: must be COUNT/SECONDS"),
+        (["limits", "q", "--rate", f"{2**31}/1"], "--rate: must be COUNT/SECONDS"),
+        (["limits", "q", "--rate", "1/99999999999d"], "--rate: must be COUNT/SECONDS"),
     ],
 )
 def test_bad_arguments_are_usage_errors_with_exit_status_2(
@@ -667,7 +824,16 @@ def test_a_queue_name_the_library_refuses_is_one_line_and_exit_status_1(cli: Cli
 
 
 @pytest.mark.parametrize(
-    "command", ["queues", "jobs", "job 1", "retry 1", "pause q", "purge --queue q --older-than 1d"]
+    "command",
+    [
+        "queues",
+        "jobs",
+        "job 1",
+        "retry 1",
+        "pause q",
+        "limits q",
+        "purge --queue q --older-than 1d",
+    ],
 )
 def test_a_store_that_is_not_given_or_cannot_be_opened_is_one_line_and_exit_status_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str
