@@ -33,7 +33,7 @@ from ._monitor import Monitor
 from ._status import DURATION_BUCKETS, RoutineState, RoutineStatus, describe_error
 
 if TYPE_CHECKING:
-    from .durable import MigrationRunner, QueueWorker, Scheduled
+    from .durable import MigrationRunner, QueueLimits, QueueWorker, Scheduled
 
 __all__ = ["MonitorCollector"]
 
@@ -56,8 +56,10 @@ class MonitorCollector(Collector):
 
     For the durable tier's routines (found among the Monitor's, and inside a `Singleton`):
     `routines_queue_jobs{queue,state}`, `routines_queue_oldest_ready_age_seconds`,
-    `routines_queue_paused` (1 while the queue is paused, fleet-wide),
-    `routines_queue_attempts_total{queue,outcome}`, `routines_queue_stalled_resets_total`,
+    `routines_queue_paused` (1 while the queue is paused, fleet-wide), its limits where they are
+    set (`routines_queue_limit_max_running`, `routines_queue_limit_group_running`,
+    `routines_queue_limit_rate` and `routines_queue_limit_rate_seconds`, the rate's count and
+    window), `routines_queue_attempts_total{queue,outcome}`, `routines_queue_stalled_resets_total`,
     `routines_queue_lost_claims_total`, `routines_schedule_last_run_timestamp_seconds`
     `{schedule,outcome}` and `routines_migration_progress{migration}`. A store that can't be
     reached leaves its metrics out of that scrape (logged), never fails it.
@@ -214,6 +216,28 @@ def _queue_metrics(workers: list[QueueWorker]) -> Iterator[Metric]:
     paused = GaugeMetricFamily(
         "routines_queue_paused", "1 while the queue is paused (no worker claims)", labels=["queue"]
     )
+    limits = {
+        "max_running": GaugeMetricFamily(
+            "routines_queue_limit_max_running",
+            "the most jobs of the queue processing at once, fleet-wide (when that limit is set)",
+            labels=["queue"],
+        ),
+        "group_running": GaugeMetricFamily(
+            "routines_queue_limit_group_running",
+            "the most jobs of one group processing at once (when that limit is set)",
+            labels=["queue"],
+        ),
+        "rate": GaugeMetricFamily(
+            "routines_queue_limit_rate",
+            "the most job starts in any window of routines_queue_limit_rate_seconds",
+            labels=["queue"],
+        ),
+        "rate_seconds": GaugeMetricFamily(
+            "routines_queue_limit_rate_seconds",
+            "the window of the queue's rate limit",
+            labels=["queue"],
+        ),
+    }
     attempts = CounterMetricFamily(
         "routines_queue_attempts",
         "attempts that ended, by how (this process's workers)",
@@ -241,6 +265,7 @@ def _queue_metrics(workers: list[QueueWorker]) -> Iterator[Metric]:
         age = queue.oldest_ready_age()
         oldest.add_metric([queue.name], 0.0 if age is None else age)
         paused.add_metric([queue.name], 1.0 if queue.paused else 0.0)
+        _add_limits(limits, queue.name, queue.limits)
     for (queue_name, outcome), count in sorted(totals.items()):
         if outcome == "stalled_resets":
             resets.add_metric([queue_name], float(count))
@@ -248,7 +273,21 @@ def _queue_metrics(workers: list[QueueWorker]) -> Iterator[Metric]:
             lost.add_metric([queue_name], float(count))
         else:
             attempts.add_metric([queue_name, outcome], float(count))
-    yield from (jobs, oldest, paused, attempts, resets, lost)
+    yield from (jobs, oldest, paused, *limits.values(), attempts, resets, lost)
+
+
+def _add_limits(families: dict[str, GaugeMetricFamily], queue: str, limits: QueueLimits) -> None:
+    """A queue's limits, each in its family; none for a limit that is not set."""
+    rate = limits.rate
+    values = {
+        "max_running": limits.max_running,
+        "group_running": limits.group_running,
+        "rate": None if rate is None else rate[0],
+        "rate_seconds": None if rate is None else rate[1],
+    }
+    for limit, value in values.items():
+        if value is not None:
+            families[limit].add_metric([queue], float(value))
 
 
 def _schedule_metric(schedules: list[Scheduled]) -> Metric:
