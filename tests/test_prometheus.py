@@ -8,6 +8,7 @@ import re
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,10 @@ def test_a_scrape_shows_the_durable_tiers_metrics(tmp_path: Path) -> None:
     )
 
 
-def test_a_paused_queue_shows_in_the_metrics(tmp_path: Path) -> None:
+@pytest.fixture
+def two_queues(tmp_path: Path) -> Iterator[tuple[durable.Queue, CollectorRegistry]]:
+    """The queue emails of a store, and the registry of a Monitor (not started) with a worker
+    of it and one of the queue sms."""
     with durable.open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
         emails = store.queue("emails")
         monitor = routines.Monitor(
@@ -166,44 +170,45 @@ def test_a_paused_queue_shows_in_the_metrics(tmp_path: Path) -> None:
             durable.QueueWorker(store.queue("sms"), lambda job: None),
             signals=(),
         )
-        registry = registry_of(monitor)
-        assert value(scrape(registry), "routines_queue_paused", queue="emails") == 0
-        emails.pause()
-        samples = scrape(registry)
-        assert value(samples, "routines_queue_paused", queue="emails") == 1
-        assert value(samples, "routines_queue_paused", queue="sms") == 0
-        emails.resume()
-        assert value(scrape(registry), "routines_queue_paused", queue="emails") == 0
+        yield emails, registry_of(monitor)
 
 
-def test_a_queue_s_limits_show_in_the_metrics_only_where_they_are_set(tmp_path: Path) -> None:
-    with durable.open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
-        emails = store.queue("emails")
-        monitor = routines.Monitor(
-            durable.QueueWorker(emails, lambda job: None),
-            durable.QueueWorker(store.queue("sms"), lambda job: None),
-            signals=(),
-        )
-        registry = registry_of(monitor)
-        names = ("max_running", "group_running", "rate", "rate_seconds")
-        assert not any(name.startswith("routines_queue_limit_") for name, _ in scrape(registry))
-        emails.set_limits(max_running=5, group_running=1, rate=(10, 1.5))
-        samples = scrape(registry)
-        assert {
-            name: value(samples, f"routines_queue_limit_{name}", queue="emails") for name in names
-        } == {"max_running": 5, "group_running": 1, "rate": 10, "rate_seconds": 1.5}
-        assert not any(
-            name.startswith("routines_queue_limit_") and labels == (("queue", "sms"),)
-            for name, labels in samples
-        )
-        emails.set_limits(rate=(100, 60))
-        samples = scrape(registry)
-        assert {
-            name: samples.get((f"routines_queue_limit_{name}", (("queue", "emails"),)))
-            for name in names
-        } == {"max_running": None, "group_running": None, "rate": 100, "rate_seconds": 60}
-        emails.set_limits()
-        assert not any(name.startswith("routines_queue_limit_") for name, _ in scrape(registry))
+def test_a_paused_queue_shows_in_the_metrics(
+    two_queues: tuple[durable.Queue, CollectorRegistry],
+) -> None:
+    emails, registry = two_queues
+    assert value(scrape(registry), "routines_queue_paused", queue="emails") == 0
+    emails.pause()
+    samples = scrape(registry)
+    assert value(samples, "routines_queue_paused", queue="emails") == 1
+    assert value(samples, "routines_queue_paused", queue="sms") == 0
+    emails.resume()
+    assert value(scrape(registry), "routines_queue_paused", queue="emails") == 0
+
+
+def test_a_queue_s_limits_show_in_the_metrics_only_where_they_are_set(
+    two_queues: tuple[durable.Queue, CollectorRegistry],
+) -> None:
+    emails, registry = two_queues
+    names = ("max_running", "group_running", "rate", "rate_seconds")
+    assert not any(name.startswith("routines_queue_limit_") for name, _ in scrape(registry))
+    emails.set_limits(max_running=5, group_running=1, rate=(10, 1.5))
+    samples = scrape(registry)
+    assert {
+        name: value(samples, f"routines_queue_limit_{name}", queue="emails") for name in names
+    } == {"max_running": 5, "group_running": 1, "rate": 10, "rate_seconds": 1.5}
+    assert not any(
+        name.startswith("routines_queue_limit_") and labels == (("queue", "sms"),)
+        for name, labels in samples
+    )
+    emails.set_limits(rate=(100, 60))
+    samples = scrape(registry)
+    assert {
+        name: samples.get((f"routines_queue_limit_{name}", (("queue", "emails"),)))
+        for name in names
+    } == {"max_running": None, "group_running": None, "rate": 100, "rate_seconds": 60}
+    emails.set_limits()
+    assert not any(name.startswith("routines_queue_limit_") for name, _ in scrape(registry))
 
 
 def test_a_store_that_cannot_be_reached_leaves_its_metrics_out_and_the_scrape_succeeds(
