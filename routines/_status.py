@@ -111,7 +111,9 @@ class RoutineStatus:
     `next_run_at` is when a periodic routine's next run is due. All three are wall-clock
     `time.time()` seconds, for people and dashboards (scheduling never uses them), or None.
     `paused` is True while a routine runs but takes no work because it was told to hold off
-    (a durable queue worker whose queue is paused): its `state` stays `"running"`.
+    (a durable queue worker whose queue is paused): its `state` stays `"running"`. `limited` is
+    True while a routine's work is held to limits it shares with others (a durable queue worker
+    whose queue has limits, as it last read them: it claims only what they allow).
     """
 
     name: str
@@ -128,6 +130,7 @@ class RoutineStatus:
     last_success_at: float | None = None
     next_run_at: float | None = None
     paused: bool = False
+    limited: bool = False
     # For metrics (a histogram of the run durations): not part of what a status says it is.
     run_durations: DurationHistogram | None = field(default=None, compare=False, repr=False)
 

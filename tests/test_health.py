@@ -46,6 +46,7 @@ def test_a_status_in_every_state_round_trips_through_json(state: routines.Routin
         "last_success_at": None,
         "next_run_at": None,
         "paused": False,
+        "limited": False,
         "run_durations": None,
     }
 

@@ -203,7 +203,7 @@ class QueueWorker:
         stays `"running"`)."""
         tally = self._tally
         status = tally.record.status(self.name, self._lifecycle.state, queued=tally.queued)
-        return replace(status, paused=tally.paused)
+        return replace(status, paused=tally.paused, limited=tally.limited)
 
     def outcome_counts(self) -> dict[str, int]:
         """How the attempts of this worker ended, over all its starts: `completed`, `errored`,

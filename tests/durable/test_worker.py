@@ -400,6 +400,21 @@ def test_status_counts_attempts_failures_and_ready_jobs(
     assert worker.status().state == "stopped"
 
 
+def test_status_says_limited_while_its_queue_has_limits(
+    queue: durable.Queue, run: Callable[..., Running]
+) -> None:
+    worker = durable.QueueWorker(queue, Handler(), **FAST)
+    assert not worker.status().limited
+    run(worker)
+    queue.set_limits(max_running=1)
+    assert poll(lambda: worker.status().limited), worker.status()
+    assert worker.status().state == "running"
+    done = final(queue, queue.enqueue("under the limit"))
+    assert done.state == "completed"
+    queue.set_limits()  # every limit removed
+    assert poll(lambda: not worker.status().limited), worker.status()
+
+
 def test_it_runs_under_a_monitor_and_a_base_exception_restarts_it_by_policy(
     queue: durable.Queue,
 ) -> None:
