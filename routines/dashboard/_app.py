@@ -84,6 +84,7 @@ def _environment() -> jinja2.Environment:
         iso=_format.iso,
         duration=_format.duration,
         error_summary=_format.error_summary,
+        limits=_format.limits,
         pretty_json=_format.pretty_json,
         preview=_format.preview,
         took=_format.took,

@@ -1,5 +1,5 @@
 """How the dashboard writes values for people: times as ages ("3m ago") beside their UTC time,
-durations, JSON, and an error in one line."""
+durations, JSON, an error in one line, and a queue's limits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import json
 from datetime import datetime, timezone
 from typing import Final
 
-__all__ = ["age", "duration", "error_summary", "iso", "preview", "pretty_json", "took"]
+from ..durable import QueueLimits
+
+__all__ = ["age", "duration", "error_summary", "iso", "limits", "preview", "pretty_json", "took"]
 
 # (seconds in the unit, its suffix), largest first: an age is written in one unit, rounded down
 _UNITS: Final = ((86400.0, "d"), (3600.0, "h"), (60.0, "m"), (1.0, "s"))
@@ -58,6 +60,20 @@ def preview(value: object, longest: int = 80) -> str:
     """A payload on one line, cut to `longest` characters: for a list of jobs."""
     text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     return text if len(text) <= longest else text[: longest - 1] + "…"
+
+
+def limits(of: QueueLimits) -> list[tuple[str, str]]:
+    """A queue's limits for people, each as (its words, what they mean): "5 at once",
+    "1 per group", "10 per 1.5s"; none for a queue without limits."""
+    found = []
+    if of.max_running is not None:
+        found.append((f"{of.max_running:,} at once", "its jobs processing at once, fleet-wide"))
+    if of.group_running is not None:
+        found.append((f"{of.group_running:,} per group", "jobs of one group processing at once"))
+    if of.rate is not None:
+        count, per = of.rate
+        found.append((f"{count:,} per {per:g}s", f"at most {count:,} starts in any {per:g}s"))
+    return found
 
 
 def error_summary(text: str | None) -> str:

@@ -224,6 +224,7 @@ def queue_page(
         "counts": counts,
         "total": sum(counts.values()),
         "paused": queue.paused,
+        "limits": queue.limits,
         "oldest_ready_age": queue.oldest_ready_age(),
         "backlog_after": BACKLOG_AFTER,
     }

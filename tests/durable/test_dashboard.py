@@ -392,6 +392,50 @@ def test_the_overview_flags_a_routine_that_crashes(store: durable.Store, harness
     assert "RuntimeError: the importer crashed" in html.split('id="routines"')[1]
 
 
+def test_the_overview_and_a_queue_s_page_show_its_limits(
+    store: durable.Store, harness: Any
+) -> None:
+    payments = store.queue("payments")
+    payments.set_limits(max_running=5, group_running=1, rate=(1000, 1.5))
+    store.queue("emails").enqueue("no limits")
+    worker = durable.QueueWorker(payments, lambda job: None, poll_interval=0.05)
+    monitor = harness.monitor(worker)
+    assert poll(lambda: worker.status().limited)
+    client = Client(dashboard.app(store, monitor=monitor))
+    html = text(client.get("/"))
+    queues = html.split('id="queues"')[1].split("</section>")[0]
+    rows = dict(
+        re.findall(r'<a href="/queues/(\w+)">.*?<td class="limits">(.*?)</td>', queues, re.S)
+    )
+    assert rows["emails"] == '<span class="none">\N{EN DASH}</span>'
+    assert re.sub(r"<[^>]+>", "", rows["payments"]) == "5 at once, 1 per group, 1,000 per 1.5s"
+    assert '<span class="limit" title="at most 1,000 starts in any 1.5s">' in rows["payments"]
+    assert "Needs attention" not in html  # limits are how the queue should run, not a fault
+    routines_section = html.split('id="routines"')[1].split("</section>")[0]
+    assert re.search(
+        r"payments <span class=\"pill\" title=\"[^\"]+\">limited</span>", routines_section
+    )
+    page = text(client.get("/queues/payments"))
+    limits = re.search(r'<p class="meta" id="limits">(.*?)</p>', page, re.S)
+    assert limits is not None
+    assert re.sub(r"<[^>]+>", "", limits.group(1)) == (
+        "Limits, fleet-wide: 5 at once, 1 per group, 1,000 per 1.5s; a job they hold back stays "
+        "queued until they allow it."
+    )
+    page = text(client.get("/queues/emails"))
+    assert '<p class="meta" id="limits">Limits, fleet-wide: none.</p>' in page
+
+
+def test_a_queue_s_limits_are_escaped_where_its_name_is(store: durable.Store) -> None:
+    hostile = store.queue(XSS_SCRIPT)
+    hostile.set_limits(max_running=2)
+    client = Client(dashboard.app(store))
+    for path in ["/", f"/queues/{segment(XSS_SCRIPT)}"]:
+        html = text(client.get(path))
+        assert "<script>alert" not in html, path
+        assert "2 at once" in html, path
+
+
 def test_a_queue_s_jobs_are_listed_newest_first_in_keyset_pages(
     store: durable.Store, emails: durable.Queue
 ) -> None:
@@ -471,7 +515,7 @@ def test_one_job_shows_every_field_its_payload_result_and_traceback(
 ) -> None:
     payload = {"to": "ada@example.com", "tries": [1, 2]}
     [failed] = fail_jobs(emails, [payload])
-    done = emails.enqueue("ok", key="welcome:ada", priority=7)
+    done = emails.enqueue("ok", key="welcome:ada", priority=7, group="customer:42")
     work(emails, lambda job: {"sent": True, "to": "é"}, lambda: emails.counts()["completed"] == 1)
     client = Client(dashboard.app(store))
     html = text(client.get(f"/queues/emails/jobs/{failed}"))
@@ -481,6 +525,7 @@ def test_one_job_shows_every_field_its_payload_result_and_traceback(
     assert pre_text(html, "payload") == json.dumps(payload, indent=2)
     shown = fields(html)
     assert (shown["attempts"], shown["resets"], shown["priority"]) == ("1 of 1", "0", "0")
+    assert (shown["snoozes"], shown["group"]) == ("0", "\N{EN DASH}")
     assert shown["queue"] == "emails"
     assert re.fullmatch(r"\S+:\d+:\w+(\+live)?", shown["worker"])  # host:pid:id of the worker
     assert re.fullmatch(r"(\d+s ago|just now)", shown["finished"].split(" (")[0])
@@ -491,6 +536,7 @@ def test_one_job_shows_every_field_its_payload_result_and_traceback(
     html = text(client.get(f"/queues/emails/jobs/{done}"))
     assert json.loads(pre_text(html, "result")) == {"sent": True, "to": "é"}
     assert (fields(html)["key"], fields(html)["priority"]) == ("welcome:ada", "7")
+    assert (fields(html)["group"], fields(html)["snoozes"]) == ("customer:42", "0")
     assert "<button" not in html  # a completed job: nothing to do
     assert client.get(f"/queues/other/jobs/{done}").status_code == 404  # not that queue's
 
