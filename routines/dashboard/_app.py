@@ -20,7 +20,7 @@ import jinja2
 from typing_extensions import final
 
 from .. import Monitor
-from .._status import describe_error
+from .._status import describe_error, error_text
 from .._validate import check_bool
 from ..durable import Queue, Store, StoreError, StoreUnavailable
 from . import _format, _pages
@@ -126,9 +126,9 @@ class Dashboard:
             request = Request.of(environ)
             response = self._respond(request, nonce)
         except TokenRequired as error:
-            response = self._error_page(None, nonce, error.status, str(error))
+            response = self._error_page(None, nonce, error.status, error_text(error))
         except BadRequest as error:
-            response = self._error_page(request, nonce, error.status, str(error))
+            response = self._error_page(request, nonce, error.status, error_text(error))
             response.headers += error.headers
         except StoreUnavailable as error:
             message = f"the store did not answer: {describe_error(error)}"

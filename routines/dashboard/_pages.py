@@ -15,6 +15,7 @@ from typing import Any, Final, get_args
 from typing_extensions import final
 
 from .. import Monitor, RoutineStatus
+from .._status import error_text
 from ..durable import Job, JobState, Queue, QueueInfo, Store
 from ._http import BadRequest, Urls
 
@@ -211,7 +212,7 @@ def queue_page(
     try:
         listed = queue.jobs(state=chosen, task=task, limit=PAGE_SIZE + 1, before=older_than)
     except ValueError as error:  # a task name the store refuses (too long, NUL)
-        raise BadRequest(str(error)) from None
+        raise BadRequest(error_text(error)) from None
     jobs = listed[:PAGE_SIZE]
     counts = queue.counts()
     return {
@@ -257,7 +258,7 @@ def schedule_page(store: Store, name: str, *, limit: str | None) -> dict[str, An
     try:
         runs = store.schedule_runs(name, limit=shown + 1)
     except ValueError as error:
-        raise BadRequest(str(error), HTTPStatus.NOT_FOUND) from None
+        raise BadRequest(error_text(error), HTTPStatus.NOT_FOUND) from None
     info = next((each for each in store.schedules() if each.name == name), None)
     more = min(MOST_RUNS, shown * 2) if len(runs) > shown and shown < MOST_RUNS else None
     return {"name": name, "info": info, "runs": runs[:shown], "more": more}
@@ -267,7 +268,7 @@ def queue_of(store: Store, name: str) -> Queue:
     try:
         return store.queue(name)
     except ValueError as error:  # a name no queue can have (too long, NUL)
-        raise BadRequest(str(error), HTTPStatus.NOT_FOUND) from None
+        raise BadRequest(error_text(error), HTTPStatus.NOT_FOUND) from None
 
 
 def routine_time(seconds: float | None) -> datetime | None:

@@ -316,6 +316,13 @@ PURGE: Final = """
 # what it took (among the processing jobs of the queue: few, and indexed) without RETURNING,
 # which SQLite before 3.35 lacks. A claim ahead (`:ahead`) takes jobs no handler has started
 # yet: their attempt is counted, and `started_at` set, when a handler starts them (START).
+# What a claim sets on each job it takes.
+_TAKE: Final = """UPDATE {jobs} SET
+        state = 'processing', heartbeat_at = {now}, worker = :worker,
+        started_at = CASE WHEN :ahead THEN NULL ELSE {now} END,
+        attempts = attempts + CASE WHEN :ahead THEN 0 ELSE 1 END,
+        claim_token = :claim || '.' || id,
+        stalled_after = :stalled_after, max_resets = :max_resets"""
 CLAIM: Final = f"""
     WITH picked AS (
         SELECT id FROM {{jobs}}
@@ -323,12 +330,7 @@ CLAIM: Final = f"""
         ORDER BY priority DESC, run_after, id
         LIMIT :limit{{skip_locked}}
     )
-    UPDATE {{jobs}} SET
-        state = 'processing', heartbeat_at = {{now}}, worker = :worker,
-        started_at = CASE WHEN :ahead THEN NULL ELSE {{now}} END,
-        attempts = attempts + CASE WHEN :ahead THEN 0 ELSE 1 END,
-        claim_token = :claim || '.' || id,
-        stalled_after = :stalled_after, max_resets = :max_resets
+    {_TAKE}
     WHERE id IN (SELECT id FROM picked)
 """
 # The same claim, returning what it took, where the engine has RETURNING (PostgreSQL): one
@@ -402,12 +404,7 @@ LIMITED_CLAIM: Final = f"""
             OR ranked.in_group + {_RUNNING_IN_GROUP.replace("{group_of}", "ranked.job_group")}
                 <= room.group_running
     )
-    UPDATE {{jobs}} SET
-        state = 'processing', heartbeat_at = {{now}}, worker = :worker,
-        started_at = CASE WHEN :ahead THEN NULL ELSE {{now}} END,
-        attempts = attempts + CASE WHEN :ahead THEN 0 ELSE 1 END,
-        claim_token = :claim || '.' || id,
-        stalled_after = :stalled_after, max_resets = :max_resets
+    {_TAKE}
     WHERE id IN (SELECT id FROM allowed WHERE place <= free) AND {_READY}
 """
 LIMITED_CLAIM_RETURNING: Final = f"{LIMITED_CLAIM} RETURNING {_JOB}, claim_token"
