@@ -131,15 +131,19 @@ def test_a_scrape_shows_the_durable_tiers_metrics(tmp_path: Path) -> None:
                 for _ in range(3):
                     assert done.acquire(timeout=WAIT)
                 samples: Samples = {}
-                for _ in range(200):  # until the last outcome and the batch are written
-                    samples = scrape(registry)
-                    key = (
-                        "routines_migration_progress",
-                        (("direction", "forward"), ("migration", "backfill")),
-                    )
+                key = (
+                    "routines_migration_progress",
+                    (("direction", "forward"), ("migration", "backfill")),
+                )
+                attempts = (("outcome", "completed"), ("queue", "emails"))
+                failures = (("outcome", "failed"), ("queue", "emails"))
+                for _ in range(200):  # until the last outcome is written and counted, and the batch
+                    samples = scrape(registry)  # (the count follows the write's commit)
                     if (
                         value(samples, "routines_queue_jobs", queue="emails", state="completed")
                         == 2
+                        and samples.get(("routines_queue_attempts_total", attempts)) == 2
+                        and samples.get(("routines_queue_attempts_total", failures)) == 1
                         and samples.get(key) == 1.0
                     ):
                         break
