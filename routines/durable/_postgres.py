@@ -112,6 +112,7 @@ def postgres_dialect(schema: str) -> Dialect:
             now_default=" DEFAULT now()",
         ),
         now="now()",
+        clock="clock_timestamp()",  # now() is when the transaction began, before any wait
         pyformat=True,
         json_param="::json",
         json_text="::text",

@@ -6,7 +6,8 @@ speaks as it is. A `Dialect` turns it into one engine's SQL, and a `Driver` runs
 - `:name` is a parameter. Its value may be a `datetime` (a moment), a `timedelta` (a length of
   time), a list of scalars or a list of tuples (spelled `{values:name}`, see below); the dialect
   converts each into what its engine stores.
-- `{now}` is the database's clock; `{jobs}`, `{leases}`, ... are the store's tables.
+- `{now}` is the database's clock (PostgreSQL: the moment the transaction began), `{clock}` the
+  moment the statement reads it; `{jobs}`, `{leases}`, ... are the store's tables.
 - `:payload{as_json}` marks a parameter that is JSON text, `payload{as_text}` reads a JSON column
   as text (so that a row that can't be decoded fails that job alone, not the fetch of a batch).
 - `{values:name}` is the parenthesised list a list parameter is compared with: `state IN
@@ -98,7 +99,8 @@ class Dialect:
     table: Callable[[str], str]  # the name of a table, as statements use it
     index: Callable[[str], str]  # the name of an index, as CREATE INDEX gives it
     types: SchemaTypes
-    now: str  # the database's clock
+    now: str  # the database's clock, as the transaction began where the engine says so
+    clock: str  # the database's clock, as the statement reads it
     pyformat: bool  # psycopg's %(name)s parameters, instead of sqlite3's :name
     json_param: str  # after a JSON parameter
     json_text: str  # after a JSON column read as text
@@ -178,6 +180,7 @@ class _Spelling(string.Formatter):
             return dialect.types[str(key)]  # type: ignore[literal-required]
         fragments = {
             "now": dialect.now,
+            "clock": dialect.clock,
             "as_json": dialect.json_param,
             "as_text": dialect.json_text,
             "skip_locked": dialect.skip_locked,

@@ -57,6 +57,8 @@ MINIMUM_VERSION: Final = (3, 25, 0)  # window functions (3.25), upserts (3.24)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND: Final = timedelta(microseconds=1)
+# The database's clock in the columns' microseconds, to the millisecond julianday() has.
+_NOW: Final = "(CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000)"
 
 _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
@@ -86,7 +88,8 @@ def sqlite_dialect(prefix: str) -> Dialect:
             real="REAL",
             now_default="",  # the store writes every moment
         ),
-        now="(CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000)",
+        now=_NOW,
+        clock=_NOW,  # 'now' is the moment the statement began, in any transaction
         pyformat=False,
         json_param="",
         json_text="",

@@ -251,10 +251,10 @@ _HELD_BACK: Final = (
 # The seconds until a rate-limited queue whose window is full may start a job again: when the
 # oldest start in the window leaves it.
 _OPENS_IN: Final = """
-    SELECT min(started.at) + q.rate_per - {now}
+    SELECT min(started.at) + q.rate_per - {clock}
     FROM {queue_starts} AS started JOIN {queues} AS q ON q.name = started.queue
     WHERE started.queue = :queue AND q.rate_count IS NOT NULL
-        AND started.at > {now} - q.rate_per
+        AND started.at > {clock} - q.rate_per
     GROUP BY q.rate_per, q.rate_count
     HAVING count(*) >= q.rate_count
 """
@@ -357,6 +357,9 @@ CLAIM_RETURNING: Final = f"{CLAIM} RETURNING {_JOB}, claim_token"
 #   counts: a claim may see a slot taken that just freed, never a slot free that is taken. No
 #   SKIP LOCKED is needed among claims of the queue; the UPDATE checks again that each job is
 #   still ready, as a cancel or a plain claim (below) may have changed it since the snapshot.
+#   The window of starts is read and written on `{clock}`, the moment the statement runs:
+#   `{now}` is when the transaction began, before the wait for the lock, and a start recorded
+#   at it would leave the window early by as long as the claim waited.
 # - SQLite: every claim is a BEGIN IMMEDIATE transaction, so one writer at a time; each sees
 #   every committed claim.
 # - Workers that have not yet learned the queue is limited claim with CLAIM, which takes
@@ -377,7 +380,7 @@ LIMITED_CLAIM: Final = f"""
                 SELECT count(*) FROM {{jobs}} WHERE {_PROCESSING}) END,
             CASE WHEN rate_count IS NULL THEN :limit ELSE rate_count - (
                 SELECT count(*) FROM {{queue_starts}}
-                WHERE queue = :queue AND at > {{now}} - rate_per) END
+                WHERE queue = :queue AND at > {{clock}} - rate_per) END
         ) AS free
         FROM {{queues}} WHERE name = :queue AND NOT paused
     ),
@@ -411,7 +414,7 @@ LIMITED_CLAIM_RETURNING: Final = f"{LIMITED_CLAIM} RETURNING {_JOB}, claim_token
 _OF_CLAIM: Final = "substr(claim_token, 1, :claim_length) = :claim"
 RECORD_STARTS: Final = f"""
     INSERT INTO {{queue_starts}} (queue, at)
-    SELECT queue, {{now}} FROM {{jobs}}
+    SELECT queue, {{clock}} FROM {{jobs}}
     WHERE {_PROCESSING} AND {_OF_CLAIM}
         AND EXISTS (SELECT 1 FROM {{queues}} WHERE name = :queue AND rate_count IS NOT NULL)
 """
@@ -419,7 +422,7 @@ RECORD_STARTS: Final = f"""
 PRUNE_STARTS: Final = """
     DELETE FROM {queue_starts} WHERE queue = :queue AND NOT EXISTS (
         SELECT 1 FROM {queues}
-        WHERE name = :queue AND rate_count IS NOT NULL AND {queue_starts}.at > {now} - rate_per)
+        WHERE name = :queue AND rate_count IS NOT NULL AND {queue_starts}.at > {clock} - rate_per)
 """
 CLAIMED: Final = f"""
     SELECT {_JOB}, claim_token FROM {{jobs}}

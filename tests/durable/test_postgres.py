@@ -125,6 +125,39 @@ def test_a_row_lock_held_past_the_timeout_is_unavailable(
     assert isinstance(caught.value.__cause__, pg_errors.LockNotAvailable)
 
 
+def test_a_rate_limited_claim_that_waited_for_the_queue_records_its_start_when_it_took_it(
+    postgres_target: Target, admin: psycopg.Connection[Any]
+) -> None:
+    # now() is the moment the claim's transaction began, before it waited for the queue's row:
+    # a start recorded at it would leave the rate's window early by as long as the wait.
+    store, name = open_named(postgres_target)
+    queue = store.queue("emails")
+    queue.set_limits(rate=(5, 3600.0))
+    queue.enqueue(1)
+    schema = postgres_target.schema
+    claimed: list[int] = []
+    with psycopg.connect(postgres_target.url) as locker:
+        locker.execute(f"SELECT 1 FROM \"{schema}\".queues WHERE name = 'emails' FOR UPDATE")
+        thread = threading.Thread(
+            target=lambda: claimed.extend(
+                claim.id
+                for claim in backend_of(store).claim(
+                    "emails", Claimer("w", 60.0, 3), 1, limited=True
+                )
+            )
+        )
+        thread.start()
+        try:
+            assert poll(lambda: backend_pids(admin, name, waiting=True) != []), "not waiting"
+            [(released,)] = locker.execute("SELECT clock_timestamp()").fetchall()
+        finally:
+            locker.rollback()
+            join(thread)
+    assert len(claimed) == 1
+    [(recorded,)] = admin.execute(f'SELECT at FROM "{schema}".queue_starts').fetchall()
+    assert recorded >= released
+
+
 def test_a_connection_killed_by_the_server_mid_call_is_unavailable_then_replaced(
     postgres_target: Target,
     admin: psycopg.Connection[Any],
