@@ -198,9 +198,9 @@ class QueueWorker:
 
     def status(self) -> RoutineStatus:
         """Attempts that ended here (`runs`: completed, errored, failed or canceled; hand-backs
-        are not runs), those that errored or failed (`failures`), the ready jobs of the queue
-        as last read (`queued`), and whether the queue was paused then (`paused`; the state
-        stays `"running"`)."""
+        and snoozes are not runs), those that errored or failed (`failures`), the ready jobs of
+        the queue as last read (`queued`), and whether the queue was paused then (`paused`; the
+        state stays `"running"`) or had limits (`limited`)."""
         tally = self._tally
         status = tally.record.status(self.name, self._lifecycle.state, queued=tally.queued)
         return replace(status, paused=tally.paused, limited=tally.limited)
@@ -208,8 +208,9 @@ class QueueWorker:
     def outcome_counts(self) -> dict[str, int]:
         """How the attempts of this worker ended, over all its starts: `completed`, `errored`,
         `failed`, `canceled` (as written; the store may have turned one into `canceled` or
-        `failed`), `handed_back`, and `lost` (its claim was gone), and how many jobs of dead
-        workers its sweeps put back (`stalled_resets`: no heartbeat, or their process gone)."""
+        `failed`), `snoozed`, `handed_back`, and `lost` (its claim was gone), and how many jobs
+        of dead workers its sweeps put back (`stalled_resets`: no heartbeat, or their process
+        gone)."""
         return self._tally.outcome_counts()
 
     def __repr__(self) -> str:
