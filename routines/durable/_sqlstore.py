@@ -597,7 +597,8 @@ class SQLStore:
 
     def _sweep(self, session: Session, queue: str, dead: list[str]) -> list[Reset]:
         """Put back the processing jobs of `queue` that are stalled or whose worker is `dead`,
-        in the caller's transaction; announce those queued again to idle workers."""
+        in the caller's transaction; announced to idle workers, as a job queued again or a
+        slot of a limited queue freed may let them claim."""
         ids = [int(row[0]) for row in session.rows(sql.STALLED, {"queue": queue, "dead": dead})]
         if not ids or not session.count(sql.SWEEP, {"ids": ids, "dead": dead}):
             return []
@@ -613,7 +614,7 @@ class SQLStore:
             )
             for row in session.rows(sql.SWEPT, {"ids": ids})
         ]
-        if any(reset.state == "queued" for reset in resets):
+        if resets:
             self._driver.notify(session, queue)
         return resets
 

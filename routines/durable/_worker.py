@@ -896,8 +896,7 @@ class _Run:
         if changed:
             self.tally.count("stalled_resets", len(changed))
             self.poke.set()
-            if any(reset.state == "queued" for reset in changed):  # idle workers here too
-                self.access.enqueued(self.queue.name)
+            self.access.enqueued(self.queue.name)  # idle workers here too: a job or a slot
 
     # -- LISTEN/NOTIFY --------------------------------------------------------------------------
 

@@ -89,6 +89,21 @@ def test_an_enqueue_that_writes_nothing_notifies_nothing(
     assert first.payload == "sms"
 
 
+def test_a_sweep_that_fails_a_dead_workers_job_notifies_as_its_slot_is_free(
+    postgres_target: Target, admin: psycopg.Connection[Any]
+) -> None:
+    # Not queued again (it died too often), but it held a slot of a limited queue.
+    store = postgres_target.open()
+    store.queue("emails").enqueue(1)
+    backend = backend_of(store)
+    assert backend.claim("emails", Claimer("w", 0.0, 0), 1)  # stalled at once, no reset left
+    admin.execute(f'LISTEN "{postgres_target.schema}_jobs"')
+    [reset] = backend.sweep_stalled("emails")
+    assert reset.state == "failed"
+    received = [note.payload for note in admin.notifies(timeout=WAIT, stop_after=1)]
+    assert received == ["emails"]
+
+
 def test_the_channel_name_fits_postgresql_identifiers_for_the_longest_schema() -> None:
     backend = PostgresDriver(
         "postgresql://h/db", shown="postgresql://h/db", timeout=1.0, schema="s" * 50
