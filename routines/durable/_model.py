@@ -475,12 +475,16 @@ def check_job_id(value: object, arg: str = "job_id") -> int:
     return job_id
 
 
+# One encoder for every payload: json.dumps builds one per call when given options.
+_ENCODER: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def to_json(value: object) -> str:
     """`value` as the JSON text a store keeps, or ValueError/TypeError saying why it can't be:
     not a JSON value (NaN included), or nested deeper than `MAX_NESTING`, which a worker could
     fail to decode deeper in its stack than it was encoded. Text outside ASCII is escaped, so
     NUL characters and lone surrogates come back as they went in."""
-    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    text = _ENCODER.encode(value)
     if text.count("[") + text.count("{") > MAX_NESTING and _nesting(text) > MAX_NESTING:
         msg = f"it nests lists and dicts deeper than {MAX_NESTING} levels"
         raise ValueError(msg)
