@@ -47,11 +47,14 @@ def routines(backend: str, n: int) -> Rates:
         return rates
 
 
-def huey_sqlite(n: int) -> Rates:
+def huey_sqlite(n: int, *, fsync: bool = False) -> Rates:
+    """huey as shipped (`fsync=False`: `PRAGMA synchronous = OFF`, a commit is not on disk when
+    it returns), or with `fsync=True`: WAL and `synchronous = FULL`, the file settings of
+    routines' store."""
     from huey import SqliteHuey
 
     with fresh_directory() as directory:
-        huey = SqliteHuey(filename=str(directory / "huey.db"))
+        huey = SqliteHuey(filename=str(directory / "huey.db"), fsync=fsync)
         task = huey.task()(_noop)
         began = time.perf_counter()
         for i in range(n):
@@ -125,11 +128,16 @@ def _check(found: int, expected: int) -> None:
 def run(settings: Settings) -> list[Figure]:
     n = settings.durable_jobs
     workload = f"{n:,} trivial jobs from one thread, one at a time, then as one batch"
-    sqlite_sides = [Side("routines: Queue.enqueue / enqueue_many"), Side("peer: huey SqliteHuey")]
-    sqlite_sides[1].note = "no batch enqueue"
+    sqlite_sides = [
+        Side("routines: Queue.enqueue / enqueue_many"),
+        Side("peer: huey SqliteHuey"),
+        Side("peer: huey SqliteHuey(fsync=True)"),
+    ]
+    sqlite_sides[1].note = "no batch enqueue; synchronous=OFF, as shipped"
+    sqlite_sides[2].note = "no batch enqueue; synchronous=FULL, routines' file settings"
     measure(
         sqlite_sides,
-        [lambda: routines("sqlite", n), lambda: huey_sqlite(n)],
+        [lambda: routines("sqlite", n), lambda: huey_sqlite(n), lambda: huey_sqlite(n, fsync=True)],
         settings.durable_repeats,
         warmups=0,
     )
