@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.run(args)
         sys.stdout.flush()  # here, so that a closed pipe is seen here, not at exit
     except CommandError as error:
-        sys.stderr.write(f"routines {args.command}: error: {_one_line(str(error))}\n")
+        message = _one_line(str(error))  # allowed: CommandError is ours, Exception's __str__
+        sys.stderr.write(f"routines {args.command}: error: {message}\n")
         return 1
     except KeyboardInterrupt:  # Ctrl-C before the routines ran (while importing, say)
         sys.stderr.write(f"routines {args.command}: interrupted\n")
