@@ -420,7 +420,9 @@ class PostgresDriver:
         round trip, atomic as a statement is. The rows are inserted in the order of the jobs,
         each taking the next identity, so their ids sorted are the jobs' ids in order. The
         options the jobs share (as those of one `enqueue_many` do) are sent once, not as arrays;
-        jobs of different options take the statements' own path."""
+        jobs of different options take the statements' own path. The payloads go as one JSON
+        array, which the server parses once (a text[] of 10,000 payloads, each cast to json,
+        cost a fifth of the statement), and the tasks as an array only if a job has one."""
         first = jobs[0]
         shared = (first.priority, first.max_attempts, first.run_at, first.delay, first.group)
         if any(
@@ -428,16 +430,19 @@ class PostgresDriver:
             for job in jobs
         ):
             return None
+        # unnest(NULL) is no rows: ROWS FROM gives each job a NULL task
+        tasks = None if all(job.task is None for job in jobs) else [job.task for job in jobs]
         with self._connection() as connection:
             row = connection.execute(
                 f"""
                 WITH new AS (
                     INSERT INTO {self._s}.jobs
                         (queue, payload, priority, max_attempts, task, job_group, run_after)
-                    SELECT %(queue)s, job.payload::json, %(priority)s, %(max_attempts)s,
+                    SELECT %(queue)s, job.payload, %(priority)s, %(max_attempts)s,
                            job.task, %(group)s::text, coalesce(%(run_at)s::timestamptz,
                                               now() + %(delay)s::float8 * interval '1 second')
-                    FROM unnest(%(payloads)s::text[], %(tasks)s::text[])
+                    FROM ROWS FROM (json_array_elements(%(payloads)s::json),
+                                    unnest(%(tasks)s::text[]))
                         WITH ORDINALITY AS job(payload, task, n)
                     ORDER BY job.n
                     RETURNING id
@@ -447,8 +452,8 @@ class PostgresDriver:
                 {
                     "queue": queue,
                     "channel": self.channel,
-                    "payloads": [job.payload for job in jobs],
-                    "tasks": [job.task for job in jobs],
+                    "payloads": f"[{','.join([job.payload for job in jobs])}]",
+                    "tasks": tasks,
                     "priority": first.priority,
                     "max_attempts": first.max_attempts,
                     "group": first.group,

@@ -56,27 +56,48 @@ def test_ids_increase(queue: durable.Queue) -> None:
     assert second > first
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        None,
-        True,
-        0,
-        -(10**30),
-        1.5,
-        "text",
-        "émoji 🎉 and a NUL \x00 and a lone surrogate \ud800",
-        [],
-        {},
-        {"b": 1, "a": [1, 2.5, None, {"nested": True}]},
-    ],
-    ids=repr,
-)
+PAYLOADS = [
+    None,
+    True,
+    0,
+    -(10**30),
+    1.5,
+    "text",
+    "émoji 🎉 and a NUL \x00 and a lone surrogate \ud800",
+    [],
+    {},
+    {"b": 1, "a": [1, 2.5, None, {"nested": True}]},
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=repr)
 def test_payloads_come_back_as_they_went_in(queue: durable.Queue, payload: object) -> None:
     job = queue.get(queue.enqueue(payload))
     assert job is not None
     assert job.payload == payload
     assert json.dumps(job.payload) == json.dumps(payload)  # dict keys keep their order
+
+
+def test_a_batch_comes_back_as_it_went_in_in_order_each_job_with_its_task(
+    queue: durable.Queue,
+) -> None:
+    """enqueue_many's batch path (on PostgreSQL, the payloads as one JSON array and the tasks
+    beside them) keeps each payload's text, its order and its task."""
+    calls = [
+        {"task": "mail.send", "args": ["\x00"], "kwargs": {}},
+        {"task": "mail.send", "args": [], "kwargs": {"to": "\ud800"}},
+    ]
+    payloads = [calls[0], *PAYLOADS, calls[1]]
+    made = queue.enqueue_many(payloads)
+    assert made == sorted(made)
+    jobs = [queue.get(job_id) for job_id in made]
+    assert [json.dumps(job.payload if job else "missing") for job in jobs] == [
+        json.dumps(payload) for payload in payloads
+    ]
+    assert [job.id for job in queue.jobs(task="mail.send")] == [made[-1], made[0]]
+    queue.enqueue_many([*PAYLOADS, {"task": "mail", "args": []}])  # no task at all
+    assert [job.id for job in queue.jobs(task="mail.send")] == [made[-1], made[0]]
+    assert queue.jobs(task="mail") == []
 
 
 def test_payloads_come_back_as_json_gives_them(queue: durable.Queue) -> None:
