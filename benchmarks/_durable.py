@@ -18,10 +18,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from _common import Countdown
+
+if TYPE_CHECKING:
+    from routines import durable
 
 HERE = Path(__file__).resolve().parent
 PG_URL = os.environ.get(
@@ -227,3 +233,26 @@ def version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def process_backlog(queue: durable.Queue, total: int, *, handlers: int) -> float:
+    """Jobs a second of one `QueueWorker(concurrency=handlers)` of trivial jobs working the
+    `total` jobs already in `queue`: from starting it until the last outcome is stored."""
+    from routines import durable
+
+    ran = Countdown(total)
+    worker = durable.QueueWorker(queue, lambda job: ran.arrive(), concurrency=handlers)
+    began = time.perf_counter()
+    thread = threading.Thread(target=worker.start, name="bench-worker")
+    thread.start()
+    ran.wait(600.0)
+    deadline = time.monotonic() + 60.0
+    while queue.counts()["completed"] < total:  # the last outcomes are being written
+        if time.monotonic() > deadline:
+            msg = "the last outcomes were not written within 60 s"
+            raise RuntimeError(msg)
+        threading.Event().wait(0.001)
+    elapsed = time.perf_counter() - began
+    worker.stop()
+    thread.join(60.0)
+    return total / elapsed

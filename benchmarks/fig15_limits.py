@@ -11,12 +11,10 @@ backend.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
-from _common import Countdown, Figure, Settings, Side, measure
-from _durable import fresh_store_url, postgres_missing
+from _common import Figure, Settings, Side, measure
+from _durable import fresh_store_url, postgres_missing, process_backlog
 
 from routines import durable
 
@@ -40,22 +38,7 @@ def routines(backend: str, n: int, limits: dict[str, Any]) -> dict[str, float]:
         for group in range(GROUPS):
             queue.enqueue_many(range(per_group), group=f"group:{group}")
         total = per_group * GROUPS
-        ran = Countdown(total)
-        worker = durable.QueueWorker(queue, lambda job: ran.arrive(), concurrency=HANDLERS)
-        began = time.perf_counter()
-        thread = threading.Thread(target=worker.start, name="bench-worker")
-        thread.start()
-        ran.wait(600.0)
-        deadline = time.monotonic() + 60.0
-        while queue.counts()["completed"] < total:  # the last outcomes are being written
-            if time.monotonic() > deadline:
-                msg = "the last outcomes were not written within 60 s"
-                raise RuntimeError(msg)
-            threading.Event().wait(0.001)
-        elapsed = time.perf_counter() - began
-        worker.stop()
-        thread.join(60.0)
-        return {"throughput": total / elapsed}
+        return {"throughput": process_backlog(queue, total, handlers=HANDLERS)}
 
 
 def run(settings: Settings) -> list[Figure]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from datetime import datetime, timedelta
 
@@ -22,6 +21,7 @@ from _durable import (
     fresh_redis,
     fresh_store_url,
     postgres_missing,
+    process_backlog,
     procrastinate_app,
     redis_missing,
 )
@@ -36,22 +36,7 @@ def routines(backend: str, n: int) -> Rate:
     with fresh_store_url(backend) as url, durable.open_store(url) as store:
         queue = store.queue("bench")
         queue.enqueue_many(range(n))
-        ran = Countdown(n)
-        worker = durable.QueueWorker(queue, lambda job: ran.arrive(), concurrency=HANDLERS)
-        began = time.perf_counter()
-        thread = threading.Thread(target=worker.start, name="bench-worker")
-        thread.start()
-        ran.wait(600.0)
-        deadline = time.monotonic() + 60.0
-        while queue.counts()["completed"] < n:  # the last outcomes are being written
-            if time.monotonic() > deadline:
-                msg = "the last outcomes were not written within 60 s"
-                raise RuntimeError(msg)
-            threading.Event().wait(0.001)
-        elapsed = time.perf_counter() - began
-        worker.stop()
-        thread.join(60.0)
-        return {"throughput": n / elapsed}
+        return {"throughput": process_backlog(queue, n, handlers=HANDLERS)}
 
 
 def huey_sqlite(n: int) -> Rate:
