@@ -7,6 +7,7 @@ job, on each engine, moves jobs only along the table's arrows.
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 from routines import durable
 from routines.durable._model import (
@@ -21,7 +22,7 @@ from routines.durable._model import (
     Outcome,
 )
 
-from .support import backend_of
+from .support import backend_of, poll
 
 
 def test_the_state_sets_follow_the_transitions() -> None:
@@ -57,7 +58,13 @@ def test_every_operation_moves_jobs_along_the_table_only(
         return {job_id: job.state for job_id, job in found.items() if job is not None}
 
     def claim(stalled_after: float) -> None:
-        claims.extend(backend.claim("emails", Claimer("w", stalled_after, 1), 2))
+        claimed = backend.claim("emails", Claimer("w", stalled_after, 1), 2)
+        claims.extend(claimed)
+        if claimed and stalled_after < 1:
+            # Stalled by the next operation on the database's clock, whose steps are 1 ms on
+            # SQLite: else whether the sweep finds them depends on the machine's speed.
+            due = backend.now() + timedelta(seconds=stalled_after * 2)
+            assert poll(lambda: backend.now() >= due, interval=0.001)
 
     def finish() -> None:
         if claims:
@@ -77,7 +84,7 @@ def test_every_operation_moves_jobs_along_the_table_only(
         lambda: queue.retry_all(state=chance.choice(["failed", "canceled"])),
         lambda: queue.cancel_all(state=chance.choice(["queued", "errored", "processing"])),
     ]
-    for _ in range(200):
+    for _ in range(600):
         before = states()
         chance.choice(operations)()
         for job_id, state in states().items():
@@ -85,5 +92,7 @@ def test_every_operation_moves_jobs_along_the_table_only(
             if old is not None and old != state:
                 assert state in TRANSITIONS[old], f"job {job_id}: {old} -> {state}"
                 seen.add((old, state))
-    # The run went through most of the table, not a corner of it.
-    assert len(seen) >= 8, seen
+    # The run went through most of the table (10 of its 11 moves in every run seen), not a
+    # corner of it. Which moves a run makes depends a little on the clock (jobs due in the same
+    # millisecond of SQLite's clock are claimed by id), hence 600 operations, not the fewest.
+    assert len(seen) >= 9, seen
