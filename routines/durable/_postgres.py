@@ -18,8 +18,8 @@ Where PostgreSQL differs from the neutral statements, and why:
 - claims of one schedule lock a row of `schedules` (`FOR UPDATE`): "claim unless a run is
   going" races under READ COMMITTED otherwise;
 - an enqueue NOTIFYs the store's channel in its transaction, so listeners wake on commit;
-- jobs without a key are inserted by one statement from arrays (`unnest`): one round trip for
-  any number of jobs, its NOTIFY included;
+- jobs without a key are inserted by one statement from one JSON array of their payloads
+  (`json_array_elements`): one round trip for any number of jobs, its NOTIFY included;
 - the schema is changed under a transaction-level advisory lock (concurrent `CREATE ... IF NOT
   EXISTS` statements fail on the catalog's unique indexes), in a schema of its own;
 - a process's liveness mark is a session-level advisory lock on a connection of its own, which
