@@ -7,7 +7,8 @@ usage: fleet.py MODE URL SCHEMA RECORD
              to RECORD every 50 ms while it holds the lease
 
 Small settings, so that a death or a pause shows within a second or two: the store's timeout
-0.3 s, stalled_after 1 s. Prints "ready" once its Monitor is about to run; SIGTERM ends it.
+0.3 s, stalled_after 1 s. Prints "ready" once its routine has started under its Monitor, its
+SIGTERM handler in place (`_ready.py`); SIGTERM ends it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import signal
 import sys
 import threading
 import time
+
+from _ready import say_ready_at_start
 
 import routines
 from routines import durable
@@ -62,9 +65,7 @@ def main() -> int:
             routine = singleton
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        monitor = routines.Monitor(routine, stop_timeout=5)
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
+        monitor = routines.Monitor(routine, on_event=say_ready_at_start(), stop_timeout=5)
         report = monitor.run()
         sys.stdout.write(f"{report}\n")
         sys.stdout.flush()

@@ -6,8 +6,8 @@ Each handler appends "start <job id> <group> <time>" to the file RECORD when it 
 "end <job id> <group> <time>" when it is done with it (wall-clock `time.time()`, one line per
 write, flushed; the group "-" for a job without one), then returns after SECONDS. With SNOOZES,
 a job whose `snoozes` is below it raises `durable.Snooze(0.05)` instead of returning. Prints
-"ready" once the Monitor is about to run; SIGTERM ends it through the Monitor, and it exits with
-the report's exit code.
+"ready" once the worker has started under the Monitor, its SIGTERM handler in place
+(`_ready.py`); SIGTERM ends it through the Monitor, and it exits with the report's exit code.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import signal
 import sys
 import threading
 import time
+
+from _ready import say_ready_at_start
 
 import routines
 from routines import durable
@@ -54,9 +56,7 @@ def main() -> int:
         )
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        monitor = routines.Monitor(worker, stop_timeout=10)
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
+        monitor = routines.Monitor(worker, on_event=say_ready_at_start(), stop_timeout=10)
         report = monitor.run()
         sys.stdout.write(f"{report}\n")
         sys.stdout.flush()

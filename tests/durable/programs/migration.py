@@ -5,7 +5,8 @@ usage: migration.py URL SCHEMA RECORD [--fail-first]
 The migration "double" fills the column `doubled` of the table of items the test made (SQLite:
 `<schema>_items` in the same file; PostgreSQL: `<schema>.items`), ten rows a batch, each batch
 taking 0.1 s; it appends "<pid> <up|down> <start> <end>" to RECORD after each batch. With
---fail-first its first batch raises. Prints "ready" once its Monitor is about to run.
+--fail-first its first batch raises. Prints "ready" once the runner has started under its
+Monitor, its SIGTERM handler in place (`_ready.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from _ready import say_ready_at_start
 
 import routines
 from routines import durable
@@ -85,9 +88,7 @@ def main() -> int:
         runner = durable.MigrationRunner(store, [migration], interval=0.05)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        monitor = routines.Monitor(runner, stop_timeout=5)
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
+        monitor = routines.Monitor(runner, on_event=say_ready_at_start(), stop_timeout=5)
         return monitor.run().exit_code
 
 

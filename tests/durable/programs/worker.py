@@ -3,9 +3,10 @@
 usage: worker.py URL SCHEMA QUEUE RECORD MODE [CONCURRENCY [SETTINGS [PAUSES]]]
 
 Appends "<job id> <attempt>" to the file RECORD as each handler starts a job (one line per
-write, flushed), and prints "ready" once the Monitor is about to run. With PAUSES, appends
-"paused" or "running" to that file each time the worker's status says the queue is paused or
-no longer is (read every 10 ms). MODE says what a handler does with its job:
+write, flushed), and prints "ready" once the worker has started under the Monitor, its SIGTERM
+handler in place (`_ready.py`). With PAUSES, appends "paused" or "running" to that file each
+time the worker's status says the queue is paused or no longer is (read every 10 ms). MODE
+says what a handler does with its job:
   fast       returns at once
   slow       waits half a second (returns early on a stop), then returns
   hang       waits for a stop (a minute at most), then returns: a job that is always mid-way
@@ -27,6 +28,8 @@ import os
 import signal
 import sys
 import threading
+
+from _ready import say_ready_at_start
 
 import routines
 from routines import durable
@@ -77,13 +80,11 @@ def main() -> int:
         )
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        monitor = routines.Monitor(worker, stop_timeout=10)
+        monitor = routines.Monitor(worker, on_event=say_ready_at_start(), stop_timeout=10)
         ended = threading.Event()
         watching = threading.Thread(target=watch_pauses, args=(worker, pauses, ended))
         if pauses is not None:
             watching.start()
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
         try:
             report = monitor.run()
         finally:
