@@ -56,10 +56,11 @@ class MigrationRunner:
 
     Every `interval` seconds, for each migration not yet complete in its direction (progress
     1.0 forward, 0.0 in reverse, as `store.set_migration_direction()` says), it takes the lease
-    `migration:<id>` (so only one replica runs a migration's batch at a time), runs one batch
-    (`up()` or `down()`), records an exception as an error instead of raising it (the last 100
-    are kept), recomputes `progress()` and stores it. A batch is never interrupted: a stop is
-    seen between batches. The migrations are recorded in the store as the runner starts.
+    `migration:<id>` (so only one replica runs a migration's batch at a time), looks again
+    (another replica may have run the last batch meanwhile), runs one batch (`up()` or
+    `down()`), records an exception as an error instead of raising it (the last 100 are kept),
+    recomputes `progress()` and stores it. A batch is never interrupted: a stop is seen
+    between batches. The migrations are recorded in the store as the runner starts.
     """
 
     def __init__(
@@ -144,27 +145,39 @@ class MigrationRunner:
 
     def _step(self, migration: Migration, lease: Lease) -> None:
         """One batch of `migration`, if it is not complete and no other replica runs one."""
-        with self._access.migration_log("migrations") as log:
-            (status,) = log.migrations([migration.id])
-        progress = self._progress(migration)
-        if progress is None:
-            return
-        if progress != status.progress:
-            self._store_progress(migration, progress)
-        if (progress <= 0.0) if status.reverse else (progress >= 1.0):
+        if self._next_batch(migration) is None:
             return
         if not lease.acquire():
             return  # another replica runs this migration's batches now
         try:
-            self._batch(migration, lease, reverse=status.reverse)
+            # Checked again under the lease: the replica that held it may have run the last
+            # batch since the check above, and a complete migration runs no batch more.
+            reverse = self._next_batch(migration)
+            if reverse is not None:
+                self._batch(migration, lease, reverse=reverse)
         finally:
             try:
                 lease.release()
             except StoreUnavailable:  # it expires by itself
                 logger.debug("migration %r: could not release its lease", migration.id)
+        if reverse is not None:
+            progress = self._progress(migration)
+            if progress is not None:
+                self._store_progress(migration, progress)
+
+    def _next_batch(self, migration: Migration) -> bool | None:
+        """The direction of `migration`'s next batch (True: down), or None when there is none:
+        complete in its direction, or `progress()` failed. A new progress is stored."""
+        with self._access.migration_log("migrations") as log:
+            (status,) = log.migrations([migration.id])
         progress = self._progress(migration)
-        if progress is not None:
+        if progress is None:
+            return None
+        if progress != status.progress:
             self._store_progress(migration, progress)
+        if (progress <= 0.0) if status.reverse else (progress >= 1.0):
+            return None
+        return status.reverse
 
     def _batch(self, migration: Migration, lease: Lease, *, reverse: bool) -> None:
         """Run one batch, never interrupted; keep its lease alive meanwhile."""

@@ -158,6 +158,33 @@ def test_two_runners_of_one_migration_never_run_a_batch_at_once(
     assert migration.most_at_once == 1
 
 
+class CompletedByAnother(Doubling):
+    """Half done at the runner's first look, complete at every later one: another replica ran
+    the last batch between the runner's check and its taking of the lease."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks = 0
+
+    def progress(self) -> float:
+        with self.lock:
+            self.looks += 1
+            return 0.5 if self.looks == 1 else 1.0
+
+
+def test_a_migration_completed_while_the_runner_took_its_lease_runs_no_batch_more(
+    store: durable.Store, run: Callable[..., threading.Thread]
+) -> None:
+    """The check is made again under the lease (two real runners once ran a 21st batch of a
+    migration of 20: the check said one more, and the other runner had run it before the lease
+    was free)."""
+    migration = CompletedByAnother()
+    run(durable.MigrationRunner(store, [migration], interval=0.01))
+    assert poll(lambda: (s := status_of(store, "double")) is not None and s.complete)
+    assert poll(lambda: migration.looks >= 3)  # and it looked again at the next interval
+    assert migration.batches == 0
+
+
 def test_a_renewal_the_store_did_not_answer_is_tried_again_before_the_lease_runs_out(
     sqlite_target: Target, run: Callable[..., threading.Thread]
 ) -> None:
