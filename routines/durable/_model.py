@@ -488,12 +488,20 @@ _C_ENCODER: Final[Any] = getattr(json.encoder, "c_make_encoder", None)
 def _encode(value: object) -> str:
     """`_ENCODER.encode(value)`, through the C encoder where there is one, given what encode
     gives it: a new dict of the containers being encoded (circular references are a
-    ValueError), `_ENCODER.default` (any other type is a TypeError), ASCII escapes, compact
-    separators, unsorted keys, no key skipped, no NaN."""
+    ValueError), `_ENCODER.default` (any other type is a TypeError), ASCII escapes and the
+    encoder's own options."""
     if _C_ENCODER is None:  # pragma: no cover - CPython has it
         return _ENCODER.encode(value)
     encode = _C_ENCODER(
-        {}, _ENCODER.default, encode_basestring_ascii, None, ":", ",", False, False, False
+        {},
+        _ENCODER.default,
+        encode_basestring_ascii,  # ensure_ascii
+        _ENCODER.indent,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        _ENCODER.sort_keys,
+        _ENCODER.skipkeys,
+        _ENCODER.allow_nan,
     )
     return "".join(encode(value, 0))
 
