@@ -22,12 +22,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from _common import Countdown
 
-if TYPE_CHECKING:
-    from routines import durable
+from routines import durable
 
 HERE = Path(__file__).resolve().parent
 PG_URL = os.environ.get(
@@ -238,8 +237,6 @@ def version(package: str) -> str:
 def process_backlog(queue: durable.Queue, total: int, *, handlers: int) -> float:
     """Jobs a second of one `QueueWorker(concurrency=handlers)` of trivial jobs working the
     `total` jobs already in `queue`: from starting it until the last outcome is stored."""
-    from routines import durable
-
     ran = Countdown(total)
     worker = durable.QueueWorker(queue, lambda job: ran.arrive(), concurrency=handlers)
     began = time.perf_counter()
